@@ -1,0 +1,37 @@
+# Two commands for a new user: `make run` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= $(shell nproc 2>/dev/null || echo 2)
+# TensorFlow's GPU build instead of the CPU one: `make install TF=gpu`.
+TF     ?= cpu
+
+.PHONY: install run test bench dag clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip==26.3"
+	$(BIN)/python -m pip install -q -r requirements.lock
+ifeq ($(TF),gpu)
+	$(BIN)/python -m pip install -q "tensorflow[and-cuda]==$$(grep '^tensorflow-cpu==' requirements.lock | cut -d= -f3)"
+endif
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP)
+	$(BIN)/crowdskin bench
+
+dag: $(STAMP)
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+clean:
+	rm -rf results .snakemake

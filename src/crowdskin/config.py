@@ -1,0 +1,111 @@
+"""Loading and validating workflow configuration.
+
+The schema is split by stage: `workflow/schemas/config.schema.yaml` holds the top level and refers
+to one file per stage section (`$ref: automated.schema.yaml`), so each stage owns its own keys.
+Validation fills in schema defaults, rejects unknown keys, and checks that every value declared
+with `format: existing-path` names a file or directory that exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+MAIN_SCHEMA = "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and the config file."""
+
+
+def _load_yaml(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _registry(schema_dir: Path) -> Registry:
+    resources = []
+    for path in sorted(schema_dir.glob("*.schema.yaml")):
+        contents = _load_yaml(path)
+        contents.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+        resources.append((path.name, Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+_format_checker = jsonschema.FormatChecker()
+
+
+@_format_checker.checks("existing-path", raises=FileNotFoundError)
+def _existing_path(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not Path(value).exists():
+        raise FileNotFoundError(f"no such file or directory: {value}")
+    return True
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also writes each property's `default` into the instance (as Snakemake's)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate_config(
+    config: Mapping[str, Any], *, source: str = "config", schema_dir: Path = SCHEMA_DIR
+) -> dict[str, Any]:
+    """Return a validated copy of `config` with defaults filled in.
+
+    Raises ConfigError naming the offending key (and `source`, the config file) on an unknown key,
+    a wrong type, or a path that does not exist.
+    """
+    registry = _registry(schema_dir)
+    schema = registry.contents(MAIN_SCHEMA)
+    validator_class = _with_defaults(jsonschema.Draft202012Validator)
+    instance = copy.deepcopy(dict(config))
+    validator = validator_class(schema, registry=registry, format_checker=_format_checker)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{source}: invalid configuration"]
+        for error in errors:
+            lines.append(f"  - at '{_where(error)}': {error.message}")
+        raise ConfigError("\n".join(lines))
+    return instance
+
+
+def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge YAML files (later ones win, as `snakemake --configfile a b`) and validate."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        deep_update(merged, _load_yaml(Path(path)) or {})
+    if overrides:
+        deep_update(merged, dict(overrides))
+    return validate_config(merged, source=", ".join(str(p) for p in paths) or "config")
+
+
+def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict update, as Snakemake merges config files."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base

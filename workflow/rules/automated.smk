@@ -1,0 +1,1 @@
+# The automated stage's rules.

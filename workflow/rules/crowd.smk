@@ -1,0 +1,1 @@
+# The crowd stage's rules.
