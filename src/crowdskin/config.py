@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 MAIN_SCHEMA = "config.schema.yaml"
@@ -34,8 +35,10 @@ def _registry(schema_dir: Path) -> Registry:
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
         contents = _load_yaml(path)
-        contents.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
-        resources.append((path.name, Resource.from_contents(contents)))
+        # No `$schema` in the sub-schemas: jsonschema would switch to the plain validator class
+        # there and stop filling in defaults.
+        contents.pop("$schema", None)
+        resources.append((path.name, Resource(contents, specification=DRAFT202012)))
     return Registry().with_resources(resources)
 
 

@@ -20,5 +20,5 @@ LOGS = "results/logs"
 ALL_TARGETS = []
 
 
-def script(name):
+def script_path(name):
     return f"../scripts/{name}"

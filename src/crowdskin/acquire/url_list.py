@@ -1,0 +1,80 @@
+"""Datasets distributed as a CSV of image URLs and labels (the way CAN4000 is shared).
+
+A dead link is not fatal: it is recorded with its reason and the rest goes on. The result is a
+`labels.csv` beside the images (image_id, label, url, file, status, reason) that the ingest reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from crowdskin.acquire.archive import UnsafeArchiveError, check_image_pixels
+from crowdskin.acquire.fetch import DownloadSettings, FileRecord, download, link_or_copy
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _image_id(row: pd.Series, url: str, id_column: str | None) -> str:
+    if id_column:
+        return _SAFE_ID.sub("_", str(row[id_column]))
+    return _SAFE_ID.sub("_", PurePosixPath(urlparse(url).path).stem) or "image"
+
+
+def fetch_url_list(
+    csv: str | Path,
+    name: str,
+    raw_root: str | Path,
+    *,
+    url_column: str = "url",
+    label_column: str = "label",
+    id_column: str | None = None,
+    mirror: str | Path | None = None,
+    settings: DownloadSettings = DownloadSettings(),
+) -> tuple[pd.DataFrame, list[FileRecord]]:
+    """Fetch every image of the list into `raw_root/url_lists/<name>/images/`.
+
+    With `mirror`, images are taken from `<mirror>/url_lists/<name>/images/<file name>` instead.
+    Returns the labels table (one row per input row, with status) and download-report records.
+    """
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    for column in (url_column, label_column) + ((id_column,) if id_column else ()):
+        if column not in table.columns:
+            raise ValueError(f"{csv}: missing required column {column!r} (has {list(table.columns)})")
+    folder = Path(raw_root) / "url_lists" / name
+    images = folder / "images"
+    rows, records = [], []
+    for number, row in enumerate(table.itertuples(index=False), start=1):
+        row = pd.Series(row._asdict())
+        url = row[url_column].strip()
+        image_id = _image_id(row, url, id_column)
+        suffix = PurePosixPath(urlparse(url).path).suffix.lower() or ".jpg"
+        relative = f"url_lists/{name}/images/{image_id}{suffix}"
+        target = Path(raw_root) / relative
+        status, reason, digest = "ok", "", ""
+        try:
+            if not url:
+                raise ValueError("empty URL")
+            if mirror is not None:
+                src = Path(mirror) / relative
+                if not src.is_file():
+                    raise FileNotFoundError(f"not in the mirror: {src}")
+                link_or_copy(src, target)
+                digest = ""
+            else:
+                digest = download(url, target, settings=settings)
+            check_image_pixels(target, settings.max_image_pixels, url)
+        except (OSError, ValueError, RuntimeError, UnsafeArchiveError) as error:
+            status, reason = "failed", f"{type(error).__name__}: {error}"
+        rows.append({"image_id": image_id, "label": row[label_column], "url": url,
+                     "file": relative if status == "ok" else "", "status": status, "reason": reason,
+                     "row": number})
+        records.append(FileRecord(f"url_list:{name}", relative, "unverified" if status == "ok" else "failed",
+                                  reason or "no checksum known", target.stat().st_size if status == "ok" else 0, digest))
+    labels = pd.DataFrame(rows, columns=["image_id", "label", "url", "file", "status", "reason", "row"])
+    images.mkdir(parents=True, exist_ok=True)
+    labels.to_csv(folder / "labels.csv", index=False)
+    return labels, records

@@ -1,0 +1,91 @@
+"""Ingestion of the real (and synthetic, same-format) raw files into the canonical tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crowdskin import tables
+from crowdskin.ingest.annotations import ingest_crowd, ingest_student
+from crowdskin.ingest.common import Counts, MalformedFileError, Quarantine, read_records, require_columns
+from crowdskin.ingest.images import ingest_diagnosis
+from crowdskin.ingest.mturk import ingest_mturk
+
+__all__ = ["IngestResult", "MalformedFileError", "ingest_all"]
+
+
+@dataclass
+class IngestResult:
+    images: pd.DataFrame
+    annotations: pd.DataFrame
+    mturk_assignments: pd.DataFrame
+    quarantine: pd.DataFrame
+    counts: pd.DataFrame
+
+
+def _url_list_images(names: list[str], raw_root: Path, quarantine: Quarantine, counts: Counts) -> pd.DataFrame:
+    rows = []
+    for name in names:
+        path = raw_root / "url_lists" / name / "labels.csv"
+        header, records = read_records(path)
+        require_columns(path, header, ["image_id", "label", "file", "status", "reason"])
+        at = {h: i for i, h in enumerate(header)}
+        kept = 0
+        for number, record in enumerate(records, start=1):
+            get = lambda c: record[at[c]] if at[c] < len(record) else ""  # noqa: E731
+            if get("status") != "ok":
+                quarantine.add("images", path, number, "url", get("url") if "url" in at else None,
+                               f"download failed: {get('reason')}", get("image_id"))
+                continue
+            label = get("label").strip()
+            abnormal = int(float(label)) if label in ("0", "1", "0.0", "1.0") else None
+            rows.append({"image_id": get("image_id"), "dataset": f"url:{name}",
+                         "image_path": str(raw_root / get("file")), "mask_path": None, "melanoma": None,
+                         "seborrheic_keratosis": None, "diagnosis": label or None, "abnormal": abnormal,
+                         "group_id": None, "origin_file": str(path)})
+            kept += 1
+        counts.add(path, "images", "records", len(records), kept, len(records) - kept)
+    return pd.DataFrame(rows)
+
+
+def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: list[str] = ()) -> IngestResult:
+    """Read everything `ingest_config` names (paths relative to `raw_root`) into validated tables."""
+    raw_root = Path(raw_root)
+    quarantine, counts = Quarantine(), Counts()
+    parts = [ingest_diagnosis(ingest_config.get("diagnosis", []), raw_root, quarantine, counts),
+             _url_list_images(list(url_lists), raw_root, quarantine, counts)]
+    images = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
+    known: dict[str, str] = dict(zip(images.get("image_id", []), images.get("dataset", [])))
+    registered: list[dict[str, object]] = []
+    register_datasets = {e["dataset"] for e in ingest_config.get("crowd", []) if e.get("register_unknown")}
+
+    def lookup(image_id: str, dataset: str, origin: str) -> str | None:
+        if image_id in known:
+            return known[image_id]
+        if dataset in register_datasets:
+            known[image_id] = dataset
+            registered.append({"image_id": image_id, "dataset": dataset, "origin_file": origin})
+            return dataset
+        return None
+
+    seen: dict[tuple, str] = {}
+    crowd = ingest_crowd(ingest_config.get("crowd", []), raw_root, lookup, quarantine, counts, seen)
+    student = ingest_student(ingest_config.get("student", []), raw_root, lookup, quarantine, counts, seen)
+    if registered:
+        images = pd.concat([images, pd.DataFrame(registered)], ignore_index=True)
+    annotations = pd.concat([f for f in (crowd, student) if len(f)], ignore_index=True) if len(crowd) or len(student) else pd.DataFrame()
+    mturk = ingest_mturk(ingest_config.get("mturk", []), raw_root, quarantine, counts)
+
+    def as_table(frame: pd.DataFrame, schema) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+        return tables.conform(frame, schema) if len(frame) else tables.empty(schema)
+
+    return IngestResult(
+        images=as_table(images, tables.IMAGES),
+        annotations=as_table(annotations, tables.ANNOTATIONS),
+        mturk_assignments=as_table(mturk, tables.MTURK_ASSIGNMENTS),
+        quarantine=quarantine.frame(),
+        counts=counts.frame(),
+    )

@@ -1,0 +1,216 @@
+"""The embedded default: a seeded synthetic dataset in the *same file formats* as the real data.
+
+Lesions are drawn in polar form r(θ) = R·(1 + a·cos(kθ + φ) + b·cos θ + c·sin 2θ), stretched into an
+ellipse and rotated, so their properties are known by construction:
+- asymmetry class 0 (φ = b = c = 0, k even: symmetric about both principal axes), 1 (b ≠ 0: an egg,
+  symmetric about one axis), 2 (φ, c ≠ 0: no symmetry axis);
+- border: k lobes (k = 0 is a smooth ellipse);
+- colour: angular sectors painted with a chosen subset of the six reference colours.
+The label depends on these, so annotations carry signal as in the real data. Simulated students and
+crowd workers score them with per-annotator bias and noise and skip some; a simulated MTurk batch
+mixes careful workers and fast spammers. Ground truth is written to `truth/` beside the data.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+REFERENCE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "white": (197, 188, 217), "red": (118, 21, 17), "light_brown": (163, 82, 16),
+    "dark_brown": (135, 44, 5), "blue_gray": (113, 108, 139), "black": (41, 31, 30),
+}
+SKIN = np.array([226, 178, 152], dtype=np.float64)
+CONFIDENCE = ("very uncertain", "uncertain", "neutral", "confident", "very confident")
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    n_images: int = 60
+    image_size: int = 128
+    abnormal_fraction: float = 0.35
+    crowd_fraction: float = 0.8
+    student_groups: int = 2
+    students_per_group: int = 3
+    missing_rate: float = 0.05
+    n_hits: int = 40
+    assignments_per_hit: int = 3
+    n_workers: int = 12
+    spammer_fraction: float = 0.3
+    seed: int = 42
+
+
+def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int, colours: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB uint8 image and a uint8 {0,255} mask of one lesion with the given true properties."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cx, cy = size * rng.uniform(0.42, 0.58), size * rng.uniform(0.42, 0.58)
+    angle = rng.uniform(0, np.pi)
+    aspect = rng.uniform(1.15, 1.5)
+    radius = size * rng.uniform(0.22, 0.3)
+    dx, dy = xx - cx, yy - cy
+    u = (dx * np.cos(angle) + dy * np.sin(angle)) / aspect
+    v = -dx * np.sin(angle) + dy * np.cos(angle)
+    theta, r = np.arctan2(v, u), np.hypot(u, v)
+    a = 0.14 if lobes else 0.0
+    phase = rng.uniform(0.4, 1.2) if asymmetry == 2 else 0.0
+    b = 0.0 if asymmetry == 0 else 0.28
+    c = 0.22 if asymmetry == 2 else 0.0
+    boundary = radius * (1 + a * np.cos(lobes * theta + phase) + b * np.cos(theta) + c * np.sin(2 * theta))
+    mask = r < boundary
+    image = np.broadcast_to(SKIN, (size, size, 3)).copy()
+    sectors = (np.floor((theta + np.pi) / (2 * np.pi) * len(colours)).astype(int)) % len(colours)
+    for i, name in enumerate(colours):
+        image[mask & (sectors == i)] = REFERENCE_COLOURS[name]
+    image += rng.normal(0, 4, image.shape)
+    image = cv2.GaussianBlur(np.clip(image, 0, 255), (3, 3), 0)
+    return image.astype(np.uint8), (mask * 255).astype(np.uint8)
+
+
+def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) -> pd.DataFrame:
+    asymmetry = rng.integers(0, 3, n)
+    lobes = np.where(asymmetry == 0, rng.choice([0, 2, 4, 6], n), rng.choice([0, 3, 4, 5, 6, 7], n))
+    n_colours = rng.integers(1, 5, n)
+    risk = asymmetry / 2 + n_colours / 4 + lobes / 8 + rng.normal(0, 0.35, n)
+    abnormal = (risk >= np.quantile(risk, 1 - abnormal_fraction)).astype(int)
+    names = list(REFERENCE_COLOURS)
+    colours = [sorted(rng.choice(names, k, replace=False).tolist()) for k in n_colours]
+    melanoma = abnormal * (rng.random(n) < 0.6)
+    return pd.DataFrame({
+        "image_id": [f"SYN_{i:04d}" for i in range(n)], "abnormal": abnormal,
+        "melanoma": melanoma, "seborrheic_keratosis": abnormal - melanoma,
+        "asymmetry": asymmetry, "border": lobes, "color": n_colours, "colours": ["|".join(c) for c in colours],
+    })
+
+
+def _score(rng: np.random.Generator, truth: float, feature: str, bias: float, noise: float) -> int:
+    low, high = {"asymmetry": (0, 2), "border": (0, 8), "color": (1, 6)}[feature]
+    return int(np.clip(round(truth + bias + rng.normal(0, noise)), low, high))
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]], *, delimiter: str = ",", bom: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _mturk_time(moment: datetime) -> str:
+    return moment.strftime("%a %b %d %H:%M:%S PST %Y")
+
+
+def generate(root: str | Path, settings: SyntheticSettings = SyntheticSettings()) -> list[str]:
+    """Write the synthetic dataset under `root`; returns the written files relative to it."""
+    root = Path(root)
+    rng = np.random.default_rng(settings.seed)
+    truth = _lesion_truth(rng, settings.n_images, settings.abnormal_fraction)
+    written: list[str] = []
+    for row in truth.itertuples():
+        image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colours.split("|"))
+        for relative, array in ((f"images/{row.image_id}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
+                                (f"masks/{row.image_id}_segmentation.png", mask)):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / relative), array)
+            written.append(relative)
+    _write_csv(root / "ground_truth.csv", ["image_id", "melanoma", "seborrheic_keratosis"],
+               [[r.image_id, f"{r.melanoma:.1f}", f"{r.seborrheic_keratosis:.1f}"] for r in truth.itertuples()])
+    written.append("ground_truth.csv")
+    features = ("asymmetry", "border", "color")
+
+    # crowd: ENHANCE layout `ID,i,ii,iii`, one file per feature, three worker slots
+    crowd = truth.sample(frac=settings.crowd_fraction, random_state=settings.seed).sort_values("image_id")
+    for feature in features:
+        slots = [(rng.normal(0, 0.5), rng.uniform(0.6, 1.4)) for _ in range(3)]
+        rows = [[r.image_id] + ["" if rng.random() < settings.missing_rate else _score(rng, getattr(r, feature), feature, b, s)
+                                for b, s in slots] for r in crowd.itertuples()]
+        _write_csv(root / f"enhance/crowd/{feature}.csv", ["ID", "i", "ii", "iii"], rows)
+        written.append(f"enhance/crowd/{feature}.csv")
+
+    # students: `;`-separated, BOM, Dutch/English headers, trailing empty columns, mapped by position
+    year = root / "enhance/student/2020-2021"
+    n_students, width = settings.students_per_group, 3 * settings.students_per_group + 2
+    type_rows = []
+    for g in range(1, settings.student_groups + 1):
+        blocked = g % 2 == 1  # odd groups: A A A B B B C C C; even groups: A C B A C B ...
+        order = [f for f in features for _ in range(n_students)] if blocked else [f for _ in range(n_students) for f in ("asymmetry", "color", "border")]
+        type_rows.append([g] + [f.capitalize() for f in order] + [""] * (width - len(order)))
+        dutch = {"asymmetry": "Symmetrie", "border": "Rand", "color": "Kleur"}
+        header = ["ID"] + [f"{(dutch if g % 2 == 0 else {f: f.capitalize() for f in features})[f]}_{g}_{i + 1}" for i, f in enumerate(order)] + [""] * 2
+        students = [(rng.normal(0, 0.4), rng.uniform(0.5, 1.2)) for _ in range(n_students)]
+        sample = truth.sample(frac=0.7, random_state=settings.seed + g).sort_values("image_id")
+        occurrence: dict[str, int] = {}
+        slot_student = []
+        for f in order:
+            slot_student.append(occurrence.get(f, 0))
+            occurrence[f] = occurrence.get(f, 0) + 1
+        rows = []
+        for r in sample.itertuples():
+            cells = ["" if rng.random() < settings.missing_rate else
+                     _score(rng, getattr(r, f), f, *students[slot_student[i]]) for i, f in enumerate(order)]
+            rows.append([r.image_id] + cells + ["", ""])
+        _write_csv(year / f"group{g:02d}.csv", header, rows, delimiter=";", bom=True)
+        written.append(f"enhance/student/2020-2021/group{g:02d}.csv")
+    _write_csv(year / "data_types.csv", ["group_num"] + [f"column_{i}" for i in range(1, width + 1)], type_rows,
+               delimiter=";", bom=True)
+    written.append("enhance/student/2020-2021/data_types.csv")
+
+    written += _write_mturk(root, rng, truth, settings)
+    (root / "truth").mkdir(parents=True, exist_ok=True)
+    truth.to_csv(root / "truth/images.csv", index=False)
+    written.append("truth/images.csv")
+    return written
+
+
+def _write_mturk(root: Path, rng: np.random.Generator, truth: pd.DataFrame, settings: SyntheticSettings) -> list[str]:
+    """An MTurk export with the schema of Batch_4611894 (choice and confidence each split over two columns)."""
+    workers = [f"ASYN{w:04d}" for w in range(settings.n_workers)]
+    n_spam = max(1, round(settings.spammer_fraction * settings.n_workers))
+    spammer = dict(zip(workers, [True] * n_spam + [False] * (settings.n_workers - n_spam)))
+    ids, labels = truth.image_id.to_numpy(), truth.abnormal.to_numpy()
+    start = datetime(2021, 11, 22, 3, 0, 0)
+    clock = {w: start + timedelta(minutes=float(rng.uniform(0, 30))) for w in workers}
+    header = ["HITId", "HITTypeId", "Title", "AssignmentId", "WorkerId", "AssignmentStatus", "AcceptTime",
+              "SubmitTime", "WorkTimeInSeconds", "LifetimeApprovalRate", "Input.image1_title", "Input.image1_label",
+              "Input.image2_title", "Input.image2_label", "Input.image3_title", "Input.image3_label",
+              "Answer.equal", "Answer.equal.label", "Answer.howMuch", "Answer.howMuch.label"]
+    history = {w: int(rng.choice([0, 0, 2, 5, 11])) for w in workers}
+    rows = []
+    started: set[str] = set()
+    for h in range(settings.n_hits):
+        anchor = rng.integers(len(ids))
+        a, b = rng.choice(np.setdiff1d(np.arange(len(ids)), [anchor]), 2, replace=False)
+        for w in rng.choice(workers, settings.assignments_per_hit, replace=False):
+            first = w not in started
+            started.add(w)
+            if spammer[w]:
+                choice = "AB"[rng.integers(2)]
+                seconds = int(rng.integers(3, 9))
+                confidence = CONFIDENCE[rng.integers(5)]
+            else:
+                right = "A" if labels[a] == labels[anchor] else "B"
+                if labels[a] == labels[b]:
+                    right = "AB"[rng.integers(2)]
+                choice = right if rng.random() < 0.85 else ("B" if right == "A" else "A")
+                seconds = int(rng.integers(65, 150)) if first else int(rng.integers(15, 150))
+                confidence = CONFIDENCE[int(rng.choice([1, 2, 3, 3, 4]))]
+            accept = clock[w]
+            clock[w] = accept + timedelta(seconds=seconds + int(rng.integers(5, 60)))
+            split = rng.random() < 0.5
+            n = history[w]
+            rows.append([f"SYNHIT{h:04d}", "SYNTYPE", "Similarity Ratings of Skin Lesions", f"SYNASG{h:04d}{w[-4:]}", w,
+                         "Submitted", _mturk_time(accept), _mturk_time(accept + timedelta(seconds=seconds)), seconds,
+                         f"{100 if n else 0}% ({n}/{n})", ids[anchor], f"{float(labels[anchor]):.1f}",
+                         ids[a], int(labels[a]), ids[b], int(labels[b]),
+                         "" if split else choice, choice if split else "",
+                         confidence if not split else "", "" if not split else confidence])
+    _write_csv(root / "crowdsim/batch_results/Batch_synthetic_batch_results.csv", header, rows)
+    (root / "truth").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"worker_id": workers, "is_spammer": [spammer[w] for w in workers]}).to_csv(
+        root / "truth/workers.csv", index=False)
+    return ["crowdsim/batch_results/Batch_synthetic_batch_results.csv", "truth/workers.csv"]

@@ -1,0 +1,145 @@
+"""The canonical tables (docs/data-model.md) as pandera schemas, and their Parquet I/O.
+
+Every stage writes through `write_table`, which validates against the schema, so a stage can rely
+on the columns and types of what it reads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+
+SOURCES = ("student", "crowd", "automated", "expert")
+CONFIDENCE_LEVELS = ("very uncertain", "uncertain", "neutral", "confident", "very confident")
+
+_binary = pa.Check.isin([0, 1])
+
+IMAGES = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str, unique=True),
+        "dataset": pa.Column(str),
+        "image_path": pa.Column(str, nullable=True),
+        "mask_path": pa.Column(str, nullable=True),
+        "melanoma": pa.Column(float, _binary, nullable=True),
+        "seborrheic_keratosis": pa.Column(float, _binary, nullable=True),
+        "diagnosis": pa.Column(str, nullable=True),
+        "abnormal": pa.Column("Int8", _binary, nullable=True),
+        "group_id": pa.Column(str, nullable=True),
+        "origin_file": pa.Column(str),
+    },
+    strict=True,
+    coerce=True,
+    name="images",
+)
+
+ANNOTATIONS = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str),
+        "dataset": pa.Column(str),
+        "source": pa.Column(str, pa.Check.isin(SOURCES)),
+        "feature": pa.Column(str, pa.Check.str_matches(r"^[a-z][a-z0-9_]*$")),
+        "annotator_group": pa.Column(str),
+        "annotator": pa.Column(str),
+        "value": pa.Column(float, pa.Check(lambda s: ~s.isin([float("inf"), float("-inf")]))),
+        "origin_file": pa.Column(str),
+        "origin_row": pa.Column("Int64", nullable=True),
+        "origin_column": pa.Column(str, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    unique=["image_id", "source", "feature", "annotator_group", "annotator"],
+    name="annotations",
+)
+
+MTURK_ASSIGNMENTS = pa.DataFrameSchema(
+    {
+        "batch": pa.Column(str),
+        "hit_id": pa.Column(str),
+        "assignment_id": pa.Column(str, unique=True),
+        "worker_id": pa.Column(str),
+        "anchor_id": pa.Column(str),
+        "anchor_label": pa.Column("Int8", _binary, nullable=True),
+        "candidate_a_id": pa.Column(str),
+        "candidate_a_label": pa.Column("Int8", _binary, nullable=True),
+        "candidate_b_id": pa.Column(str),
+        "candidate_b_label": pa.Column("Int8", _binary, nullable=True),
+        "choice": pa.Column(str, pa.Check.isin(["A", "B"])),
+        "confidence": pa.Column(str, pa.Check.isin(CONFIDENCE_LEVELS), nullable=True),
+        "work_time_s": pa.Column(float, pa.Check.ge(0)),
+        "accept_time": pa.Column("datetime64[ns, UTC]"),
+        "submit_time": pa.Column("datetime64[ns, UTC]"),
+        "approval_rate": pa.Column(float, pa.Check.in_range(0, 1)),
+        "approval_approved": pa.Column("Int64", pa.Check.ge(0)),
+        "approval_total": pa.Column("Int64", pa.Check.ge(0)),
+        "origin_file": pa.Column(str),
+        "origin_row": pa.Column("Int64"),
+    },
+    strict=True,
+    coerce=True,
+    name="mturk_assignments",
+)
+
+QUARANTINE = pa.DataFrameSchema(
+    {
+        "stage": pa.Column(str),
+        "table": pa.Column(str),
+        "origin_file": pa.Column(str),
+        "row": pa.Column("Int64", nullable=True),
+        "column": pa.Column(str, nullable=True),
+        "raw_value": pa.Column(str, nullable=True),
+        "reason": pa.Column(str),
+        "record_id": pa.Column(str, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    name="quarantine",
+)
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    s.name: s for s in (IMAGES, ANNOTATIONS, MTURK_ASSIGNMENTS, QUARANTINE)  # type: ignore[misc]
+}
+
+
+def empty(schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """A zero-row frame with the schema's columns and dtypes."""
+    frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in schema.columns})
+    return schema.validate(frame)
+
+
+def conform(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Order the columns as the schema does, add missing nullable ones, coerce and validate."""
+    frame = frame.copy()
+    for name, column in schema.columns.items():
+        if name not in frame.columns and column.nullable:
+            frame[name] = None
+    frame = frame[[c for c in schema.columns if c in frame.columns]]
+    return schema.validate(frame.reset_index(drop=True), lazy=True)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write to a temporary file beside `path` and rename, so readers never see a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(frame: pd.DataFrame, schema: pa.DataFrameSchema, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Validate against `schema` and write atomically; returns the conformed frame."""
+    conformed = conform(frame, schema)
+    write_parquet_atomic(conformed, path)
+    return conformed
+
+
+def read_table(path: str | os.PathLike[str], schema: pa.DataFrameSchema) -> pd.DataFrame:
+    return schema.validate(pd.read_parquet(path))

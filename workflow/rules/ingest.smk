@@ -1,0 +1,23 @@
+# Ingestion: the raw files (real or synthetic, same formats) into the canonical tables.
+
+
+rule ingest:
+    input:
+        fetched_markers(),
+    output:
+        images=f"{DATA}/images.parquet",
+        annotations=f"{DATA}/annotations.parquet",
+        mturk=f"{DATA}/mturk_assignments.parquet",
+        quarantine=f"{DATA}/quarantine.parquet",
+        counts=f"{DATA}/ingest_counts.csv",
+    params:
+        ingest=config["ingest"],
+        url_lists=list(URL_LISTS),
+        raw=RAW,
+    log:
+        f"{LOGS}/ingest.log",
+    script:
+        script_path("ingest.py")
+
+
+ALL_TARGETS += rules.ingest.output
