@@ -1,11 +1,13 @@
 # crowdskin: one DAG from raw data to ensemble scores. Rules per stage live in workflow/rules/,
 # the logic in the package src/crowdskin/. See docs/architecture.md.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -89,7 +89,8 @@ def validate_config(
     if errors:
         lines = [f"{source}: invalid configuration"]
         for error in errors:
-            lines.append(f"  - at '{_where(error)}': {error.message}")
+            detail = f" ({error.cause})" if error.cause else ""
+            lines.append(f"  - at '{_where(error)}': {error.message}{detail}")
         raise ConfigError("\n".join(lines))
     return instance
 

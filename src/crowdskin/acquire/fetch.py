@@ -7,6 +7,7 @@ marker is what Snakemake tracks, and the download report is the union of the mar
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -81,9 +82,15 @@ def download(
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=settings.timeout_s) as resp:
                 resumed = have and resp.status == 206
+                expected = resp.headers.get("Content-Length")
+                received = 0
                 with open(part, "ab" if resumed else "wb") as out:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
+                        received += len(chunk)
+                # read(n) reports a dropped connection as a short read, not an error
+                if expected is not None and received < int(expected):
+                    raise http.client.IncompleteRead(b"", int(expected) - received)
             break
         except urllib.error.HTTPError as error:
             if error.code == 416 and have:  # the .part file already holds everything
@@ -91,7 +98,7 @@ def download(
             last_error = error
             if 400 <= error.code < 500 and error.code not in (408, 429):
                 raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as error:
             last_error = error
     else:
         raise DownloadError(f"{url}: failed after {settings.retries + 1} attempts: {last_error}")
