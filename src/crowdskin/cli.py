@@ -1,0 +1,87 @@
+"""`crowdskin` command line: benchmarks and maintenance helpers (the workflow itself is `snakemake`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# name -> "module:function"; each function takes (data_dir: Path, repeat: int) and returns a dict of figures
+BENCHMARKS: dict[str, str] = {
+    "ingest": "crowdskin.cli:bench_ingest",
+    "automated": "crowdskin.automated.bench:run",
+    "train": "crowdskin.train.bench:run",
+}
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_ingest(data_dir: Path, repeat: int) -> dict[str, object]:
+    """Ingest the whole real sample (config/real-sample.yaml's ingest section) from `data_dir`."""
+    import yaml
+
+    from crowdskin.ingest import ingest_all
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "real-sample.yaml").read_text())
+    result = ingest_all(config["ingest"], data_dir)
+    seconds = median_seconds(lambda: ingest_all(config["ingest"], data_dir), repeat)
+    return {"ingest_real_sample_s": round(seconds, 3), "lesions": len(result.images),
+            "annotations": len(result.annotations), "quarantined": len(result.quarantine)}
+
+
+def _resolve(spec: str) -> Callable[[Path, int], dict[str, object]]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crowdskin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="run benchmarks on the real sample; prints JSON (medians)")
+    bench.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)} (default: all)")
+    bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder laid out as ../shared/data")
+    bench.add_argument("--repeat", type=int, default=5)
+    checks = sub.add_parser("checksums", help="write a sha256sum list of a mirror folder (for workflow/checksums/)")
+    checks.add_argument("folder", type=Path)
+    checks.add_argument("output", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        if not args.data.is_dir():
+            print(f"crowdskin bench: no data folder at {args.data} (give --data)", file=sys.stderr)
+            return 2
+        unknown = sorted(set(args.names) - set(BENCHMARKS))
+        if unknown:
+            parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+        results = {}
+        for name in args.names or list(BENCHMARKS):
+            try:
+                results[name] = _resolve(BENCHMARKS[name])(args.data, args.repeat)
+            except ModuleNotFoundError as error:
+                results[name] = {"skipped": str(error)}
+        print(json.dumps(results, indent=2))
+    elif args.command == "checksums":
+        from crowdskin.acquire.checksums import write_checksum_list
+
+        files = sorted(p.relative_to(args.folder).as_posix() for p in args.folder.rglob("*") if p.is_file())
+        write_checksum_list(args.folder, files, args.output)
+        print(f"{len(files)} files -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
