@@ -135,3 +135,23 @@ def test_unreadable_encoding_names_the_file(raw):
     (raw / "crowd/asymmetry.csv").write_bytes(b"ID,i\n\x81\x8d\x8f,1\n")
     with pytest.raises(MalformedFileError, match=r"asymmetry\.csv: unreadable encoding"):
         ingest_all(CONFIG, raw)
+
+
+PH2_TEXT = """
+|| Name || Histological Diagnosis || Clinical Diagnosis || Asymmetry || Pigment Network || White || Red || Light-Brown || Dark-Brown || Blue-Gray || Black ||
+|| IMD002 ||  || 1 || 0 || T ||  ||  || X || X ||  ||  ||
+|| IMD003 || Melanoma || 2 || 2 || AT ||  || X || X || X || X || X ||
+|| IMD004 ||  || 7 || 0 || T ||  ||  || X ||  ||  ||  ||
+"""
+
+
+def test_ph2_registry_gives_diagnoses_and_expert_scores(tmp_path):
+    _write(tmp_path / "ph2/PH2_dataset.txt", PH2_TEXT)
+    config = {"diagnosis": [{"dataset": "ph2", "format": "ph2", "csv": "ph2/PH2_dataset.txt"}]}
+    result = ingest_all(config, tmp_path)
+    images = result.images.set_index("image_id")
+    assert list(images.index) == ["IMD002", "IMD003"]
+    assert list(images.abnormal) == [0, 1] and images.loc["IMD003", "diagnosis"] == "melanoma"
+    assert result.quarantine.reason.tolist() == ["clinical diagnosis is not 0, 1 or 2"]
+    expert = result.annotations.set_index(["image_id", "feature"]).value
+    assert expert[("IMD002", "color")] == 2 and expert[("IMD003", "color")] == 5 and expert[("IMD003", "asymmetry")] == 2

@@ -11,7 +11,7 @@ import pandas as pd
 from crowdskin import tables
 from crowdskin.ingest.annotations import ingest_crowd, ingest_student
 from crowdskin.ingest.common import Counts, MalformedFileError, Quarantine, read_records, require_columns
-from crowdskin.ingest.images import ingest_diagnosis
+from crowdskin.ingest.images import ingest_diagnosis, ph2_expert_annotations
 from crowdskin.ingest.mturk import ingest_mturk
 
 __all__ = ["IngestResult", "MalformedFileError", "ingest_all"]
@@ -76,7 +76,10 @@ def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: l
     student = ingest_student(ingest_config.get("student", []), raw_root, lookup, quarantine, counts, seen)
     if registered:
         images = pd.concat([images, pd.DataFrame(registered)], ignore_index=True)
-    annotations = pd.concat([f for f in (crowd, student) if len(f)], ignore_index=True) if len(crowd) or len(student) else pd.DataFrame()
+    expert = [ph2_expert_annotations(raw_root / e["csv"], set(known))
+              for e in ingest_config.get("diagnosis", []) if e.get("format") == "ph2"]
+    parts = [f for f in (crowd, student, *expert) if len(f)]
+    annotations = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     mturk = ingest_mturk(ingest_config.get("mturk", []), raw_root, quarantine, counts)
 
     def as_table(frame: pd.DataFrame, schema) -> pd.DataFrame:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,25 +83,58 @@ def _diagnosis_rows(path: Path, fmt: str) -> Iterable[tuple[int, str, dict[str, 
                                      "diagnosis": diagnosis or None, "group_id": patient or None}
 
 
-_PH2_ROW = re.compile(r"^\|\|\s*(IMD\d+)\s*\|\|([^|]*)\|\|\s*([0-2]?)\s*\|\|")
+PH2_COLOURS = ("White", "Red", "Light-Brown", "Dark-Brown", "Blue-Gray", "Black")
+
+
+def _ph2_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """PH2_dataset.txt is a `||`-delimited text table: (header, [(record number, fields)])."""
+    header: list[str] = []
+    rows: list[tuple[int, list[str]]] = []
+    for line in read_text(path).splitlines():
+        if not line.startswith("||"):
+            continue
+        fields = [f.strip() for f in line.strip().strip("|").split("||")]
+        if not header and "Name" in fields:
+            header = fields
+        elif header and fields and fields[0].startswith("IMD"):
+            rows.append((len(rows) + 1, fields + [""] * (len(header) - len(fields))))
+    if not header:
+        raise MalformedFileError(f"{path}: no '|| Name || ...' header line; is this PH2_dataset.txt?")
+    require_columns(path, header, ["Name", "Clinical Diagnosis"])
+    return header, rows
 
 
 def _ph2_rows(path: Path) -> Iterable[tuple[int, str, dict[str, object] | tuple[str, str, str]]]:
-    """PH2_dataset.txt: `|| IMD003 || <histology> || <clinical 0/1/2> || ...`; 2 = melanoma."""
-    number = 0
-    for line in read_text(path).splitlines():
-        if not line.startswith("|| IMD"):
+    """Clinical Diagnosis 0 = common nevus, 1 = atypical nevus, 2 = melanoma."""
+    header, rows = _ph2_table(path)
+    at = header.index("Clinical Diagnosis")
+    for number, fields in rows:
+        if fields[at] not in ("0", "1", "2"):
+            yield number, fields[0], ("Clinical Diagnosis", fields[at], "clinical diagnosis is not 0, 1 or 2")
             continue
-        number += 1
-        match = _PH2_ROW.match(line)
-        if not match or match.group(3) == "":
-            yield number, line.split("||")[1].strip(), ("Clinical Diagnosis", line[:60], "unparseable PH2 row")
-            continue
-        clinical = int(match.group(3))
-        yield number, match.group(1), {
+        clinical = int(fields[at])
+        yield number, fields[0], {
             "melanoma": float(clinical == 2), "seborrheic_keratosis": 0.0,
             "diagnosis": ("common nevus", "atypical nevus", "melanoma")[clinical], "group_id": None,
         }
+
+
+def ph2_expert_annotations(path: Path, known: set[str]) -> pd.DataFrame:
+    """The dermatologists' asymmetry (0/1/2) and colour count (X marks over six colours) of PH2."""
+    header, rows = _ph2_table(path)
+    out = []
+    colour_at = [header.index(c) for c in PH2_COLOURS if c in header]
+    for number, fields in rows:
+        if fields[0] not in known:
+            continue
+        if "Asymmetry" in header and fields[header.index("Asymmetry")] in ("0", "1", "2"):
+            out.append((fields[0], "asymmetry", float(fields[header.index("Asymmetry")]), number, "Asymmetry"))
+        if len(colour_at) == len(PH2_COLOURS):
+            out.append((fields[0], "color", float(sum(fields[i].upper() == "X" for i in colour_at)), number, "Colors"))
+    return pd.DataFrame(
+        [{"image_id": i, "dataset": "ph2", "source": "expert", "feature": f, "annotator_group": "expert/ph2",
+          "annotator": "dermatologist", "value": v, "origin_file": str(path), "origin_row": n, "origin_column": c}
+         for i, f, v, n, c in out])
 
 
 def ingest_diagnosis(
