@@ -58,6 +58,8 @@ rule automated_shard:
         mem_mb=lambda wildcards, threads: 1024 * threads + 512,
     log:
         f"{LOGS}/automated/shard_{{shard}}.log",
+    benchmark:
+        f"results/benchmarks/automated/shard_{{shard}}.tsv"
     script:
         script_path("automated_shard.py")
 

@@ -1,0 +1,233 @@
+"""Reading masks and images defensively, and the shared lesion geometry.
+
+Every reader returns the array plus a list of notes (what was repaired: RGBA dropped, 16-bit
+rescaled, mask resized) or raises `BadInput` with a reason naming the file, so a shard job can record
+a status per row instead of dying.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# A decoded image larger than this is refused rather than risking a worker's memory budget (1 GB).
+MAX_PIXELS = 60_000_000
+
+
+class BadInput(ValueError):
+    """An input file or mask that cannot be scored; the message is the row's `reason`."""
+
+
+def _check_complete(path: Path, data: bytes) -> None:
+    # OpenCV decodes a truncated JPEG/PNG silently (grey fill, a libjpeg warning on stderr), so the
+    # end-of-stream markers are checked before decoding.
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if b"IEND" not in data[-16:]:
+            raise BadInput(f"{path}: truncated PNG (no IEND chunk)")
+    elif data[:2] == b"\xff\xd8":
+        if b"\xff\xd9" not in data[-4:]:
+            raise BadInput(f"{path}: truncated JPEG (no end-of-image marker)")
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """Decode an image file as stored (any depth/channels); BadInput when missing or corrupt."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BadInput(f"{path}: cannot read ({error.strerror or error})") from None
+    if not data:
+        raise BadInput(f"{path}: empty file")
+    _check_complete(path, data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise BadInput(f"{path}: not a decodable image")
+    if array.size > MAX_PIXELS * (array.shape[2] if array.ndim == 3 else 1):
+        raise BadInput(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds {MAX_PIXELS} pixels")
+    return array
+
+
+def to_uint8(array: np.ndarray, notes: list[str]) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        notes.append("16-bit image scaled to 8 bits")
+        return (array // 257).astype(np.uint8)
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        notes.append(f"{array.dtype} image scaled to 8 bits")
+        top = 1.0 if float(np.nanmax(array)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(array) * (255.0 / top), 0, 255).astype(np.uint8)
+    raise BadInput(f"unsupported pixel type {array.dtype}")
+
+
+def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
+    """Binary lesion mask (bool, True = lesion). Colour masks are reduced to their maximum channel."""
+    array = to_uint8(read_array(path), notes)
+    if array.ndim == 3:
+        notes.append(f"mask has {array.shape[2]} channels, lesion = any channel > 0")
+        array = array[..., :3].max(axis=2) if array.shape[2] >= 3 else array[..., 0]
+    # The ISIC masks are 0/255; a mask saved as 0/1 is accepted too, so the lesion is "> 0".
+    # cv2.threshold (SIMD) then a bool view: 8x faster than `array > 0` on a 12-MP mask.
+    _, binary = cv2.threshold(array, 0, 1, cv2.THRESH_BINARY)
+    return binary.view(bool)
+
+
+def read_rgb(path: str | Path, notes: list[str]) -> np.ndarray:
+    """RGB uint8 image; grey is replicated, alpha dropped, 16 bits rescaled (each noted)."""
+    array = to_uint8(read_array(path), notes)
+    if array.ndim == 2:
+        notes.append("grayscale image replicated to RGB")
+        return np.repeat(array[:, :, None], 3, axis=2)
+    channels = array.shape[2]
+    if channels == 4:
+        notes.append("alpha channel dropped")
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+    if channels == 3:
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    if channels == 1:
+        notes.append("grayscale image replicated to RGB")
+        return np.repeat(array, 3, axis=2)
+    raise BadInput(f"{path}: unsupported channel count {channels}")
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int], notes: list[str]) -> np.ndarray:
+    """Nearest-neighbour resize, so a mask stays binary; noted because it changes the lesion."""
+    if mask.shape == shape:
+        return mask
+    notes.append(f"mask {mask.shape[1]}x{mask.shape[0]} resized (nearest) to image {shape[1]}x{shape[0]}")
+    return cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """The lesion within its bounding box (no full-frame copies: a 12-MP mask stays cheap)."""
+
+    shape: tuple[int, int]  # the frame (rows, cols)
+    offset: tuple[int, int]  # frame (row, col) of crop[0, 0]: the bounding box of all lesion pixels
+    all_crop: np.ndarray  # uint8 0/1, every lesion pixel
+    crop: np.ndarray  # uint8 0/1, same window, the largest 8-connected component only
+    component_count: int
+    area: int
+    centroid: tuple[float, float]  # (row, col) of the largest component, frame coordinates
+    orientation: float  # radians, skimage convention: angle between the row axis and the major axis
+    bbox: tuple[int, int, int, int]  # largest component: min_row, min_col, max_row, max_col (exclusive)
+    touches_border: bool
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Full-frame bool mask of the largest component."""
+        return self._frame(self.crop)
+
+    @property
+    def all_components(self) -> np.ndarray:
+        return self._frame(self.all_crop)
+
+    def _frame(self, crop: np.ndarray) -> np.ndarray:
+        full = np.zeros(self.shape, bool)
+        r, c = self.offset
+        full[r : r + crop.shape[0], c : c + crop.shape[1]] = crop > 0
+        return full
+
+
+def orientation_from_moments(mu_rr: float, mu_cc: float, mu_rc: float) -> float:
+    """skimage.measure.regionprops' `orientation` from central moments (same formula, same ties)."""
+    # inertia tensor [[a, b], [b, c]] with a = var(col), b = -cov, c = var(row)
+    a, b, c = mu_cc, -mu_rc, mu_rr
+    if a - c == 0:
+        return -math.pi / 4 if b < 0 else math.pi / 4
+    return 0.5 * math.atan2(-2 * b, c - a)
+
+
+def moments(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> tuple[float, float, float, float, float, float]:
+    """(area, row centroid, col centroid, mu_rr, mu_cc, mu_rc) of a binary mask (normalised by area)."""
+    m = cv2.moments(mask if mask.dtype == np.uint8 else mask.astype(np.uint8), binaryImage=True)
+    area = m["m00"]
+    if area == 0:
+        return 0.0, math.nan, math.nan, math.nan, math.nan, math.nan
+    return (
+        area,
+        m["m01"] / area + offset[0],
+        m["m10"] / area + offset[1],
+        m["mu02"] / area,
+        m["mu20"] / area,
+        m["mu11"] / area,
+    )
+
+
+def bbox_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(min_row, min_col, max_row, max_col) exclusive of the nonzero pixels; the mask must have some."""
+    image = mask.view(np.uint8) if mask.dtype == bool else mask
+    col, row, width, height = cv2.boundingRect(image)
+    return row, col, row + height, col + width
+
+
+def component_count(binary: np.ndarray) -> int:
+    """Number of 8-connected components of a uint8 0/1 image.
+
+    Counted as the top-level contours of OpenCV's two-level contour tree (islands inside holes are
+    top level too): 20x faster than labelling with statistics, and most masks have one component.
+    """
+    _, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    return 0 if hierarchy is None else int(np.count_nonzero(hierarchy[0, :, 3] == -1))
+
+
+def largest_component(binary: np.ndarray) -> tuple[int, np.ndarray]:
+    """(component count, uint8 0/1 image of the largest 8-connected component; ties -> the later
+    label in raster order, as the study's `>=` loop over regionprops)."""
+    count = component_count(binary)
+    if count <= 1:
+        return count, binary
+    n_labels, labels = cv2.connectedComponents(binary, connectivity=8)
+    areas = np.bincount(labels.ravel(), minlength=n_labels)[1:]
+    keep = int(np.flatnonzero(areas == areas.max())[-1]) + 1
+    return n_labels - 1, (labels == keep).view(np.uint8)
+
+
+def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
+    """Keep the largest 8-connected lesion component; BadInput for an empty or full-frame mask."""
+    if mask.ndim != 2:
+        raise BadInput(f"mask must be 2-D, got shape {mask.shape}")
+    binary = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).view(np.uint8)
+    total = cv2.countNonZero(binary)
+    if total == 0:
+        raise BadInput("empty mask (no lesion pixels)")
+    if total == binary.size:
+        raise BadInput("mask covers the whole frame (no background, no border)")
+    r0, c0, r1, c1 = bbox_of(binary)
+    all_crop = binary[r0:r1, c0:c1]
+    count, largest = largest_component(all_crop)
+    if count > 1:
+        notes.append(f"{count} lesion components, kept the largest ({cv2.countNonZero(largest)} of {total} pixels)")
+        crop = largest
+        y0, x0, y1, x1 = bbox_of(largest)
+        bbox = (r0 + y0, c0 + x0, r0 + y1, c0 + x1)
+    else:
+        crop = all_crop
+        bbox = (r0, c0, r1, c1)
+    area, cr, cc, mrr, mcc, mrc = moments(crop, (r0, c0))
+    height, width = binary.shape
+    touches = bbox[0] == 0 or bbox[1] == 0 or bbox[2] == height or bbox[3] == width
+    if touches:
+        notes.append("lesion touches the image border")
+    return Lesion(
+        shape=(height, width),
+        offset=(r0, c0),
+        all_crop=all_crop,
+        crop=crop,
+        component_count=count,
+        area=int(area),
+        centroid=(cr, cc),
+        orientation=orientation_from_moments(mrr, mcc, mrc),
+        bbox=bbox,
+        touches_border=touches,
+    )

@@ -1,0 +1,230 @@
+"""Annotating a shard of images: one row per image with a status, never an exception.
+
+Shards are a deterministic split of the sorted image ids (shard k = ids[k*size:(k+1)*size]). The
+plan is a Snakemake checkpoint (the image count is known only after ingestion); each shard job's
+inputs are its own masks and images, so a changed mask re-runs only its shard.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from .asymmetry import asymmetry
+from .border import border
+from .colour import COLOUR_NAMES, colour
+from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
+
+STATUSES = ("ok", "warning", "partial", "failed")
+FEATURES = ("asymmetry", "border", "color")
+
+
+@dataclass(frozen=True)
+class Settings:
+    variant: str = "study"
+    symmetry_level: float = 0.9
+    asymmetry_max_side: int = 2048
+    border_sigma: float = 0.5
+    border_window: int = 15
+    n_segments: int = 100
+    color_max_pixels: int = 250_000
+    color_distance: float = 0.4
+    color_share: float = 0.05
+
+    @classmethod
+    def from_config(cls, section: dict) -> "Settings":
+        return cls(
+            variant=section.get("variant", "study"),
+            symmetry_level=section.get("symmetry_level", 0.9),
+            asymmetry_max_side=section.get("asymmetry_max_side", 2048),
+            border_sigma=section.get("border_sigma", 0.5),
+            border_window=section.get("border_window", 15),
+            n_segments=section.get("n_segments", 100),
+            color_max_pixels=section.get("color_max_pixels", 250_000),
+            color_distance=section.get("color_distance", 0.4),
+            color_share=section.get("color_share", 0.05),
+        )
+
+
+AUTOMATED = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str, unique=True),
+        "dataset": pa.Column(str),
+        "asymmetry_raw": pa.Column(float, pa.Check.in_range(0, 1), nullable=True),
+        "asymmetry_class": pa.Column("Int8", pa.Check.isin([0, 1, 2]), nullable=True),
+        "border_score": pa.Column("Int32", pa.Check.ge(0), nullable=True),
+        "color_score": pa.Column("Int8", pa.Check.in_range(0, 6), nullable=True),
+        **{f"color_{name}": pa.Column("boolean", nullable=True) for name in COLOUR_NAMES},
+        "component_count": pa.Column("Int32", nullable=True),
+        "status": pa.Column(str, pa.Check.isin(STATUSES)),
+        "reason": pa.Column(str, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    checks=[
+        # a score is missing only with a reason
+        pa.Check(
+            lambda df: ~(df[["asymmetry_class", "border_score", "color_score"]].isna().any(axis=1) & df["reason"].isna()),
+            error="a missing score needs a reason",
+        ),
+    ],
+    name="automated",
+)
+
+
+def _path(value: object, root: Path) -> Path | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value == "":
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else root / path
+
+
+def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_path: Path | None, settings: Settings) -> dict:
+    """One output row. Every failure becomes a reason; `status` says how much was scored."""
+    row: dict = {"image_id": image_id, "dataset": dataset, "asymmetry_raw": None, "asymmetry_class": None,
+                 "border_score": None, "color_score": None, **{f"color_{n}": None for n in COLOUR_NAMES},
+                 "component_count": None}
+    notes: list[str] = []
+    problems: list[str] = []
+    lesion = None
+    mask = None
+    if mask_path is None:
+        problems.append("no mask: no asymmetry, border or colour")
+    else:
+        try:
+            mask = read_mask(mask_path, notes)
+            lesion = find_lesion(mask, notes)
+            row["component_count"] = lesion.component_count
+        except BadInput as error:
+            problems.append(f"mask: {error}")
+    if lesion is not None:
+        try:
+            a = asymmetry(lesion, variant=settings.variant, symmetry_level=settings.symmetry_level, max_side=settings.asymmetry_max_side)
+            row["asymmetry_raw"], row["asymmetry_class"] = a.raw, a.score
+            if a.note:
+                notes.append(a.note)
+        except BadInput as error:
+            problems.append(str(error))
+        except Exception as error:  # noqa: BLE001 - a shard never dies on one image
+            problems.append(f"asymmetry: unexpected {type(error).__name__}: {error}")
+        try:
+            b = border(lesion, variant=settings.variant, sigma=settings.border_sigma, window=settings.border_window)
+            row["border_score"] = b.score
+        except BadInput as error:
+            problems.append(str(error))
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"border: unexpected {type(error).__name__}: {error}")
+    if image_path is None:
+        problems.append("no image: no colour score")
+    elif mask is not None and lesion is not None:
+        try:
+            rgb = read_rgb(image_path, notes)
+            image_mask = resize_mask(mask, rgb.shape[:2], notes)
+            c = colour(rgb, image_mask, variant=settings.variant, n_segments=settings.n_segments,
+                       max_pixels=settings.color_max_pixels, distance_threshold=settings.color_distance,
+                       share_threshold=settings.color_share)
+            row["color_score"] = c.score
+            row.update({f"color_{name}": flag for name, flag in c.present.items()})
+        except BadInput as error:
+            problems.append(f"image: {error}" if not str(error).startswith("colour") else str(error))
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"colour: unexpected {type(error).__name__}: {error}")
+    scored = [row[k] is not None for k in ("asymmetry_class", "border_score", "color_score")]
+    if all(scored):
+        row["status"] = "warning" if notes else "ok"
+    elif any(scored):
+        row["status"] = "partial"
+    else:
+        row["status"] = "failed"
+    reasons = problems + notes
+    row["reason"] = "; ".join(reasons) if reasons else None
+    return row
+
+
+def _annotate_safely(args: tuple) -> dict:
+    image_id, dataset, image_path, mask_path, settings = args
+    try:
+        return annotate_image(image_id, dataset, image_path, mask_path, settings)
+    except Exception as error:  # noqa: BLE001 - last line of defence (e.g. MemoryError in a decoder)
+        return {"image_id": image_id, "dataset": dataset, "status": "failed",
+                "reason": f"unexpected {type(error).__name__}: {error}"}
+
+
+def annotate_table(images: pd.DataFrame, settings: Settings, *, root: Path = Path("."), workers: int = 1) -> pd.DataFrame:
+    """Annotate every row of an images table (image_id, dataset, image_path, mask_path)."""
+    jobs = [
+        (str(r.image_id), str(r.dataset), _path(r.image_path, root), _path(r.mask_path, root), settings)
+        for r in images.itertuples(index=False)
+    ]
+    if workers > 1 and len(jobs) > 1:
+        # spawn, not fork: a fork taken while OpenCV's thread pool holds a lock deadlocks the child.
+        # Each worker runs OpenCV single-threaded, so `workers` processes use `workers` cores.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_single_threaded) as pool:
+            rows = list(pool.map(_annotate_safely, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        _single_threaded()
+        rows = [_annotate_safely(job) for job in jobs]
+    return to_table(rows)
+
+
+def _single_threaded() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def to_table(rows: Sequence[dict]) -> pd.DataFrame:
+    columns = list(AUTOMATED.columns)
+    frame = pd.DataFrame(list(rows), columns=columns)
+    if frame.empty:
+        frame = frame.astype({c: "object" for c in columns})
+    return AUTOMATED.validate(frame)
+
+
+def to_annotations(table: pd.DataFrame, origin_file: str) -> pd.DataFrame:
+    """Long rows in the annotations schema (source='automated'); asymmetry value = the 0/1/2 class,
+    as the study's published scores that it regressed. origin_row = 1-based row of `origin_file`."""
+    records = []
+    columns = {"asymmetry": "asymmetry_class", "border": "border_score", "color": "color_score"}
+    positions = {name: list(table.columns).index(name) + 1 for name in columns.values()}
+    for number, row in enumerate(table.itertuples(index=False), start=1):
+        for feature, column in columns.items():
+            value = getattr(row, column)
+            if value is None or pd.isna(value):
+                continue
+            records.append({
+                "image_id": row.image_id, "dataset": row.dataset, "source": "automated", "feature": feature,
+                "annotator_group": "automated", "annotator": "automated", "value": float(value),
+                "origin_file": origin_file, "origin_row": number, "origin_column": f"{positions[column]}:{column}",
+            })
+    frame = pd.DataFrame.from_records(records, columns=[
+        "image_id", "dataset", "source", "feature", "annotator_group", "annotator", "value",
+        "origin_file", "origin_row", "origin_column"])
+    try:
+        from crowdskin.tables import ANNOTATIONS
+
+        return ANNOTATIONS.validate(frame)
+    except ImportError:  # the lead's tables module is optional for this stage's tests
+        return frame
+
+
+def plan_shards(images: pd.DataFrame, shard_size: int) -> pd.DataFrame:
+    """image_id, dataset, image_path, mask_path, shard: shard = position in sorted ids // shard_size.
+    Rows with neither a mask nor an image are kept (they get a `failed` row with a reason)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    ordered = images.sort_values("image_id", kind="stable").reset_index(drop=True)
+    plan = ordered[["image_id", "dataset", "image_path", "mask_path"]].copy()
+    for column in ("image_path", "mask_path"):
+        plan[column] = plan[column].astype(object).where(plan[column].notna(), None)
+    plan["shard"] = np.arange(len(plan)) // shard_size
+    return plan
