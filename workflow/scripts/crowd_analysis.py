@@ -1,0 +1,21 @@
+"""ENHANCE's annotation tables and figures: crowdskin.crowd.analysis and crowdskin.crowd.figures."""
+import pandas as pd
+
+from crowdskin import tables
+from crowdskin.crowd.analysis import annotation_counts, label_correlation, source_agreement
+from crowdskin.crowd.figures import agreement_heatmap, raincloud
+from crowdskin.crowd.io import log, read_annotations, setup_log, write_csv_atomic
+
+setup_log(snakemake.log[0])  # noqa: F821
+annotations = read_annotations(*snakemake.input.annotations)  # noqa: F821
+images = tables.read_table(snakemake.input.images, tables.IMAGES)  # noqa: F821
+targets = pd.read_parquet(snakemake.input.targets)  # noqa: F821
+out = snakemake.output  # noqa: F821
+write_csv_atomic(annotation_counts(annotations), out.counts)
+correlation = label_correlation(targets, images)
+write_csv_atomic(correlation, out.correlation)
+agreement = source_agreement(targets)
+write_csv_atomic(agreement, out.agreement)
+agreement_heatmap(agreement, out.agreement_figure)
+raincloud(targets, images, out.raincloud, seed=snakemake.config.get("seed", 42))  # noqa: F821
+log.info("label correlation:\n%s", correlation.to_string(index=False))
