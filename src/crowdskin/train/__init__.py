@@ -1,0 +1,19 @@
+"""Training stage (issue 5): folds, image cache, input pipeline, models, resumable jobs, MLflow.
+
+Modules, in the order a job uses them:
+
+- `splits`: which lesions are trainable, and the 5 folds (`results/splits/folds.parquet`).
+- `tasks`: the task grid (baseline, multi-task per source x feature, randomized control, CROWDSIM)
+  derived from config alone, so the DAG is built before any data exists.
+- `cache`: every image resized once to the input size (`results/train/cache/`).
+- `examples`: one job's table of examples (split, label, annotation target, availability flag).
+- `pipeline`: `tf.data` input with parallel loading, augmentation (the study's settings) and prefetch.
+- `models`: Keras 3 backbones, heads, the masked multi-task loss.
+- `weights`: `none | imagenet | <file>` without any silent fallback.
+- `runtime`: threads, GPU memory growth, mixed precision, XLA, determinism, MirroredStrategy.
+- `loop`: one (task, backbone, fold) job, checkpointed every epoch and resumable.
+- `tracking`: MLflow logging that never loses a finished training.
+- `bench`: input-pipeline and training-step throughput.
+
+Only `loop`, `pipeline`, `models`, `runtime` and `bench` import TensorFlow (about 4 s per process).
+"""

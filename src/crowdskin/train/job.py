@@ -1,0 +1,93 @@
+"""A training job as a plain request (JSON), runnable in-process, as `python -m crowdskin.train.job
+request.json`, or inside a warm worker (`crowdskin.train.worker`).
+
+Request keys: task, backbone, fold, settings (validated train section), seed, threads, out_dir,
+log (path or null), save_model (bool; default: settings' save_model is not `none`), inputs (images, folds, cache_array, cache_index, experiment[, targets,
+crowd_labels, base_model]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crowdskin.train.cache import read_cache
+from crowdskin.train.examples import job_examples
+from crowdskin.train.loop import JobSpec, train_job
+from crowdskin.train.splits import trainable_lesions
+from crowdskin.train.tasks import input_size, task_by_name
+from crowdskin.train.weights import resolve_weights
+
+log = logging.getLogger(__name__)
+
+
+def run_request(request: dict[str, Any]) -> dict[str, Any]:
+    """Read the job's inputs, build its examples and train it. Returns metrics.json's payload."""
+    settings = request["settings"]
+    inputs = request["inputs"]
+    task = task_by_name(settings, request["task"])
+    backbone, fold = request["backbone"], int(request["fold"])
+    # Missing weights stop the job here, before TensorFlow is even imported.
+    weights = resolve_weights(settings["weights"], backbone, settings["weights_dir"])
+    lesions, _ = trainable_lesions(pd.read_parquet(inputs["images"]))
+    folds = pd.read_parquet(inputs["folds"])
+    targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
+    crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
+    examples, notes = job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd_labels,
+                                   crowd_label_column=settings["crowdsim"]["label"], seed=request["seed"])
+    version = hashlib.sha256()
+    for name in ("images", "targets", "crowd_labels"):
+        if inputs.get(name):
+            version.update(Path(inputs[name]).read_bytes())
+    experiment = json.loads(Path(inputs["experiment"]).read_text()) if inputs.get("experiment") else {}
+    cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"])
+    spec = JobSpec(
+        task=task, backbone=backbone, fold=fold, settings=settings, input_size=input_size(settings, backbone),
+        seed=int(request["seed"]), split_hash=str(folds["split_hash"].iloc[0]), out_dir=Path(request["out_dir"]),
+        weights=weights, base_model=Path(inputs["base_model"]) if inputs.get("base_model") else None,
+        threads=int(request.get("threads", 1)), data_version=version.hexdigest()[:16],
+        mlflow_uri=experiment.get("tracking_uri"), experiment=experiment.get("experiment", "default"),
+        extra_params={"run_name": experiment.get("experiment", "default")},
+        save_model=bool(request.get("save_model", settings["save_model"] != "none")),
+    )
+    metrics = train_job(spec, examples, notes, cache_array, cache_index)
+    log.info("done: test AUC %s, MLflow run %s%s", metrics["test_auc"], metrics["mlflow_run_id"],
+             f" (logging failed: {metrics['mlflow_error']})" if metrics["mlflow_error"] else "")
+    return metrics
+
+
+def log_to(path: str | None) -> None:
+    """Send Python logging and the C++ runtime's stderr (fd 2) to the job's log file."""
+    import os
+
+    if not path:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    # Keras prints progress to stdout and TensorFlow's C++ runtime writes to fd 2 directly.
+    os.dup2(handle.fileno(), 1)
+    os.dup2(handle.fileno(), 2)
+    sys.stdout = sys.stderr = handle
+    logging.basicConfig(stream=handle, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m crowdskin.train.job REQUEST.json", file=sys.stderr)
+        return 2
+    request = json.loads(Path(args[0]).read_text())
+    log_to(request.get("log"))
+    run_request(request)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation head).
+
+The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy. The annotation target travels
+as two columns `[target, available]`: the mask is the availability flag, so a real annotation of 0
+counts (the study's code treated 0 as missing), and the MSE is averaged over the available
+annotations of the batch, 0 when there are none.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import ops
+
+BASES = {
+    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
+    "inceptionv3": (keras.applications.InceptionV3, keras.applications.inception_v3.preprocess_input),
+}
+
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class MaskedMSE(keras.losses.Loss):
+    """Mean squared error over the annotations whose availability flag is set."""
+
+    def __init__(self, name: str = "masked_mse", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        target = ops.cast(y_true[:, 0], "float32")
+        available = ops.cast(y_true[:, 1], "float32")
+        prediction = ops.cast(ops.reshape(y_pred, (-1,)), "float32")
+        squared = available * ops.square(target - prediction)
+        # max(count, 1): with no annotation in the batch the sum is 0, and so is the loss.
+        return ops.sum(squared) / ops.maximum(ops.sum(available), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class WeightedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy with per-class weights, the same arithmetic as Keras' `class_weight`
+    (which Keras 3 refuses for models with several outputs)."""
+
+    def __init__(self, weight_negative: float = 1.0, weight_positive: float = 1.0,
+                 name: str = "weighted_bce", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.weight_negative = float(weight_negative)
+        self.weight_positive = float(weight_positive)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")
+        y_pred = ops.cast(ops.reshape(y_pred, (-1, 1)), "float32")
+        bce = keras.losses.binary_crossentropy(y_true, y_pred)
+        weight = y_true[:, 0] * self.weight_positive + (1.0 - y_true[:, 0]) * self.weight_negative
+        return weight * bce
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "weight_negative": self.weight_negative,
+                "weight_positive": self.weight_positive}
+
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class ChannelShift(keras.layers.Layer):
+    """ImageDataGenerator's channel_shift_range: one uniform offset per image added to all
+    channels, clipped to [0, 255]. Keras 3 has no such layer."""
+
+    def __init__(self, intensity: float = 20.0, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.intensity = float(intensity)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: Any, training: bool = True) -> Any:
+        if not training or self.intensity == 0:
+            return images
+        shift = keras.random.uniform((ops.shape(images)[0], 1, 1, 1), -self.intensity, self.intensity,
+                                     seed=self.seed_generator)
+        return ops.clip(images + ops.cast(shift, images.dtype), 0.0, 255.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "intensity": self.intensity, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class BackbonePreprocess(keras.layers.Layer):
+    """The backbone's own `preprocess_input`, as a layer so that model.keras takes raw 0-255 pixels."""
+
+    def __init__(self, backbone: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, images: Any) -> Any:
+        return BASES[self.backbone][1](images)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+def augmentation(settings: dict[str, Any], seed: int = 0) -> keras.Sequential:
+    """The study's ImageDataGenerator settings as Keras 3 preprocessing layers (active in training only)."""
+    layers: list[keras.layers.Layer] = []
+    if settings["rotation_degrees"]:
+        # RandomRotation's factor is a fraction of a full turn, each way.
+        layers.append(keras.layers.RandomRotation(settings["rotation_degrees"] / 720.0, fill_mode="nearest", seed=seed))
+    if settings["width_shift"] or settings["height_shift"]:
+        layers.append(keras.layers.RandomTranslation(settings["height_shift"], settings["width_shift"],
+                                                     fill_mode="nearest", seed=seed + 1))
+    if settings["shear_degrees"]:
+        # ImageDataGenerator's shear_range is an angle in degrees; RandomShear takes the shear factor.
+        factor = math.tan(math.radians(settings["shear_degrees"]))
+        layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=factor, fill_mode="nearest", seed=seed + 2))
+    if settings["zoom"]:
+        layers.append(keras.layers.RandomZoom(settings["zoom"], settings["zoom"], fill_mode="nearest", seed=seed + 3))
+    if settings["channel_shift"]:
+        layers.append(ChannelShift(settings["channel_shift"], seed=seed + 4))
+    flips = {(True, True): "horizontal_and_vertical", (True, False): "horizontal", (False, True): "vertical"}
+    mode = flips.get((settings["horizontal_flip"], settings["vertical_flip"]))
+    if mode:
+        layers.append(keras.layers.RandomFlip(mode, seed=seed + 5))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def build_model(
+    backbone: str,
+    input_size: int,
+    *,
+    multitask: bool,
+    weights: Path | None = None,
+    preprocess: str = "rescale",
+    augment: keras.Sequential | None = None,
+) -> keras.Model:
+    """Outputs a dict: `label` (sigmoid) and, for multi-task, `target` (linear)."""
+    base_class, _ = BASES[backbone]
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = augment(inputs) if augment is not None else inputs
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x) if preprocess == "rescale" else BackbonePreprocess(backbone, name="preprocess")(x)
+    base = base_class(include_top=False, weights=str(weights) if weights else None,
+                      input_shape=(input_size, input_size, 3))
+    base.trainable = True
+    features = keras.layers.Flatten(name="flatten")(base(x))
+    shared = keras.layers.Dense(256, activation="relu", name="dense_256")(features)
+    # float32 heads: under mixed precision the sigmoid and the regression stay numerically safe.
+    outputs = {"label": keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="label")(shared)}
+    if multitask:
+        outputs["target"] = keras.layers.Dense(1, activation="linear", dtype="float32", name="target")(shared)
+    return keras.Model(inputs, outputs, name=f"{backbone}_{'multitask' if multitask else 'baseline'}")
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam,
+            "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
+
+
+def compile_model(
+    model: keras.Model,
+    *,
+    optimizer: keras.optimizers.Optimizer,
+    class_weight: dict[int, float],
+    loss_weights: dict[str, float],
+    jit_compile: bool = False,
+    run_eagerly: bool = False,
+) -> None:
+    multitask = "target" in model.output
+    losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy(class_weight[0], class_weight[1])}
+    # The 0.5/0.5 split is the multi-task loss; a baseline keeps its plain cross-entropy.
+    weights = {"label": loss_weights["label"] if multitask else 1.0}
+    if multitask:
+        losses["target"] = MaskedMSE()
+        weights["target"] = loss_weights["target"]
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
+                  metrics={"label": [keras.metrics.AUC(name="auc")]},
+                  jit_compile=jit_compile, run_eagerly=run_eagerly)

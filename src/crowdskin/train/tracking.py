@@ -1,0 +1,113 @@
+"""MLflow: one run per job, logged after the job's outputs are on disk.
+
+The default store is SQLite under results/ (`sqlite:///results/mlflow/mlflow.db`), which takes
+concurrent writers; `MLFLOW_TRACKING_URI` or the config's `mlflow.tracking_uri` point elsewhere.
+The experiment is created once by its own rule, before the training jobs, so parallel jobs never
+race to create the database schema. Every call is retried; a store that stays unreachable yields a
+warning and `mlflow_error` in metrics.json, never a lost training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_DB = Path("results/mlflow/mlflow.db")  # artifacts go beside it, in results/mlflow/artifacts
+
+
+def tracking_uri(configured: str | None = None, *, workdir: str | Path = ".") -> str:
+    """MLFLOW_TRACKING_URI, else the configured URI, else the SQLite store under results/."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri:
+        return uri
+    return f"sqlite:///{(Path(workdir) / DEFAULT_DB).resolve()}"
+
+
+def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: float = 0.5) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - any store error is retried, then reported
+            if attempt == attempts:
+                raise
+            log.warning("MLflow %s failed (attempt %d/%d): %s", what, attempt, attempts, error)
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None = None) -> str:
+    """Create (or find) the experiment; returns its id. Creates the SQLite schema on first use."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=uri)
+    if artifact_root is None and uri.startswith("sqlite:///"):
+        # MLflow's default is ./mlruns of whatever directory the process runs in; keep it by the store.
+        artifact_root = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+
+    def get_or_create() -> str:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        return str(client.create_experiment(name, artifact_location=location))
+
+    return _retry(get_or_create, what=f"creating experiment {name!r}")
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as dotted MLflow params (`augment.zoom`)."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_run(
+    uri: str,
+    experiment_name: str,
+    *,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    history: Iterable[Mapping[str, float]],
+    metrics: Mapping[str, float],
+    artifacts: Iterable[str | Path],
+) -> str:
+    """Log one finished job as one run; returns the run id. Raises after the retries are spent."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = ensure_experiment(uri, experiment_name)
+    run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)), what="create_run")
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    metric_rows = []
+    for row in history:
+        step = int(row["epoch"])
+        metric_rows += [Metric(k, float(v), now, step) for k, v in row.items() if k != "epoch" and v == v]
+    metric_rows += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
+    param_rows = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+    # MLflow caps a batch at 1000 metrics and 100 params.
+    for start in range(0, len(param_rows), 100):
+        chunk_params = param_rows[start:start + 100]
+        _retry(lambda: client.log_batch(run_id, params=chunk_params), what="log params")
+    for start in range(0, len(metric_rows), 1000):
+        chunk = metric_rows[start:start + 1000]
+        _retry(lambda: client.log_batch(run_id, metrics=chunk), what="log metrics")
+    for artifact in artifacts:
+        _retry(lambda: client.log_artifact(run_id, str(artifact)), what=f"log artifact {artifact}")
+    _retry(lambda: client.set_terminated(run_id), what="set_terminated")
+    return run_id

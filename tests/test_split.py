@@ -1,0 +1,84 @@
+"""Folds: no leakage, exact proportions, groups kept together, stable across runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdskin.train.splits import SplitError, make_folds, trainable_lesions
+
+
+def _lesions(n: int = 100, n_abnormal: int = 30, groups: bool = False) -> pd.DataFrame:
+    ids = [f"L{i:04d}" for i in range(n)]
+    abnormal = np.r_[np.ones(n_abnormal, int), np.zeros(n - n_abnormal, int)]
+    group = [f"P{i // 4}" for i in range(n)] if groups else [pd.NA] * n
+    return pd.DataFrame({"image_id": ids, "abnormal": abnormal, "group_id": group})
+
+
+def test_trainable_lesions_reports_every_skipped_lesion():
+    images = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "dataset": ["x"] * 4,
+            "image_path": ["a.jpg", None, "c.jpg", None],
+            "abnormal": pd.array([1, 0, None, None], dtype="Int8"),
+        }
+    )
+    trainable, skipped = trainable_lesions(images)
+    assert trainable["image_id"].tolist() == ["a"]
+    assert dict(zip(skipped["image_id"], skipped["reason"])) == {
+        "b": "no image",
+        "c": "abnormal label unknown",
+        "d": "no image and abnormal label unknown",
+    }
+    assert len(trainable) + len(skipped) == len(images)
+
+
+def test_kfold_each_lesion_tested_once_with_exact_proportions():
+    lesions = _lesions(100, 30)
+    folds = make_folds(lesions, scheme="kfold", n_folds=5, seed=1)
+    tests = folds[folds["split"] == "test"]
+    assert tests["image_id"].value_counts().eq(1).all()
+    assert set(tests["image_id"]) == set(lesions["image_id"])
+    for _, fold in folds.groupby("fold"):
+        counts = fold["split"].value_counts()
+        assert (counts["train"], counts["val"], counts["test"]) == (64, 16, 20)
+        # stratified: 30 % abnormal in every part
+        merged = fold.merge(lesions, on="image_id")
+        assert merged.groupby("split")["abnormal"].sum()["test"] == 6
+        assert merged.groupby("split")["abnormal"].mean().sub(0.3).abs().max() <= 0.05
+        assert len(fold) == len(lesions)
+
+
+def test_repeated_holdout_proportions_and_overlapping_tests():
+    lesions = _lesions(160, 48)
+    folds = make_folds(lesions, scheme="repeated_holdout", n_folds=5, seed=3)
+    for _, fold in folds.groupby("fold"):
+        counts = fold["split"].value_counts()
+        assert (counts["train"], counts["val"], counts["test"]) == (112, 28, 20)  # 70/17.5/12.5 %
+    tested = folds.loc[folds["split"] == "test", "image_id"]
+    assert tested.duplicated().any() or tested.nunique() < len(lesions)
+
+
+def test_groups_never_span_train_and_test():
+    lesions = _lesions(120, 36, groups=True)
+    folds = make_folds(lesions, scheme="kfold", seed=7).merge(lesions, on="image_id")
+    for _, fold in folds.groupby("fold"):
+        splits_per_group = fold.groupby("group_id")["split"].nunique()
+        assert splits_per_group.eq(1).all()
+
+
+def test_folds_are_stable_and_seed_dependent():
+    lesions = _lesions(80, 20)
+    first = make_folds(lesions, seed=5)
+    again = make_folds(lesions.sample(frac=1, random_state=0).reset_index(drop=True), seed=5)
+    pd.testing.assert_frame_equal(first, again)
+    other = make_folds(lesions, seed=6)
+    assert other["split_hash"].iloc[0] != first["split_hash"].iloc[0]
+    assert first["split_hash"].nunique() == 1
+
+
+def test_one_class_is_a_clear_error():
+    with pytest.raises(SplitError, match="both classes"):
+        make_folds(_lesions(20, 0))

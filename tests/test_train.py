@@ -1,0 +1,156 @@
+"""Training stage without TensorFlow: examples per task, weights handling, AUC, task grid, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdskin.train.examples import ExamplesError, balanced_class_weights, job_examples
+from crowdskin.train.loop import auc
+from crowdskin.train.settings import section
+from crowdskin.train.splits import make_folds
+from crowdskin.train.tasks import Task, input_size, task_by_name, task_grid
+from crowdskin.train.weights import IMAGENET_FILES, WeightsError, resolve_weights
+
+SETTINGS = section({}, "train")
+
+
+@pytest.fixture
+def data():
+    n = 50
+    lesions = pd.DataFrame({"image_id": [f"I{i:03d}" for i in range(n)], "abnormal": [int(i % 3 == 0) for i in range(n)],
+                            "group_id": pd.NA})
+    folds = make_folds(lesions, seed=0)
+    targets = pd.DataFrame({
+        "image_id": lesions["image_id"], "source": "crowd", "feature": "asymmetry",
+        "target": [0.0 if i % 2 == 0 else float(i) for i in range(n)],
+        "available": [i % 5 != 0 for i in range(n)],
+    })
+    pool = lesions["image_id"].iloc[::4]
+    crowd = pd.DataFrame({"image_id": pool, "label_majority": pd.array([1 - int(i % 3 == 0) if i % 8 else None
+                                                                         for i in range(0, n, 4)], dtype="Int8")})
+    return lesions, folds, targets, crowd
+
+
+def _examples(data, name, fold=0, **kwargs):
+    lesions, folds, targets, crowd = data
+    return job_examples(folds, lesions, task_by_name(SETTINGS, name), fold, targets=targets, crowd_labels=crowd, **kwargs)
+
+
+def test_test_set_is_the_same_for_every_task(data):
+    tests = {name: set(_examples(data, name)[0].query("split == 'test'")["image_id"])
+             for name in ("baseline", "multitask-crowd-asymmetry", "random", "crowdsim-retrain", "crowdsim-incremental")}
+    assert len({frozenset(t) for t in tests.values()}) == 1
+    _, folds, _, _ = data
+    assert tests["baseline"] == set(folds.query("fold == 0 and split == 'test'")["image_id"])
+
+
+def test_crowd_pool_trains_only_in_crowdsim_tasks(data):
+    _, folds, _, crowd = data
+    pool = set(crowd["image_id"])
+    baseline, notes = _examples(data, "baseline")
+    assert not pool & set(baseline.query("split != 'test'")["image_id"])
+    assert notes.counts["crowd_pool_left_out_of_train_val"] > 0
+    retrain, _ = _examples(data, "crowdsim-retrain")
+    crowd_rows = retrain[retrain["label_source"] == "crowd"]
+    labelled = crowd.dropna(subset=["label_majority"]).set_index("image_id")["label_majority"]
+    train_pool = set(folds.query("fold == 0 and split == 'train'")["image_id"]) & set(labelled.index)
+    assert set(crowd_rows["image_id"]) == train_pool
+    assert (crowd_rows.set_index("image_id")["label"] == labelled.reindex(crowd_rows["image_id"]).astype(float)).all()
+    incremental, notes = _examples(data, "crowdsim-incremental")
+    assert set(incremental.query("split == 'train'")["image_id"]) == train_pool
+    assert notes.counts["crowd_train_without_crowd_label"] == len(
+        set(folds.query("fold == 0 and split == 'train'")["image_id"]) & set(crowd.loc[crowd["label_majority"].isna(), "image_id"]))
+
+
+def test_availability_flag_not_the_value_marks_an_annotation(data):
+    examples, notes = _examples(data, "multitask-crowd-asymmetry")
+    indexed = examples.set_index("image_id")
+    # I000: target 0.0 and available -> counts; I005: flagged unavailable
+    zero = indexed.loc[[i for i in indexed.index if int(i[1:]) % 2 == 0 and int(i[1:]) % 5 != 0]]
+    assert (zero["target"] == 0.0).all() and zero["available"].all()
+    assert not indexed.loc[[i for i in indexed.index if int(i[1:]) % 5 == 0], "available"].any()
+    assert notes.counts["train_with_annotation"] == int(examples.query("split == 'train'")["available"].sum())
+
+
+def test_missing_target_rows_are_unavailable_and_a_flag_without_value_is_an_error(data):
+    lesions, folds, targets, crowd = data
+    task = task_by_name(SETTINGS, "multitask-crowd-asymmetry")
+    examples, _ = job_examples(folds, lesions, task, 0, targets=targets.iloc[:10])
+    without_row = examples[~examples["image_id"].isin(targets["image_id"].iloc[:10])]
+    assert len(without_row) and not without_row["available"].any()
+    broken = targets.copy()
+    broken.loc[1, "target"] = np.nan  # I001: flagged available, no value
+    with pytest.raises(ExamplesError, match="I001"):
+        job_examples(folds, lesions, task, 0, targets=broken)
+
+
+def test_random_control_targets_are_uniform_and_available(data):
+    examples, _ = _examples(data, "random", seed=3)
+    assert examples["available"].all()
+    assert examples["target"].between(0, 1).all() and examples["target"].nunique() == len(examples)
+    again, _ = _examples(data, "random", seed=3)
+    assert np.array_equal(examples["target"], again["target"])
+
+
+def test_balanced_class_weights_match_sklearn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0, 0, 0, 1, 0, 1, 0])
+    expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+    assert balanced_class_weights(labels) == pytest.approx({0: expected[0], 1: expected[1]})
+
+
+def test_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"label": rng.integers(0, 2, 200), "score": rng.integers(0, 10, 200) / 10})
+    assert auc(frame) == pytest.approx(roc_auc_score(frame["label"], frame["score"]))
+    assert auc(frame.assign(label=1)) is None
+
+
+def test_missing_imagenet_file_says_which_file_to_put_where(tmp_path):
+    with pytest.raises(WeightsError) as error:
+        resolve_weights("imagenet", "resnet50", weights_dir=tmp_path)
+    message = str(error.value)
+    assert IMAGENET_FILES["resnet50"][0] in message and str(tmp_path) in message and "never download" in message
+    (tmp_path / IMAGENET_FILES["resnet50"][0]).write_bytes(b"h5")
+    assert resolve_weights("imagenet", "resnet50", weights_dir=tmp_path) == tmp_path / IMAGENET_FILES["resnet50"][0]
+    assert resolve_weights("none", "vgg16") is None
+    with pytest.raises(WeightsError, match="does not exist"):
+        resolve_weights(str(tmp_path / "nope.h5"), "vgg16")
+
+
+def test_job_stops_at_start_when_imagenet_weights_are_missing(tmp_path):
+    from crowdskin.train.job import run_request
+
+    settings = section({"train": {"weights": "imagenet", "weights_dir": str(tmp_path)}}, "train")
+    request = {"task": "baseline", "backbone": "vgg16", "fold": 0, "settings": settings, "seed": 0,
+               "out_dir": str(tmp_path / "out"), "inputs": {"images": str(tmp_path / "absent.parquet")}}
+    with pytest.raises(WeightsError, match="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        run_request(request)
+
+
+def test_task_grid_has_the_study_grid():
+    names = [task.name for task in task_grid(SETTINGS)]
+    assert len(names) == 1 + 9 + 1 + 2
+    assert "multitask-automated-color" in names and names[0] == "baseline"
+    assert task_by_name(SETTINGS, "random") == Task("random", "random", "random", "uniform")
+    with pytest.raises(ValueError, match="inceptionv3"):
+        input_size(SETTINGS, "inceptionv3")  # default 32 px is below InceptionV3's 75
+
+
+def test_config_files_validate_and_paper_asks_for_gpus(repo):
+    from crowdskin.config import ConfigError, load_config
+
+    # Snakemake layers --configfile on top of config/config.yaml: the tiny defaults must not leak.
+    paper = section(load_config(repo / "config/config.yaml", repo / "config/paper.yaml"), "train")
+    assert (paper["gpus"], paper["batch_size"], paper["epochs"], paper["steps_per_epoch"]) == (1, 20, 30, 100)
+    assert {input_size(paper, b) for b in paper["backbones"]} == {384}
+    assert (paper["weights"], paper["run_eagerly"], paper["warm_worker"]) == ("imagenet", False, False)
+    default = section(load_config(repo / "config/config.yaml"), "train")
+    assert default["weights"] == "none" and default["epochs"] * default["steps_per_epoch"] <= 2
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        section({"train": {"optimizer": "adagrad"}}, "train")

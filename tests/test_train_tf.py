@@ -1,0 +1,219 @@
+"""Training stage with TensorFlow: the masked loss, resume after a kill, the warm worker, and a tiny
+end-to-end run on real thumbnails. Kept few and tiny (VGG16 at 32 px, one-step epochs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdskin.train.settings import section
+from crowdskin.train.splits import make_folds
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("tensorflow"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Keras 3.15 on numpy 2.4: np.array(copy=False)
+]
+TINY = {"input_size": 32, "batch_size": 4, "epochs": 1, "steps_per_epoch": 1, "validation_steps": 1,
+        "run_eagerly": True, "backbones": ["vgg16"]}
+
+
+def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.DataFrame | None = None,
+             cache: tuple[np.ndarray, pd.DataFrame] | None = None, targets: pd.DataFrame | None = None,
+             **train: object) -> dict:
+    """A job request on hand-made inputs (random pixels unless `cache` is given)."""
+    if images is None:
+        images = pd.DataFrame({"image_id": [f"T{i:03d}" for i in range(n)], "dataset": "test", "image_path": "x.png",
+                               "abnormal": pd.array([i % 3 == 0 for i in range(n)], dtype="Int8"), "group_id": pd.NA})
+    if cache is None:
+        rng = np.random.default_rng(0)
+        cache = (rng.integers(0, 255, (len(images), 32, 32, 3), dtype=np.uint8),
+                 pd.DataFrame({"image_id": images["image_id"], "row": np.arange(len(images)),
+                               "reason": pd.array([None] * len(images), dtype="string")}))
+    lesions = images.assign(abnormal=images["abnormal"].astype(int))
+    inputs = {"images": tmp_path / "images.parquet", "folds": tmp_path / "folds.parquet",
+              "cache_array": tmp_path / "cache.npy", "cache_index": tmp_path / "cache.parquet",
+              "experiment": tmp_path / "experiment.json"}
+    images.to_parquet(inputs["images"])
+    make_folds(lesions, seed=0).to_parquet(inputs["folds"])
+    np.save(inputs["cache_array"], cache[0])
+    cache[1].to_parquet(inputs["cache_index"])
+    inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"}))
+    if targets is not None:
+        inputs["targets"] = tmp_path / "targets.parquet"
+        targets.to_parquet(inputs["targets"])
+    return {"task": task, "backbone": "vgg16", "fold": 0, "seed": 0, "threads": 1,
+            "settings": section({"train": {**TINY, **train}}, "train"), "out_dir": str(tmp_path / "job"),
+            "log": str(tmp_path / "job.log"), "inputs": {k: str(v) for k, v in inputs.items()}}
+
+
+def _wait_for_epoch(state: Path, epoch: int, process: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.is_file():
+            done = json.loads(state.read_text())["epochs_done"]
+            if done >= epoch:
+                return done
+        assert process.poll() is None, f"job ended before epoch {epoch}"
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s")
+
+
+def test_masked_loss_matches_a_hand_computation():
+    import keras
+
+    from crowdskin.train.models import MaskedMSE, WeightedBinaryCrossentropy, compile_model
+
+    pair = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0]], np.float32)  # [target, available]
+    prediction = np.array([[0.5], [10.0], [0.0]], np.float32)
+    # A real 0 annotation counts; the unavailable row's error (64) does not.
+    assert float(MaskedMSE()(pair, prediction)) == pytest.approx((0.25 + 1.0) / 2)
+    assert float(MaskedMSE()(np.array([[0.0, 0.0], [3.0, 0.0]], np.float32), np.ones((2, 1), np.float32))) == 0.0
+
+    labels, scores = np.array([[1.0], [0.0], [1.0]], np.float32), np.array([[0.8], [0.3], [0.6]], np.float32)
+    weights = {0: 0.75, 1: 1.5}
+    bce = -np.array([np.log(0.8), np.log(0.7), np.log(0.6)]) * np.array([1.5, 0.75, 1.5])
+    assert float(WeightedBinaryCrossentropy(0.75, 1.5)(labels, scores)) == pytest.approx(bce.mean(), rel=1e-5)
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(inputs),
+                                 "target": keras.layers.Dense(1, name="target")(inputs)})
+    compile_model(model, optimizer=keras.optimizers.RMSprop(), class_weight=weights,
+                  loss_weights={"label": 0.5, "target": 0.5})
+    total = model.compute_loss(y={"label": labels, "target": pair}, y_pred={"label": scores, "target": prediction})
+    assert float(total) == pytest.approx(0.5 * (0.25 + 1.0) / 2 + 0.5 * bce.mean(), rel=1e-5)
+
+
+def test_killed_job_resumes_from_its_last_epoch(tmp_path, caplog):
+    from crowdskin.train.job import run_request
+
+    request = _request(tmp_path, epochs=8)
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    process = subprocess.Popen([sys.executable, "-m", "crowdskin.train.job", str(path)])
+    try:
+        killed_after = _wait_for_epoch(tmp_path / "job" / "checkpoint" / "state.json", 2, process)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert 2 <= killed_after < 8
+    assert not (tmp_path / "job" / "metrics.json").exists()
+
+    with caplog.at_level(logging.INFO, logger="crowdskin.train"):
+        metrics = run_request(request)
+    history = pd.read_csv(tmp_path / "job" / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert metrics["epochs"] == 8
+    resumed = re.search(r"resuming from checkpoint: (\d+) epoch\(s\) done", caplog.text)
+    assert resumed and killed_after <= int(resumed.group(1)) < 8
+    assert not (tmp_path / "job" / "checkpoint").exists()
+
+
+def test_warm_worker_stops_the_job_of_a_killed_client_and_resumes(tmp_path):
+    from crowdskin.train.worker import socket_path, submit
+
+    request = _request(tmp_path, epochs=6)
+    sock = socket_path(tmp_path)
+    client_code = ("import json, sys; from pathlib import Path; from crowdskin.train.worker import submit; "
+                   f"sys.exit(submit(json.loads(Path({str(tmp_path / 'request.json')!r}).read_text()), "
+                   f"path=Path({str(sock)!r}), server_log={str(tmp_path / 'worker.log')!r}, idle_timeout=5))")
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    client = subprocess.Popen([sys.executable, "-c", client_code])
+    state = tmp_path / "job" / "checkpoint" / "state.json"
+    try:
+        killed_after = _wait_for_epoch(state, 1, client, timeout=180)
+        client.send_signal(signal.SIGKILL)
+    finally:
+        client.wait()
+    time.sleep(3)  # the worker must have stopped the orphaned job: no further epoch, no outputs
+    assert json.loads(state.read_text())["epochs_done"] <= killed_after + 1
+    assert not (tmp_path / "job" / "metrics.json").exists()
+    assert "disconnected; terminating" in (tmp_path / "worker.log").read_text()
+
+    assert submit(request, path=sock, server_log=tmp_path / "worker.log", idle_timeout=2) == 0
+    assert pd.read_csv(tmp_path / "job" / "history.csv")["epoch"].tolist() == list(range(1, 7))
+    assert "resuming from checkpoint" in Path(request["log"]).read_text()
+
+
+class _KilledWhileLogging(BaseException):
+    """Stands for a SIGKILL that arrives while the job talks to MLflow."""
+
+
+def test_logging_never_loses_a_finished_training(tmp_path, monkeypatch, caplog):
+    from crowdskin.train import tracking
+    from crowdskin.train.job import run_request
+
+    request = _request(tmp_path)
+    out = tmp_path / "job"
+
+    def killed(*args, **kwargs):
+        raise _KilledWhileLogging
+
+    monkeypatch.setattr(tracking, "log_run", killed)
+    with pytest.raises(_KilledWhileLogging):
+        run_request(request)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["finished"]
+    assert not (out / "metrics.json").exists()
+
+    def store_down(*args, **kwargs):
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(tracking, "log_run", store_down)
+    with caplog.at_level(logging.INFO, logger="crowdskin.train"):
+        metrics = run_request(request)
+    assert "finished=True" in caplog.text  # the re-run did not train again
+    assert metrics["train_seconds"] == 0 and metrics["epochs"] == 1
+    assert metrics["mlflow_run_id"] is None and metrics["mlflow_error"] == "RuntimeError: store down"
+    assert json.loads((out / "metrics.json").read_text())["mlflow_error"] == "RuntimeError: store down"
+    assert (out / "predictions.parquet").is_file() and (out / "model.keras").is_file()
+    assert not (out / "checkpoint").exists()
+
+
+@pytest.mark.real
+def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
+    """The 200 ISIC 2017 anchors (126 with crowd scores): multi-task VGG16, one fold, tracked in MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.cache import build_image_cache
+    from crowdskin.train.job import run_request
+
+    anchors = pd.read_csv(shared_data / "crowdsim" / "ISIC-2017_anchor_images.csv")["image_id"]
+    truth = pd.read_csv(shared_data / "isic2017" / "ISIC-2017_Training_Part3_GroundTruth.csv").set_index("image_id")
+    images = pd.DataFrame({"image_id": anchors, "dataset": "isic2017",
+                           "image_path": [str(shared_data / "crowdsim" / "thumbnails" / f"{i}.jpg") for i in anchors],
+                           "abnormal": pd.array(((truth.loc[anchors, "melanoma"] + truth.loc[anchors, "seborrheic_keratosis"]) > 0)
+                                                .astype(int).to_numpy(), dtype="Int8"), "group_id": pd.NA})
+    crowd = pd.read_csv(shared_data / "enhance" / "crowd" / "asymmetry.csv").set_index("ID")
+    scores = crowd[["i", "ii", "iii"]].mean(axis=1)
+    targets = pd.DataFrame({"image_id": anchors, "source": "crowd", "feature": "asymmetry",
+                            "target": scores.reindex(anchors).to_numpy(), "available": anchors.isin(scores.index).to_numpy()})
+    assert targets["available"].sum() == 126
+    cache = build_image_cache(images, 32)
+    assert (cache[1]["row"] >= 0).all()
+
+    request = _request(tmp_path, task="multitask-crowd-asymmetry", images=images, cache=cache, targets=targets,
+                       steps_per_epoch=2, batch_size=8)
+    metrics = run_request(request)
+    out = tmp_path / "job"
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert predictions["split"].value_counts()["test"] == 40
+    assert predictions["score"].between(0, 1).all() and predictions["image_id"].is_unique
+    assert 0 < metrics["counts"]["train_with_annotation"] < metrics["counts"]["n_train"]
+    assert metrics["test_auc"] is not None and (out / "model.keras").stat().st_size > 1_000_000
+    assert len(pd.read_csv(out / "history.csv")) == 1
+
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(metrics["mlflow_run_id"])
+    assert run.data.params["task"] == "multitask-crowd-asymmetry" and run.data.params["split_hash"] == metrics["split_hash"]
+    assert run.data.tags["kind"] == "multitask" and run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
+    artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id)}
+    assert {"predictions.parquet", "history.csv", "history.png"} <= artifacts
