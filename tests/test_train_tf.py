@@ -217,3 +217,31 @@ def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
     assert run.data.tags["kind"] == "multitask" and run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id)}
     assert {"predictions.parquet", "history.csv", "history.png"} <= artifacts
+
+
+@pytest.mark.parametrize("long_training", [False, True])
+def test_final_checkpoint_only_where_retraining_would_cost_more_than_a_save(tmp_path, monkeypatch, caplog,
+                                                                            long_training):
+    """A job that keeps no model.keras saves its finished model only when training took long enough."""
+    from crowdskin.train import loop, tracking
+    from crowdskin.train.job import run_request
+
+    if long_training:
+        monkeypatch.setattr(loop, "FINAL_CHECKPOINT_MIN_TRAIN_SECONDS", 0.0)
+    request = {**_request(tmp_path), "save_model": False}
+
+    def killed(*args, **kwargs):
+        raise _KilledWhileLogging
+
+    monkeypatch.setattr(tracking, "log_run", killed)
+    with pytest.raises(_KilledWhileLogging):
+        run_request(request)
+    checkpoint = tmp_path / "job" / "checkpoint"
+    assert (checkpoint / "final.keras").is_file() == long_training
+    assert not (tmp_path / "job" / "model.keras").exists()
+
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="crowdskin.train"):
+        metrics = run_request(request)
+    assert ("finished=True" in caplog.text) == long_training  # else the one cheap epoch is trained again
+    assert metrics["epochs"] == 1 and not (tmp_path / "job" / "model.keras").exists()

@@ -54,7 +54,7 @@ def _existing_path(value: object) -> bool:
     return True
 
 
-def _with_defaults(validator_class: type) -> type:
+def with_defaults(validator_class: type) -> type:
     """A validator that also writes each property's `default` into the instance (as Snakemake's)."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
@@ -82,7 +82,7 @@ def validate_config(
     """
     registry = _registry(schema_dir)
     schema = registry.contents(MAIN_SCHEMA)
-    validator_class = _with_defaults(jsonschema.Draft202012Validator)
+    validator_class = with_defaults(jsonschema.Draft202012Validator)
     instance = copy.deepcopy(dict(config))
     validator = validator_class(schema, registry=registry, format_checker=_format_checker)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))

@@ -120,18 +120,31 @@ def conform(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     return schema.validate(frame.reset_index(drop=True), lazy=True)
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+def write_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], *, format: str = "parquet") -> None:
     """Write to a temporary file beside `path` and rename, so readers never see a half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        frame.to_parquet(tmp, index=False)
+        if format == "parquet":
+            frame.to_parquet(tmp, index=False)
+        elif format == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"unknown table format {format!r} (parquet or csv)")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    write_atomic(frame, path, format="parquet")
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    write_atomic(frame, path, format="csv")
 
 
 def write_table(frame: pd.DataFrame, schema: pa.DataFrameSchema, path: str | os.PathLike[str]) -> pd.DataFrame:

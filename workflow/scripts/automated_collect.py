@@ -1,14 +1,13 @@
 """Snakemake adapter: join the shards into the wide table and the long annotation rows."""
-import logging
-
 import pandas as pd
 
+from crowdskin.logs import to_rule_log
 from crowdskin.automated.sharding import AUTOMATED, to_annotations
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(message)s")
+log = to_rule_log(snakemake)  # noqa: F821
 shards = [pd.read_parquet(path) for path in snakemake.input]
 wide = AUTOMATED.validate(pd.concat(shards, ignore_index=True).sort_values("image_id", ignore_index=True))
 wide.to_parquet(snakemake.output.wide, index=False)
 long = to_annotations(wide, origin_file=snakemake.output.wide)
 long.to_parquet(snakemake.output.long, index=False)
-logging.info("%d images, %d annotation rows; status: %s", len(wide), len(long), wide["status"].value_counts().to_dict())
+log.info("%d images, %d annotation rows; status: %s", len(wide), len(long), wide["status"].value_counts().to_dict())

@@ -4,9 +4,11 @@ import pandas as pd
 from crowdskin import tables
 from crowdskin.crowd.analysis import annotation_counts, label_correlation, source_agreement
 from crowdskin.crowd.figures import agreement_heatmap, raincloud
-from crowdskin.crowd.io import log, read_annotations, setup_log, write_csv_atomic
+from crowdskin.crowd.io import read_annotations
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
 
-setup_log(snakemake.log[0])  # noqa: F821
+log = to_rule_log(snakemake)  # noqa: F821
 annotations = read_annotations(*snakemake.input.annotations)  # noqa: F821
 images = tables.read_table(snakemake.input.images, tables.IMAGES)  # noqa: F821
 targets = pd.read_parquet(snakemake.input.targets)  # noqa: F821

@@ -2,12 +2,13 @@
 import pandas as pd
 
 from crowdskin import tables
-from crowdskin.crowd.io import log, setup_log, write_csv_atomic
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
 from crowdskin.crowd.labels import crowd_labels, label_accuracy, true_candidate_labels
 from crowdskin.crowd.schemas import CROWD_LABELS
 from crowdskin.crowd.settings import crowd_settings
 
-setup_log(snakemake.log[0])  # noqa: F821
+log = to_rule_log(snakemake)  # noqa: F821
 settings = crowd_settings(snakemake.config.get("crowd"))["labels"]  # noqa: F821
 kept = pd.read_parquet(snakemake.input.kept)  # noqa: F821
 assignments = tables.read_table(snakemake.input.assignments, tables.MTURK_ASSIGNMENTS)  # noqa: F821

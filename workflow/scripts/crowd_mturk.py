@@ -1,11 +1,12 @@
 """MTurk filtering funnel: crowdskin.crowd.mturk."""
 from crowdskin import tables
-from crowdskin.crowd.io import log, setup_log, write_csv_atomic
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
 from crowdskin.crowd.mturk import FilterSettings, apply_filters, export_ids, quarantined_assignments
 from crowdskin.crowd.schemas import kept_assignments_schema
 from crowdskin.crowd.settings import crowd_settings
 
-setup_log(snakemake.log[0])  # noqa: F821
+log = to_rule_log(snakemake)  # noqa: F821
 settings = FilterSettings.from_config(crowd_settings(snakemake.config.get("crowd"))["mturk"])  # noqa: F821
 assignments = tables.read_table(snakemake.input.assignments, tables.MTURK_ASSIGNMENTS)  # noqa: F821
 quarantine = tables.read_table(snakemake.input.quarantine, tables.QUARANTINE)  # noqa: F821

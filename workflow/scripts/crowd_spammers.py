@@ -4,10 +4,11 @@ from pathlib import Path
 import pandas as pd
 
 from crowdskin.crowd.analysis import spammer_detection
-from crowdskin.crowd.io import log, setup_log, write_csv_atomic
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
 from crowdskin.crowd.settings import crowd_settings
 
-setup_log(snakemake.log[0])  # noqa: F821
+log = to_rule_log(snakemake)  # noqa: F821
 rules = crowd_settings(snakemake.config.get("crowd"))["mturk"]["rules"]  # noqa: F821
 decisions = pd.read_parquet(snakemake.input.decisions)  # noqa: F821
 workers_path = Path(snakemake.params.workers)  # noqa: F821

@@ -1,11 +1,12 @@
 """Consensus targets per (lesion, source, feature): crowdskin.crowd.consensus."""
 from crowdskin import tables
 from crowdskin.crowd.consensus import consensus_targets
-from crowdskin.crowd.io import log, read_annotations, setup_log
+from crowdskin.crowd.io import read_annotations
+from crowdskin.logs import to_rule_log
 from crowdskin.crowd.schemas import TARGETS
 from crowdskin.crowd.settings import crowd_settings
 
-setup_log(snakemake.log[0])  # noqa: F821
+log = to_rule_log(snakemake)  # noqa: F821
 settings = crowd_settings(snakemake.config.get("crowd"))  # noqa: F821
 annotations = read_annotations(*snakemake.input.annotations)  # noqa: F821
 images = tables.read_table(snakemake.input.images, tables.IMAGES)  # noqa: F821

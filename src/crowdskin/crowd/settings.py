@@ -16,20 +16,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "crowd.schema.yaml"
+from crowdskin.config import SCHEMA_DIR, with_defaults
 
-
-def _fill_defaults(validator_class: type) -> type:
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
-        if isinstance(instance, dict):
-            for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+SCHEMA_PATH = SCHEMA_DIR / "crowd.schema.yaml"
 
 
 def crowd_settings(section: Mapping[str, Any] | None = None, *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -38,7 +27,7 @@ def crowd_settings(section: Mapping[str, Any] | None = None, *, schema_path: Pat
         schema = yaml.safe_load(fh)
     schema.pop("$schema", None)
     instance = copy.deepcopy(dict(section or {}))
-    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         where = lambda e: "crowd." + ".".join(str(p) for p in e.absolute_path)  # noqa: E731

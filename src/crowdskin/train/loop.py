@@ -31,6 +31,8 @@ from crowdskin.train.examples import ExampleNotes, balanced_class_weights
 from crowdskin.train.tasks import Task
 
 log = logging.getLogger(__name__)
+# Below this much training a job that keeps no model.keras writes no final checkpoint either.
+FINAL_CHECKPOINT_MIN_TRAIN_SECONDS = 10.0
 HISTORY_COLUMNS = ["epoch", "loss", "label_loss", "target_loss", "auc",
                    "val_loss", "val_label_loss", "val_target_loss", "val_auc"]
 
@@ -208,16 +210,21 @@ def train_job(
                       steps_per_epoch=settings["steps_per_epoch"], validation_data=dataset(val, False),
                       validation_steps=validation_steps, callbacks=[EpochCheckpoint()], shuffle=False, verbose=2)
         train_seconds = time.time() - fit_started
-        save_started = time.time()
-        model_path = out / "model.keras"
-        final = checkpoint_dir / "final.keras"
-        _save_without_optimizer(model, final)
-        if spec.save_model:
-            _link_or_copy(final, model_path)
-        state["finished"] = True
-        _write_json(state_path, state)
-        (checkpoint_dir / "model.keras").unlink(missing_ok=True)
-        log.info("fit %.1f s, save %.1f s", train_seconds, time.time() - save_started)
+        # The finished model goes to the checkpoint so that a kill while predicting or logging does
+        # not train again; when no model.keras is kept and the training was quicker than a save
+        # (the default grid's one-step jobs: 0.3-0.6 s per save, 180 jobs), a kill re-trains instead.
+        if spec.save_model or train_seconds >= FINAL_CHECKPOINT_MIN_TRAIN_SECONDS:
+            save_started = time.time()
+            final = checkpoint_dir / "final.keras"
+            _save_without_optimizer(model, final)
+            if spec.save_model:
+                _link_or_copy(final, out / "model.keras")
+            state["finished"] = True
+            _write_json(state_path, state)
+            (checkpoint_dir / "model.keras").unlink(missing_ok=True)
+            log.info("fit %.1f s, save %.1f s", train_seconds, time.time() - save_started)
+        else:
+            log.info("fit %.1f s (no model kept)", train_seconds)
     elif spec.save_model:
         _link_or_copy(checkpoint_dir / "final.keras", out / "model.keras")
 

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from crowdskin.config import SCHEMA_DIR, ConfigError, _with_defaults
+from crowdskin.config import SCHEMA_DIR, ConfigError, with_defaults
 
 
 @cache
@@ -22,7 +22,7 @@ def _validator(section: str) -> Any:
     with open(Path(SCHEMA_DIR) / f"{section}.schema.yaml", encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     schema.pop("$schema", None)
-    return _with_defaults(jsonschema.Draft202012Validator)(schema)
+    return with_defaults(jsonschema.Draft202012Validator)(schema)
 
 
 def section(config: dict[str, Any], name: str) -> dict[str, Any]:

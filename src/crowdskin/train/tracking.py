@@ -86,7 +86,7 @@ def log_run(
     artifacts: Iterable[str | Path],
 ) -> str:
     """Log one finished job as one run; returns the run id. Raises after the retries are spent."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
