@@ -1,5 +1,6 @@
 """Snakemake adapter: one (task, backbone, fold) job. Logic: crowdskin.train.job / crowdskin.train.loop."""
 import logging
+import os
 import sys
 
 sm = snakemake  # noqa: F821
@@ -9,7 +10,8 @@ request = {
     "settings": settings, "seed": sm.params.seed, "threads": sm.threads, "out_dir": sm.params.out_dir,
     "log": str(sm.log[0]), "save_model": sm.params.save_model, "inputs": {name: str(path) for name, path in sm.input.items()},
 }
-if settings["warm_worker"]:
+# Under Slurm each job is its own allocation: a worker forked on one node would outlive the job.
+if settings["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
     # Only the standard library and the worker module here: that is what saves the imports.
     from crowdskin.train.worker import WorkerUnavailable, submit
 
