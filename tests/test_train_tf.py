@@ -245,3 +245,22 @@ def test_final_checkpoint_only_where_retraining_would_cost_more_than_a_save(tmp_
         metrics = run_request(request)
     assert ("finished=True" in caplog.text) == long_training  # else the one cheap epoch is trained again
     assert metrics["epochs"] == 1 and not (tmp_path / "job" / "model.keras").exists()
+
+
+def test_deterministic_mode_reproduces_a_job_exactly(tmp_path):
+    """Two runs of one job (augmentation on, two epochs) in deterministic mode: identical outputs."""
+    from crowdskin.train.job import run_request
+
+    outputs = []
+    for attempt in ("first", "second"):
+        (tmp_path / attempt).mkdir()
+        request = _request(tmp_path / attempt, epochs=2, steps_per_epoch=2, deterministic=True)
+        metrics = run_request(request)
+        predictions = pd.read_parquet(tmp_path / attempt / "job" / "predictions.parquet")
+        history = pd.read_csv(tmp_path / attempt / "job" / "history.csv")
+        outputs.append((metrics["test_auc"], predictions["score"].to_numpy(), history["loss"].to_numpy()))
+    (auc_1, scores_1, loss_1), (auc_2, scores_2, loss_2) = outputs
+    assert auc_1 == auc_2
+    np.testing.assert_array_equal(scores_1, scores_2)
+    np.testing.assert_array_equal(loss_1, loss_2)
+    assert scores_1.std() > 0  # a model that learned nothing would be reproducible trivially
