@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from crowdskin.crowd.consensus import ABC_FEATURES, standardise_per_annotator, wide_annotations
+from crowdskin.crowd.consensus import ABC_FEATURES, select_annotations, standardise_per_annotator, wide_annotations
 
 MOMENTS = ("mean", "std", "skewness", "kurtosis")
 
@@ -92,13 +92,9 @@ def disagreement_features(
     """
     raw = wide_annotations(annotations, annotator_group=annotator_group, source=source,
                            dataset=dataset, features=features).dropna()
-    selected = annotations[annotations["image_id"].isin(raw.index) & annotations["feature"].isin(list(features))]
-    if annotator_group is not None:
-        selected = selected[selected["annotator_group"] == annotator_group]
-    if source is not None:
-        selected = selected[selected["source"] == source]
-    if dataset is not None:
-        selected = selected[selected["dataset"] == dataset]
+    selected = select_annotations(annotations, annotator_group=annotator_group, source=source, dataset=dataset,
+                                  features=features)
+    selected = selected[selected["image_id"].isin(raw.index)]
     z = standardise_per_annotator(selected)
     z_wide = z.pivot_table(index="image_id", columns=["feature", "annotator"], values="z", aggfunc="first").loc[raw.index]
     moments = {}

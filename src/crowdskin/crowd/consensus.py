@@ -125,6 +125,22 @@ def _with_unannotated_lesions(stats: pd.DataFrame, images: pd.DataFrame) -> pd.D
     return pd.concat([full, orphans], ignore_index=True)
 
 
+def select_annotations(
+    annotations: pd.DataFrame,
+    *,
+    annotator_group: str | None = None,
+    source: str | None = None,
+    dataset: str | None = None,
+    features: Sequence[str],
+) -> pd.DataFrame:
+    """The rows of one annotator group, source and dataset (None = any) for the given features."""
+    keep = annotations["feature"].isin(list(features))
+    for column, wanted in (("annotator_group", annotator_group), ("source", source), ("dataset", dataset)):
+        if wanted is not None:
+            keep &= annotations[column] == wanted
+    return annotations[keep]
+
+
 def wide_annotations(
     annotations: pd.DataFrame,
     *,
@@ -137,14 +153,8 @@ def wide_annotations(
     """Pivot one group's (or source's) annotations to one row per lesion, one column per
     (feature, annotator), named ``<feature>:<annotator>``, for the disagreement experiment.
     """
-    frame = annotations
-    if annotator_group is not None:
-        frame = frame[frame["annotator_group"] == annotator_group]
-    if source is not None:
-        frame = frame[frame["source"] == source]
-    if dataset is not None:
-        frame = frame[frame["dataset"] == dataset]
-    frame = frame[frame["feature"].isin(list(features))]
+    frame = select_annotations(annotations, annotator_group=annotator_group, source=source, dataset=dataset,
+                               features=features)
     if frame.empty:
         raise ValueError(
             f"no annotations for group={annotator_group!r} source={source!r} dataset={dataset!r} "
