@@ -314,6 +314,10 @@ def test_disagreement_feature_sets_for_six_students_five_features():
     assert result.loc["feature type: blue", "auc_mean"] < result.loc["feature type: asymmetry", "auc_mean"]
     with pytest.raises(ValueError, match="no annotations"):
         analysis.disagreement_auc(ann, images, {"name": "x", "annotator_group": "nope", "features": features})
+    table = analysis.disagreement_table(ann, images, [{"name": "g7", "annotator_group": "student/y/group07",
+                                                        "features": features}], folds=5)
+    assert list(table.columns) == analysis.DISAGREEMENT_COLUMNS and len(table) == len(result)
+    assert analysis.disagreement_table(ann, images, []).columns.tolist() == analysis.DISAGREEMENT_COLUMNS
 
 
 def test_spammer_detection_precision_and_recall():

@@ -154,3 +154,15 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo):
     assert default["weights"] == "none" and default["epochs"] * default["steps_per_epoch"] <= 2
     with pytest.raises(ConfigError, match="train.optimizer"):
         section({"train": {"optimizer": "adagrad"}}, "train")
+
+
+def test_summary_averages_test_auc_over_folds_and_counts_folds_with_an_auc():
+    from crowdskin.train.summary import auc_summary, runs_table
+
+    jobs = [{"task": "baseline", "backbone": "vgg16", "fold": k, "test_auc": auc, "warnings": w}
+            for k, (auc, w) in enumerate([(0.6, []), (0.8, ["a", "b"]), (None, [])])]
+    runs = runs_table(jobs)
+    assert runs["warnings"].tolist() == ["", "a; b", ""] and runs["mlflow_run_id"].isna().all()
+    summary = auc_summary(runs).iloc[0]
+    assert summary["mean_test_auc"] == pytest.approx(0.7) and summary["folds"] == 2
+    assert summary["std_test_auc"] == pytest.approx(np.std([0.6, 0.8], ddof=1))

@@ -47,23 +47,46 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert "crowd_spammer_detection" not in out
 
 
-def test_default_workflow_trains_a_multitask_job_tracked_in_mlflow(tmp_path):
-    """The default DAG from nothing to one multi-task job on automated targets, through every stage."""
+SMALL_GRID = """
+split: {n_folds: 2}
+train:
+  backbones: [vgg16]
+  multitask: {sources: [automated], features: [asymmetry]}
+  random_control: false
+  crowdsim: {enabled: false}
+"""
+
+
+def test_default_workflow_through_a_small_grid_tracked_in_mlflow(tmp_path):
+    """The default DAG from nothing to the training summary, every stage's rules on the way, with a
+    grid cut to baseline + one multi-task task on automated targets, VGG16, two folds."""
     from mlflow.tracking import MlflowClient
 
-    job = "results/train/multitask-automated-asymmetry/vgg16/fold0"
-    snakemake(tmp_path, f"{job}/metrics.json", "results/analysis/label_correlation.csv",
-              "results/crowd/spammer_detection.csv")
+    (tmp_path / "small.yaml").write_text(SMALL_GRID)
+    snakemake(tmp_path, "results/train/summary.csv", "results/analysis/label_correlation.csv",
+              "results/analysis/disagreement_auc.csv", "results/crowd/spammer_detection.csv",
+              "--configfile", str(tmp_path / "small.yaml"))
     automated = pd.read_parquet(tmp_path / "results/annotations/automated.parquet")
     images = pd.read_parquet(tmp_path / "results/data/images.parquet")
     assert set(automated["image_id"]) == set(images["image_id"]) and automated["status"].notna().all()
     targets = pd.read_parquet(tmp_path / "results/crowd/targets.parquet")
     assert {"student", "crowd", "automated"} <= set(targets["source"])
+    assert len(pd.read_csv(tmp_path / "results/analysis/disagreement_auc.csv")) > 0
 
-    metrics = json.loads((tmp_path / job / "metrics.json").read_text())
-    predictions = pd.read_parquet(tmp_path / job / "predictions.parquet")
-    assert set(predictions["split"]) == {"train", "val", "test"}
+    runs = pd.read_csv(tmp_path / "results/train/runs.csv")
+    assert sorted(zip(runs["task"], runs["fold"])) == [("baseline", 0), ("baseline", 1),
+                                                       ("multitask-automated-asymmetry", 0),
+                                                       ("multitask-automated-asymmetry", 1)]
+    summary = pd.read_csv(tmp_path / "results/train/summary.csv")
+    assert set(summary["task"]) == {"baseline", "multitask-automated-asymmetry"}
+
+    job = tmp_path / "results/train/multitask-automated-asymmetry/vgg16/fold0"
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert set(pd.read_parquet(job / "predictions.parquet")["split"]) == {"train", "val", "test"}
     experiment = json.loads((tmp_path / "results/train/mlflow_experiment.json").read_text())
-    run = MlflowClient(experiment["tracking_uri"]).get_run(metrics["mlflow_run_id"])
+    client = MlflowClient(experiment["tracking_uri"])
+    run = client.get_run(metrics["mlflow_run_id"])
     assert run.data.params["task"] == "multitask-automated-asymmetry" and run.data.params["source"] == "automated"
     assert run.data.tags["backbone"] == "vgg16" and "test_auc" in run.data.metrics
+    assert runs["mlflow_run_id"].notna().all()
+    assert len(client.search_runs([experiment["experiment_id"]])) == len(runs)

@@ -2,31 +2,13 @@
 # and the studies' annotation analyses. Logic: src/crowdskin/crowd/.
 CROWD = "results/crowd"
 ANALYSIS = "results/analysis"
-AUTOMATED_ANNOTATIONS = "results/annotations/automated_annotations.parquet"
-
-import sys
-
-
-def _automated_annotations_available():
-    """A rule (issue 3) that writes the automated scores, or the file itself, is present."""
-    produced = any(
-        AUTOMATED_ANNOTATIONS in {str(path) for path in rule.output} for rule in workflow.rules
-    )
-    return produced or Path(AUTOMATED_ANNOTATIONS).exists()
+AUTOMATED_ANNOTATIONS = rules.automated_collect.output.long
 
 
 def crowd_annotation_inputs(wildcards):
     paths = [f"{DATA}/annotations.parquet"]
-    if config["crowd"].get("use_automated", True):
-        if _automated_annotations_available():
-            paths.append(AUTOMATED_ANNOTATIONS)
-        else:
-            # Kept visible: the automated source is missing from every crowd output.
-            print(
-                f"crowd: no rule writes {AUTOMATED_ANNOTATIONS} and it does not exist; "
-                "the crowd stage runs without the automated source",
-                file=sys.stderr,
-            )
+    if config["crowd"]["use_automated"]:
+        paths.append(AUTOMATED_ANNOTATIONS)
     return paths
 
 

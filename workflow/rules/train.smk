@@ -6,8 +6,8 @@ from crowdskin.train.tasks import input_size as train_input_size, task_grid
 
 SPLITS = "results/splits"
 TRAIN = "results/train"
-CROWD_TARGETS = "results/crowd/targets.parquet"
-CROWD_LABELS = "results/crowd/crowd_labels.parquet"
+CROWD_TARGETS = rules.crowd_targets.output.targets
+CROWD_LABELS = rules.crowd_labels.output.labels
 SPLIT_SETTINGS = train_section(config, "split")
 TRAIN_SETTINGS = train_section(config, "train")
 TRAIN_TASKS = {task.name: task for task in task_grid(TRAIN_SETTINGS)}

@@ -123,21 +123,6 @@ class Lesion:
     bbox: tuple[int, int, int, int]  # largest component: min_row, min_col, max_row, max_col (exclusive)
     touches_border: bool
 
-    @property
-    def mask(self) -> np.ndarray:
-        """Full-frame bool mask of the largest component."""
-        return self._frame(self.crop)
-
-    @property
-    def all_components(self) -> np.ndarray:
-        return self._frame(self.all_crop)
-
-    def _frame(self, crop: np.ndarray) -> np.ndarray:
-        full = np.zeros(self.shape, bool)
-        r, c = self.offset
-        full[r : r + crop.shape[0], c : c + crop.shape[1]] = crop > 0
-        return full
-
 
 def orientation_from_moments(mu_rr: float, mu_cc: float, mu_rc: float) -> float:
     """skimage.measure.regionprops' `orientation` from central moments (same formula, same ties)."""

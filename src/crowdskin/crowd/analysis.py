@@ -177,11 +177,23 @@ def disagreement_auc(
 
 def _scored_lesions(annotations: pd.DataFrame, experiment: Mapping[str, Any]) -> int:
     """Lesions with any score in the experiment; those not used lacked a score or a label."""
-    frame = annotations[annotations["feature"].isin(list(experiment["features"]))]
-    for key in ("annotator_group", "source", "dataset"):
-        if experiment.get(key) is not None:
-            frame = frame[frame[key] == experiment[key]]
+    frame = select_annotations(annotations, annotator_group=experiment.get("annotator_group"),
+                               source=experiment.get("source"), dataset=experiment.get("dataset"),
+                               features=experiment["features"])
     return int(frame["image_id"].nunique())
+
+
+DISAGREEMENT_COLUMNS = ["experiment", "feature_set", "n_features", "n_lesions", "n_abnormal", "lesions_left_out",
+                        "folds", "auc_mean", "auc_std"]
+
+
+def disagreement_table(annotations: pd.DataFrame, images: pd.DataFrame, experiments: Sequence[Mapping[str, Any]],
+                       *, folds: int = 10, seed: int = 42) -> pd.DataFrame:
+    """`disagreement_auc` of every configured experiment, one table (empty, with its columns, for none)."""
+    frames = [disagreement_auc(annotations, images, experiment, folds=folds, seed=seed) for experiment in experiments]
+    if not frames:
+        return pd.DataFrame(columns=DISAGREEMENT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[DISAGREEMENT_COLUMNS]
 
 
 # --- synthetic ground truth -----------------------------------------------------------------

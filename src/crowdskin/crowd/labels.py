@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 from crowdkit.aggregation import GLAD, DawidSkene
 
-from crowdskin.crowd.mturk import chosen_label  # noqa: F401  (re-exported for callers)
-
 Method = Literal["dawid_skene", "glad"]
 
 

@@ -13,6 +13,7 @@ Modules, in the order a job uses them:
 - `runtime`: threads, GPU memory growth, mixed precision, XLA, determinism, MirroredStrategy.
 - `loop`: one (task, backbone, fold) job, checkpointed every epoch and resumable.
 - `tracking`: MLflow logging that never loses a finished training.
+- `summary`: `runs.csv` and test AUC per (task, backbone) over the folds.
 - `bench`: input-pipeline and training-step throughput.
 
 Only `loop`, `pipeline`, `models`, `runtime` and `bench` import TensorFlow (about 4 s per process).
