@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from crowdskin.config import section
 from crowdskin.acquire.archive import UnsafeArchiveError, safe_extract
 from crowdskin.acquire.checksums import write_checksum_list
 from crowdskin.acquire.fetch import (
@@ -26,7 +27,7 @@ from crowdskin.acquire.manifest import Member, Source
 from crowdskin.acquire.url_list import fetch_url_list
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
-FAST = DownloadSettings(retries=3, backoff_s=0.0, timeout_s=5)
+FAST = DownloadSettings(**{**section("download"), "retries": 3, "backoff_s": 0.0, "timeout_s": 5})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,7 +96,7 @@ def test_interrupted_download_resumes_with_range(server, tmp_path):
 
 def test_transient_errors_are_retried_with_backoff(server, tmp_path):
     waits: list[float] = []
-    settings = DownloadSettings(retries=4, backoff_s=1.5, timeout_s=5)
+    settings = DownloadSettings(**{**section("download"), "retries": 4, "backoff_s": 1.5, "timeout_s": 5})
     download(f"{server}/flaky.bin", tmp_path / "x.bin", settings=settings, sleep=waits.append)
     assert waits == [1.5, 3.0]
     assert (tmp_path / "x.bin").read_bytes() == PAYLOAD

@@ -1,4 +1,4 @@
-"""Automated ABC annotation (issue 3): phantoms with known answers, bad input, sharding."""
+"""Automated ABC annotation: phantoms with known answers, bad input, sharding."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ import pytest
 
 from crowdskin.automated.asymmetry import asymmetry
 from crowdskin.automated.border import border
-from crowdskin.automated.colour import COLOUR_NAMES, REFERENCE_COLOURS, colour, reference_distances
+from crowdskin.automated.color import COLOR_NAMES, REFERENCE_COLORS, color, reference_distances
 from crowdskin.automated.preprocessing import BadInput, find_lesion
-from crowdskin.automated.sharding import AUTOMATED, Settings, annotate_image, annotate_table, plan_shards, to_annotations
+from crowdskin.automated.annotate import Settings, annotate_image, annotate_table, plan_shards, to_annotations
+from crowdskin.config import section
+from crowdskin.tables import AUTOMATED
+
+SETTINGS = Settings.from_config(section("automated"))
 
 
 def ellipse(shape=(400, 500), centre=(260, 210), axes=(120, 60), angle=0.0) -> np.ndarray:
@@ -72,34 +76,34 @@ def test_border_score_grows_with_lobes(variant):
     assert scores == sorted(scores) and scores[-1] > scores[0], scores
 
 
-def patches(colours: list[tuple[int, int, int]], size=120) -> tuple[np.ndarray, np.ndarray]:
-    # green surround: far from every reference colour, because the study variant counts the mean
-    # colour outside the mask as one more colour
-    image = np.full((size, size * len(colours) + 40, 3), (0, 255, 0), np.uint8)
+def patches(colors: list[tuple[int, int, int]], size=120) -> tuple[np.ndarray, np.ndarray]:
+    # green surround: far from every reference color, because the study variant counts the mean
+    # color outside the mask as one more color
+    image = np.full((size, size * len(colors) + 40, 3), (0, 255, 0), np.uint8)
     mask = np.zeros(image.shape[:2], bool)
-    for k, rgb in enumerate(colours):
+    for k, rgb in enumerate(colors):
         image[20 : size - 20, 20 + k * size : 20 + (k + 1) * size] = rgb
         mask[20 : size - 20, 20 + k * size : 20 + (k + 1) * size] = True
     return image, mask
 
 
-def test_colour_patches_give_exactly_their_colours():
-    image, mask = patches([REFERENCE_COLOURS["white"], REFERENCE_COLOURS["blue_gray"]])
-    score = colour(image, mask, variant="paper")
+def test_color_patches_give_exactly_their_colors():
+    image, mask = patches([REFERENCE_COLORS["white"], REFERENCE_COLORS["blue_gray"]])
+    score = color(image, mask, variant="paper")
     assert {n for n, on in score.present.items() if on} == {"white", "blue_gray"}
     assert score.score == 2
 
 
 @pytest.mark.parametrize("names", [["black"], ["light_brown", "white"], ["red", "blue_gray", "white"]])
-def test_colour_set_is_every_reference_within_threshold(names):
+def test_color_set_is_every_reference_within_threshold(names):
     # brown, red and black lie within 0.4 of each other, so a pure patch also links its neighbours:
     # the expected set follows from the reference table, not from the patch names alone
-    rgb = [REFERENCE_COLOURS[n] for n in names]
-    expected = {COLOUR_NAMES[j] for j in np.flatnonzero((reference_distances(np.array(rgb)) < 0.4).any(axis=0))}
+    rgb = [REFERENCE_COLORS[n] for n in names]
+    expected = {COLOR_NAMES[j] for j in np.flatnonzero((reference_distances(np.array(rgb)) < 0.4).any(axis=0))}
     assert set(names) <= expected
     image, mask = patches(rgb)
     for variant in ("paper", "study"):
-        present = colour(image, mask, variant=variant).present
+        present = color(image, mask, variant=variant).present
         assert {n for n, on in present.items() if on} == expected, variant
 
 
@@ -129,7 +133,7 @@ def lesion_mask(shape=(200, 240)) -> np.ndarray:
 
 
 def annotate(image: Path | None, mask: Path | None) -> dict:
-    return annotate_image("X", "test", image, mask, Settings())
+    return annotate_image("X", "test", image, mask, SETTINGS)
 
 
 def test_good_input_is_ok(files):
@@ -225,8 +229,8 @@ def test_table_and_long_rows(files, tmp_path):
         {"image_id": "B", "dataset": "t", "image_path": None, "mask_path": str(files("bm.png", lesion_mask()))},
         {"image_id": "C", "dataset": "t", "image_path": None, "mask_path": None},
     ])
-    serial = annotate_table(rows, Settings(), workers=1)
-    parallel = annotate_table(rows, Settings(), workers=2)
+    serial = annotate_table(rows, SETTINGS, workers=1)
+    parallel = annotate_table(rows, SETTINGS, workers=2)
     pd.testing.assert_frame_equal(serial, parallel)
     assert serial["status"].tolist() == ["ok", "partial", "failed"]
     AUTOMATED.validate(serial)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from crowdskin.automated.validation import compare_colour, compare_masks
+from crowdskin.automated.validation import compare_color, compare_masks
 
 pytestmark = pytest.mark.real
 
@@ -34,9 +34,9 @@ def test_asymmetry_reproduces_the_published_scores(masks):
     assert masks["asymmetry_raw"]["mean_abs_diff"] <= 0.001
 
 
-def test_colour_on_thumbnails_agrees_with_the_published_scores(shared_data):
-    colour = compare_colour(shared_data, variant="study")["color"]
-    assert colour["n_compared"] == colour["n_published"] == 57
-    assert colour["exact"] >= 0.78
-    assert colour["within_one"] >= 0.98
-    assert colour["spearman"] >= 0.85
+def test_color_on_thumbnails_agrees_with_the_published_scores(shared_data):
+    color = compare_color(shared_data, variant="study")["color"]
+    assert color["n_compared"] == color["n_published"] == 57
+    assert color["exact"] >= 0.78
+    assert color["within_one"] >= 0.98
+    assert color["spearman"] >= 0.85

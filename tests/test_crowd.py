@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from crowdskin.crowd import analysis, consensus, figures, labels, mturk
-from crowdskin.crowd.schemas import CROWD_LABELS, TARGETS, kept_assignments_schema
-from crowdskin.crowd.settings import crowd_settings
+from crowdskin.config import section
+from crowdskin.tables import CROWD_LABELS, TARGETS, kept_assignments_schema
+
+FILTERS = mturk.FilterSettings.from_config(section("crowd")["mturk"])
 
 
 def annotation_rows(scores: dict[str, list[float]], *, image_ids: list[str], group: str = "crowd/d",
@@ -127,7 +131,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 )
 def test_time_rule_first_hit_boundary_60s(seconds, rejected):
     df = frame([assignment(1, seconds=seconds, minute=0), assignment(2, seconds=100, minute=5)])
-    flags = mturk.rule_time_on_task(df, mturk.FilterSettings())
+    flags = mturk.rule_time_on_task(df, FILTERS)
     assert bool(flags.iloc[0]) is rejected and not flags.iloc[1]
 
 
@@ -136,7 +140,7 @@ def test_time_rule_first_hit_boundary_60s(seconds, rejected):
 )
 def test_time_rule_later_hit_boundaries_10s_and_200s(seconds, rejected):
     df = frame([assignment(1, seconds=100, minute=0), assignment(2, seconds=seconds, minute=5)])
-    flags = mturk.rule_time_on_task(df, mturk.FilterSettings())
+    flags = mturk.rule_time_on_task(df, FILTERS)
     assert bool(flags.iloc[1]) is rejected and not flags.iloc[0]
 
 
@@ -145,17 +149,17 @@ def test_first_hit_is_by_accept_time_per_worker_not_row_order():
                 assignment(3, worker="W2", seconds=30, minute=20)])
     first = mturk.first_hit_of_worker(df)
     assert list(first) == [False, True, True]
-    flags = mturk.rule_time_on_task(df, mturk.FilterSettings())
+    flags = mturk.rule_time_on_task(df, FILTERS)
     assert list(flags) == [False, True, True]  # 30 s: fine later, too fast for a first HIT
 
 
 def test_approval_rule_threshold_and_no_history():
     df = frame([assignment(1, rate=0.95), assignment(2, rate=0.949), assignment(3, rate=0.0, total=0)])
-    default = mturk.rule_approval_rate(df, mturk.FilterSettings())
+    default = mturk.rule_approval_rate(df, FILTERS)
     assert list(default) == [False, True, False]  # exactly the threshold is kept; 0/0 kept by default
-    strict = mturk.rule_approval_rate(df, mturk.FilterSettings(reject_no_history=True))
+    strict = mturk.rule_approval_rate(df, replace(FILTERS, reject_no_history=True))
     assert list(strict) == [False, True, True]
-    off = mturk.rule_approval_rate(df, mturk.FilterSettings(min_approval_rate=None))
+    off = mturk.rule_approval_rate(df, replace(FILTERS, min_approval_rate=None))
     assert not off.any()
 
 
@@ -163,11 +167,11 @@ def test_confidence_and_impossible_triplet_rules():
     df = frame([assignment(1, confidence="very uncertain"), assignment(2, confidence="uncertain"),
                 assignment(3, confidence="neutral"), assignment(4, confidence="confident"),
                 assignment(5, confidence="very confident"), assignment(6, confidence=None)])
-    assert list(mturk.rule_confidence(df, mturk.FilterSettings())) == [True, True, False, False, True, False]
-    custom = mturk.FilterSettings(excluded_confidence=("neutral",))
+    assert list(mturk.rule_confidence(df, FILTERS)) == [True, True, False, False, True, False]
+    custom = replace(FILTERS, excluded_confidence=("neutral",))
     assert list(mturk.rule_confidence(df, custom)) == [False, False, True, False, False, False]
     triplets = frame([assignment(1, a=0, b=0), assignment(2, a=1, b=1), assignment(3, a=1, b=0)])
-    assert list(mturk.rule_impossible_triplet(triplets, mturk.FilterSettings())) == [True, True, False]
+    assert list(mturk.rule_impossible_triplet(triplets, FILTERS)) == [True, True, False]
 
 
 def test_accuracy_is_share_of_choices_with_the_anchors_diagnosis():
@@ -194,7 +198,7 @@ def test_funnel_accounts_for_every_assignment_in_order():
     })
     q = mturk.quarantined_assignments(quarantine)
     assert dict(zip(q["assignment_id"], q["step"])) == {"Q1": "no_choice", "Q2": "unparseable", "Q3": "unparseable"}
-    result = mturk.apply_filters(frame(rows), q)
+    result = mturk.apply_filters(frame(rows), q, FILTERS)
     f = result.funnel.set_index("rule")
     assert list(f.index) == ["exported", "unparseable", "no_choice", "impossible_triplet", "confidence",
                              "time_on_task", "approval_rate"]
@@ -208,18 +212,20 @@ def test_funnel_accounts_for_every_assignment_in_order():
     assert decided["A2"] == "impossible_triplet" and decided["A3"] == "confidence" and pd.isna(decided["A1"])
     flags = result.decisions.set_index("assignment_id")
     assert flags.loc["A2", "flag_confidence"] and flags.loc["A3", "flag_time_on_task"]  # all broken rules visible
-    kept_assignments_schema(mturk.DEFAULT_RULES).validate(result.kept)
+    kept_assignments_schema(FILTERS.rules).validate(result.kept)
 
 
 def test_settings_reject_unknown_rules_and_keys():
     with pytest.raises(ValueError, match="unknown rule"):
-        mturk.FilterSettings.from_config({"rules": ["gold_questions"]})
+        mturk.FilterSettings.from_config({**section("crowd")["mturk"], "rules": ["gold_questions"]})
     with pytest.raises(ValueError, match="unknown setting"):
-        mturk.FilterSettings.from_config({"min_rate": 0.9})
-    defaults = crowd_settings({})
+        mturk.FilterSettings.from_config({**section("crowd")["mturk"], "min_rate": 0.9})
+    with pytest.raises(ValueError, match="missing setting"):
+        mturk.FilterSettings.from_config({"rules": ["confidence"]})  # defaults come from the schema only
+    defaults = section("crowd")
     assert defaults["mturk"]["first_hit_min_s"] == 60 and defaults["labels"]["method"] == "dawid_skene"
     with pytest.raises(ValueError, match="crowd.mturk.later_hit_max_s"):
-        crowd_settings({"mturk": {"later_hit_max_s": "long"}})
+        section("crowd", {"mturk": {"later_hit_max_s": "long"}})
 
 
 # --- labels -------------------------------------------------------------------------------
@@ -303,7 +309,7 @@ def test_disagreement_feature_sets_for_six_students_five_features():
     ann = ann[~((ann.image_id == "L0") & (ann.annotator == "s3") & (ann.feature == "blue"))]  # one missing score
     images = pd.DataFrame({"image_id": ids, "dataset": "d", "abnormal": pd.array(abnormal, dtype="Int8")})
     result = analysis.disagreement_auc(ann, images, {"name": "g7", "annotator_group": "student/y/group07",
-                                                     "features": features}, folds=5).set_index("feature_set")
+                                                     "features": features}, folds=5, seed=0).set_index("feature_set")
     sizes = result["n_features"]
     assert sizes["all annotations"] == 30 and sizes["all moments"] == 20
     assert all(sizes[f"feature type: {f}"] == 6 for f in features)
@@ -313,11 +319,12 @@ def test_disagreement_feature_sets_for_six_students_five_features():
     assert result.loc["all annotations", "auc_mean"] > 0.8  # signal in four of five features
     assert result.loc["feature type: blue", "auc_mean"] < result.loc["feature type: asymmetry", "auc_mean"]
     with pytest.raises(ValueError, match="no annotations"):
-        analysis.disagreement_auc(ann, images, {"name": "x", "annotator_group": "nope", "features": features})
+        analysis.disagreement_auc(ann, images, {"name": "x", "annotator_group": "nope", "features": features},
+                                  folds=5, seed=0)
     table = analysis.disagreement_table(ann, images, [{"name": "g7", "annotator_group": "student/y/group07",
-                                                        "features": features}], folds=5)
+                                                        "features": features}], folds=5, seed=0)
     assert list(table.columns) == analysis.DISAGREEMENT_COLUMNS and len(table) == len(result)
-    assert analysis.disagreement_table(ann, images, []).columns.tolist() == analysis.DISAGREEMENT_COLUMNS
+    assert analysis.disagreement_table(ann, images, [], folds=5, seed=0).columns.tolist() == analysis.DISAGREEMENT_COLUMNS
 
 
 def test_spammer_detection_precision_and_recall():
@@ -342,7 +349,7 @@ def test_figures_are_written(tmp_path):
                      for f in ("asymmetry", "border")])
     images = pd.DataFrame({"image_id": ids, "dataset": "d", "abnormal": pd.array(abnormal, dtype="Int8")})
     targets = consensus.consensus_targets(ann, images)
-    rain = figures.raincloud(targets, images, tmp_path / "rain.png")
+    rain = figures.raincloud(targets, images, tmp_path / "rain.png", seed=0)
     heat = figures.agreement_heatmap(analysis.source_agreement(targets), tmp_path / "heat.png")
     for path in (rain, heat):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000

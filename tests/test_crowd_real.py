@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from crowdskin.crowd import analysis, consensus, labels, mturk
-from crowdskin.crowd.settings import crowd_settings
+from crowdskin.config import section
 
 pytestmark = pytest.mark.real
 
@@ -18,7 +18,7 @@ def real(shared_data, repo):
     from crowdskin.ingest import ingest_all
 
     config = yaml.safe_load((repo / "config" / "real-sample.yaml").read_text())
-    return ingest_all(config["ingest"], shared_data), crowd_settings(config["crowd"])
+    return ingest_all(config["ingest"], shared_data), section("crowd", config["crowd"])
 
 
 def test_crowd_label_correlation_reproduces_enhance_table3(real):
@@ -58,7 +58,7 @@ def test_group7_disagreement_auc(real):
     experiment = next(e for e in settings["disagreement"]["experiments"]
                       if e.get("annotator_group") == "student/2017-2018/group07")
     result = analysis.disagreement_auc(ingested.annotations, ingested.images, experiment,
-                                       folds=settings["disagreement"]["folds"]).set_index("feature_set")
+                                       folds=settings["disagreement"]["folds"], seed=42).set_index("feature_set")
     assert result.loc["all annotations", "n_features"] == 30 and result.loc["all moments", "n_features"] == 20
     assert len(result) == 1 + 5 + 6 + 4 + 1
     assert (result["folds"] == 10).all() and (result["n_lesions"] >= 90).all()

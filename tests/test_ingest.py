@@ -88,7 +88,7 @@ def test_student_columns_map_by_position_not_header(raw):
         ("asymmetry", "s1", 0.0), ("asymmetry", "s2", 1.0), ("color", "s1", 3.0), ("color", "s2", 2.0)]
     assert set(student.annotator_group) == {"student/2017-2018/group01"}
     q = result.quarantine[result.quarantine.origin_file.str.endswith("group01.csv")]
-    # '1,2' is a set of colour categories, not 1.2; the repeated ISIC_1 record is a duplicate
+    # '1,2' is a set of color categories, not 1.2; the repeated ISIC_1 record is a duplicate
     assert sorted(q.reason.str.split(" of ").str[0]) == ["annotation is not a number"] + ["duplicate annotation"] * 4
 
 

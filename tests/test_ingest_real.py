@@ -6,6 +6,8 @@ shared README report, except where docs/data-model.md explains a measured differ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -39,8 +41,37 @@ def test_student_abc_coverage(real_run):
     student = notes[(notes.source == "student") & (notes.dataset == "isic2017")
                     & notes.feature.isin(["asymmetry", "border", "color"])]
     with_abc = student.groupby("image_id").feature.nunique().eq(3).sum()
-    # The study reports 1631; reading every group by data_types.csv position gives 1633 (docs/data-model.md).
+    # The study reports 1631; crowdskin keeps two lesions the study's reader drops (docs/crowd.md).
     assert with_abc == 1633
+
+
+def _complete_student_rows(shared_data) -> set[tuple[str, str]]:
+    """(year/groupNN.csv, image_id) of the rows ENHANCE's `select_data` keeps: it drops all-blank rows and
+    columns of a group file, then every row with any blank cell left (`DataFrame.dropna()`)."""
+    rows = set()
+    for path in sorted((shared_data / "enhance" / "student").glob("*/group*.csv")):
+        frame = pd.read_csv(path, sep=";", dtype=str).dropna(axis=0, how="all").dropna(axis=1, how="all")
+        rows |= {(f"{path.parent.name}/{path.name}", image_id) for image_id in frame.dropna().iloc[:, 0]}
+    return rows
+
+
+def test_student_abc_coverage_under_the_studys_complete_row_rule(real_run, shared_data):
+    notes = _table(real_run, "annotations")
+    student = notes[(notes.source == "student") & (notes.dataset == "isic2017")
+                    & notes.feature.isin(["asymmetry", "border", "color"])]
+    complete = _complete_student_rows(shared_data)
+    in_complete_row = [(f"{Path(f).parent.name}/{Path(f).name}", i) in complete
+                       for f, i in zip(student.origin_file, student.image_id)]
+    ours = set(student.groupby("image_id").feature.nunique().pipe(lambda n: n[n == 3].index))
+    study = set(student[in_complete_row].groupby("image_id").feature.nunique().pipe(lambda n: n[n == 3].index))
+    assert len(study) == 1631 and study < ours  # the study's Table 2 figure, from its row rule
+    lost = ours - study
+    assert lost == {"ISIC_0000540", "ISIC_0013961"}
+    # Both are real, numeric A, B and C scores from several students of one group, each in a row with a blank cell.
+    for image_id in lost:
+        scores = student[student.image_id == image_id]
+        assert scores.annotator_group.nunique() == 1
+        assert scores.groupby("feature").annotator.nunique().ge(2).all()
 
 
 @pytest.mark.parametrize(("dataset", "lesions"), [("isic2017", 1250), ("ph2", 200)])

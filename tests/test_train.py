@@ -8,12 +8,14 @@ import pytest
 
 from crowdskin.train.examples import ExamplesError, balanced_class_weights, job_examples
 from crowdskin.train.loop import auc
-from crowdskin.train.settings import section
+from crowdskin.config import section
+from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
-from crowdskin.train.tasks import Task, input_size, task_by_name, task_grid
+from crowdskin.train.tasks import Task, input_size, task_grid
 from crowdskin.train.weights import IMAGENET_FILES, WeightsError, resolve_weights
 
-SETTINGS = section({}, "train")
+SETTINGS = section("train")
+TASKS = {task.name: task for task in task_grid(SETTINGS)}
 
 
 @pytest.fixture
@@ -35,7 +37,10 @@ def data():
 
 def _examples(data, name, fold=0, **kwargs):
     lesions, folds, targets, crowd = data
-    return job_examples(folds, lesions, task_by_name(SETTINGS, name), fold, targets=targets, crowd_labels=crowd, **kwargs)
+    task = TASKS[name]
+    label = SETTINGS["crowdsim"]["label"] if task.uses_crowd_labels else None
+    return job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd, crowd_label_column=label,
+                        **kwargs)
 
 
 def test_test_set_is_the_same_for_every_task(data):
@@ -76,7 +81,7 @@ def test_availability_flag_not_the_value_marks_an_annotation(data):
 
 def test_missing_target_rows_are_unavailable_and_a_flag_without_value_is_an_error(data):
     lesions, folds, targets, crowd = data
-    task = task_by_name(SETTINGS, "multitask-crowd-asymmetry")
+    task = TASKS["multitask-crowd-asymmetry"]
     examples, _ = job_examples(folds, lesions, task, 0, targets=targets.iloc[:10])
     without_row = examples[~examples["image_id"].isin(targets["image_id"].iloc[:10])]
     assert len(without_row) and not without_row["available"].any()
@@ -126,9 +131,10 @@ def test_missing_imagenet_file_says_which_file_to_put_where(tmp_path):
 def test_job_stops_at_start_when_imagenet_weights_are_missing(tmp_path):
     from crowdskin.train.job import run_request
 
-    settings = section({"train": {"weights": "imagenet", "weights_dir": str(tmp_path)}}, "train")
-    request = {"task": "baseline", "backbone": "vgg16", "fold": 0, "settings": settings, "seed": 0,
-               "out_dir": str(tmp_path / "out"), "inputs": {"images": str(tmp_path / "absent.parquet")}}
+    train = section("train", {"weights": "imagenet"})
+    request = {"task": "baseline", "backbone": "vgg16", "fold": 0, "seed": 0, "save_model": False,
+               "settings": job_settings(train, TASKS["baseline"], "vgg16"), "out_dir": str(tmp_path / "out"),
+               "inputs": {"images": str(tmp_path / "absent.parquet")}, "execution": {"weights_dir": str(tmp_path)}}
     with pytest.raises(WeightsError, match="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         run_request(request)
 
@@ -137,7 +143,7 @@ def test_task_grid_has_the_study_grid():
     names = [task.name for task in task_grid(SETTINGS)]
     assert len(names) == 1 + 9 + 1 + 2
     assert "multitask-automated-color" in names and names[0] == "baseline"
-    assert task_by_name(SETTINGS, "random") == Task("random", "random", "random", "uniform")
+    assert TASKS["random"] == Task("random", "random", "random", "uniform")
     with pytest.raises(ValueError, match="inceptionv3"):
         input_size(SETTINGS, "inceptionv3")  # default 32 px is below InceptionV3's 75
 
@@ -146,14 +152,33 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo):
     from crowdskin.config import ConfigError, load_config
 
     # Snakemake layers --configfile on top of config/config.yaml: the tiny defaults must not leak.
-    paper = section(load_config(repo / "config/config.yaml", repo / "config/paper.yaml"), "train")
-    assert (paper["gpus"], paper["batch_size"], paper["epochs"], paper["steps_per_epoch"]) == (1, 20, 30, 100)
+    paper_config = load_config(repo / "config/config.yaml", repo / "config/paper.yaml")
+    paper, paper_execution = paper_config["train"], paper_config["execution"]["train"]
+    assert (paper_execution["gpus"], paper["batch_size"], paper["epochs"], paper["steps_per_epoch"]) == (1, 20, 30, 100)
     assert {input_size(paper, b) for b in paper["backbones"]} == {384}
-    assert (paper["weights"], paper["run_eagerly"], paper["warm_worker"]) == ("imagenet", False, False)
-    default = section(load_config(repo / "config/config.yaml"), "train")
+    assert (paper["weights"], paper["run_eagerly"], paper_execution["warm_worker"]) == ("imagenet", False, False)
+    default = load_config(repo / "config/config.yaml")["train"]
     assert default["weights"] == "none" and default["epochs"] * default["steps_per_epoch"] <= 2
     with pytest.raises(ConfigError, match="train.optimizer"):
-        section({"train": {"optimizer": "adagrad"}}, "train")
+        section("train", {"optimizer": "adagrad"})
+
+
+def test_a_jobs_settings_are_the_slice_that_changes_its_result():
+    """Adding a multi-task source leaves the baseline's settings alone; the crowd label column reaches only
+    the crowdsim jobs; the input size is the backbone's own; no execution setting is in any slice."""
+    wider = section("train", {"multitask": {"sources": ["student", "crowd", "automated", "expert"]},
+                              "crowdsim": {"label": "label_reliability"}, "input_size_by_backbone": {"inceptionv3": 80}})
+    wider_tasks = {task.name: task for task in task_grid(wider)}
+    assert job_settings(wider, wider_tasks["baseline"], "vgg16") == job_settings(SETTINGS, TASKS["baseline"], "vgg16")
+    retrain = job_settings(wider, wider_tasks["crowdsim-retrain"], "vgg16")
+    assert retrain["crowd_label"] == "label_reliability" != job_settings(SETTINGS, TASKS["crowdsim-retrain"], "vgg16")["crowd_label"]
+    assert "crowd_label" not in job_settings(wider, wider_tasks["multitask-expert-border"], "vgg16")
+    assert job_settings(wider, wider_tasks["baseline"], "inceptionv3")["input_size"] == 80
+    incremental = section("train", {"crowdsim": {"incremental_learning_rate": 1e-3}})
+    assert job_settings(incremental, TASKS["crowdsim-incremental"], "vgg16")["learning_rate"] == 1e-3
+    assert job_settings(incremental, TASKS["crowdsim-retrain"], "vgg16")["learning_rate"] == SETTINGS["learning_rate"]
+    execution_keys = set(section("execution")["train"])
+    assert not execution_keys & set(job_settings(SETTINGS, TASKS["crowdsim-incremental"], "resnet50"))
 
 
 def test_summary_averages_test_auc_over_folds_and_counts_folds_with_an_auc():

@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdskin.train.settings import section
+from crowdskin.config import section
+from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
+from crowdskin.train.tasks import task_grid
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,18 +54,28 @@ def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.
     if targets is not None:
         inputs["targets"] = tmp_path / "targets.parquet"
         targets.to_parquet(inputs["targets"])
-    return {"task": task, "backbone": "vgg16", "fold": 0, "seed": 0, "threads": 1,
-            "settings": section({"train": {**TINY, **train}}, "train"), "out_dir": str(tmp_path / "job"),
+    settings = section("train", {**TINY, **train})
+    tasks = {t.name: t for t in task_grid(settings)}
+    return {"task": task, "backbone": "vgg16", "fold": 0, "seed": 0, "threads": 1, "save_model": True,
+            "settings": job_settings(settings, tasks[task], "vgg16"), "out_dir": str(tmp_path / "job"),
             "log": str(tmp_path / "job.log"), "inputs": {k: str(v) for k, v in inputs.items()}}
 
 
-def _wait_for_epoch(state: Path, epoch: int, process: subprocess.Popen, timeout: float = 120) -> int:
+def _epochs_backed_up(job: Path) -> int:
+    """Epochs in the job's BackupAndRestore checkpoint (0 when there is none)."""
+    metadata = job / "checkpoint" / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def _wait_for_epoch(job: Path, epoch: int, process: subprocess.Popen, timeout: float = 120) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if state.is_file():
-            done = json.loads(state.read_text())["epochs_done"]
-            if done >= epoch:
-                return done
+        done = _epochs_backed_up(job)
+        if done >= epoch:
+            return done
         assert process.poll() is None, f"job ended before epoch {epoch}"
         time.sleep(0.02)
     raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s")
@@ -102,7 +114,7 @@ def test_killed_job_resumes_from_its_last_epoch(tmp_path, caplog):
     path.write_text(json.dumps(request))
     process = subprocess.Popen([sys.executable, "-m", "crowdskin.train.job", str(path)])
     try:
-        killed_after = _wait_for_epoch(tmp_path / "job" / "checkpoint" / "state.json", 2, process)
+        killed_after = _wait_for_epoch(tmp_path / "job", 2, process)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
@@ -129,16 +141,21 @@ def test_warm_worker_stops_the_job_of_a_killed_client_and_resumes(tmp_path):
                    f"path=Path({str(sock)!r}), server_log={str(tmp_path / 'worker.log')!r}, idle_timeout=5))")
     (tmp_path / "request.json").write_text(json.dumps(request))
     client = subprocess.Popen([sys.executable, "-c", client_code])
-    state = tmp_path / "job" / "checkpoint" / "state.json"
     try:
-        killed_after = _wait_for_epoch(state, 1, client, timeout=180)
+        killed_after = _wait_for_epoch(tmp_path / "job", 1, client, timeout=180)
         client.send_signal(signal.SIGKILL)
     finally:
         client.wait()
-    time.sleep(3)  # the worker must have stopped the orphaned job: no further epoch, no outputs
-    assert json.loads(state.read_text())["epochs_done"] <= killed_after + 1
+    # The worker stops the orphaned job: it says so, and no further epoch is backed up afterwards.
+    worker_log = tmp_path / "worker.log"
+    deadline = time.monotonic() + 30
+    while "disconnected; terminating" not in worker_log.read_text():
+        assert time.monotonic() < deadline, "the worker did not stop the job of its killed client"
+        time.sleep(0.05)
+    stopped_at = _epochs_backed_up(tmp_path / "job")
+    time.sleep(1.0)  # a job left running would back up its next epoch in about a tenth of that
+    assert _epochs_backed_up(tmp_path / "job") == stopped_at <= killed_after + 1 < 6
     assert not (tmp_path / "job" / "metrics.json").exists()
-    assert "disconnected; terminating" in (tmp_path / "worker.log").read_text()
 
     assert submit(request, path=sock, server_log=tmp_path / "worker.log", idle_timeout=2) == 0
     assert pd.read_csv(tmp_path / "job" / "history.csv")["epoch"].tolist() == list(range(1, 7))
@@ -162,7 +179,7 @@ def test_logging_never_loses_a_finished_training(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(tracking, "log_run", killed)
     with pytest.raises(_KilledWhileLogging):
         run_request(request)
-    assert json.loads((out / "checkpoint" / "state.json").read_text())["finished"]
+    assert (out / "checkpoint" / "final.keras").is_file()
     assert not (out / "metrics.json").exists()
 
     def store_down(*args, **kwargs):
@@ -171,7 +188,7 @@ def test_logging_never_loses_a_finished_training(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(tracking, "log_run", store_down)
     with caplog.at_level(logging.INFO, logger="crowdskin.train"):
         metrics = run_request(request)
-    assert "finished=True" in caplog.text  # the re-run did not train again
+    assert "training finished before" in caplog.text  # the re-run did not train again
     assert metrics["train_seconds"] == 0 and metrics["epochs"] == 1
     assert metrics["mlflow_run_id"] is None and metrics["mlflow_error"] == "RuntimeError: store down"
     assert json.loads((out / "metrics.json").read_text())["mlflow_error"] == "RuntimeError: store down"
@@ -219,16 +236,14 @@ def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
     assert {"predictions.parquet", "history.csv", "history.png"} <= artifacts
 
 
-@pytest.mark.parametrize("long_training", [False, True])
-def test_final_checkpoint_only_where_retraining_would_cost_more_than_a_save(tmp_path, monkeypatch, caplog,
-                                                                            long_training):
-    """A job that keeps no model.keras saves its finished model only when training took long enough."""
-    from crowdskin.train import loop, tracking
+@pytest.mark.parametrize("save_model", [False, True])
+def test_a_kill_after_training_retrains_only_a_job_that_keeps_no_model(tmp_path, monkeypatch, caplog, save_model):
+    """A job that keeps model.keras keeps its finished model in the checkpoint until metrics.json
+    exists; one that keeps none trains again after a kill while logging, however fast it trained."""
+    from crowdskin.train import tracking
     from crowdskin.train.job import run_request
 
-    if long_training:
-        monkeypatch.setattr(loop, "FINAL_CHECKPOINT_MIN_TRAIN_SECONDS", 0.0)
-    request = {**_request(tmp_path), "save_model": False}
+    request = {**_request(tmp_path, epochs=2), "save_model": save_model}
 
     def killed(*args, **kwargs):
         raise _KilledWhileLogging
@@ -237,14 +252,16 @@ def test_final_checkpoint_only_where_retraining_would_cost_more_than_a_save(tmp_
     with pytest.raises(_KilledWhileLogging):
         run_request(request)
     checkpoint = tmp_path / "job" / "checkpoint"
-    assert (checkpoint / "final.keras").is_file() == long_training
-    assert not (tmp_path / "job" / "model.keras").exists()
+    assert (checkpoint / "final.keras").is_file() == save_model
+    assert not (checkpoint / "backup").exists()  # Keras removes its backup once fit returns
 
     monkeypatch.undo()
     with caplog.at_level(logging.INFO, logger="crowdskin.train"):
         metrics = run_request(request)
-    assert ("finished=True" in caplog.text) == long_training  # else the one cheap epoch is trained again
-    assert metrics["epochs"] == 1 and not (tmp_path / "job" / "model.keras").exists()
+    assert ("training finished before" in caplog.text) == save_model
+    assert (metrics["train_seconds"] == 0) == save_model
+    assert metrics["epochs"] == 2 and (tmp_path / "job" / "model.keras").exists() == save_model
+    assert pd.read_csv(tmp_path / "job" / "history.csv")["epoch"].tolist() == [1, 2]
 
 
 def test_deterministic_mode_reproduces_a_job_exactly(tmp_path):

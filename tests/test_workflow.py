@@ -57,36 +57,112 @@ train:
 """
 
 
-def test_default_workflow_through_a_small_grid_tracked_in_mlflow(tmp_path):
-    """The default DAG from nothing to the training summary, every stage's rules on the way, with a
-    grid cut to baseline + one multi-task task on automated targets, VGG16, two folds."""
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The default DAG run to its end once, with a grid cut to baseline + one multi-task task on
+    automated targets, VGG16, two folds: every stage's rules on the way."""
+    workdir = tmp_path_factory.mktemp("finished")
+    (workdir / "small.yaml").write_text(SMALL_GRID)
+    snakemake(workdir, "--configfile", str(workdir / "small.yaml"))
+    return workdir
+
+
+def planned_jobs(workdir, change: str = "") -> dict[str, int]:
+    """`snakemake -n` over the whole DAG with `change` (YAML) layered on the run's config, as a user
+    edits a config file: the jobs it would run, by rule."""
+    (workdir / "change.yaml").write_text(change or "{}")
+    out = snakemake(workdir, "-n", "--configfile", str(workdir / "small.yaml"), str(workdir / "change.yaml")).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
+    return {rule: int(n) for rule, n in counts.items() if rule != "all"}
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     from mlflow.tracking import MlflowClient
 
-    (tmp_path / "small.yaml").write_text(SMALL_GRID)
-    snakemake(tmp_path, "results/train/summary.csv", "results/analysis/label_correlation.csv",
-              "results/analysis/disagreement_auc.csv", "results/crowd/spammer_detection.csv",
-              "--configfile", str(tmp_path / "small.yaml"))
-    automated = pd.read_parquet(tmp_path / "results/annotations/automated.parquet")
-    images = pd.read_parquet(tmp_path / "results/data/images.parquet")
+    automated = pd.read_parquet(finished_run / "results/annotations/automated.parquet")
+    images = pd.read_parquet(finished_run / "results/data/images.parquet")
     assert set(automated["image_id"]) == set(images["image_id"]) and automated["status"].notna().all()
-    targets = pd.read_parquet(tmp_path / "results/crowd/targets.parquet")
+    targets = pd.read_parquet(finished_run / "results/crowd/targets.parquet")
     assert {"student", "crowd", "automated"} <= set(targets["source"])
-    assert len(pd.read_csv(tmp_path / "results/analysis/disagreement_auc.csv")) > 0
+    disagreement = pd.read_csv(finished_run / "results/analysis/disagreement_auc.csv")
+    assert set(disagreement["experiment"]) == {"student_group01", "crowd_synthetic"}
+    assert disagreement["auc_mean"].between(0, 1).all() and (disagreement["n_lesions"] > 0).all()
+    detection = pd.read_csv(finished_run / "results/crowd/spammer_detection.csv")
+    assert set(detection["rule"]) == {"impossible_triplet", "confidence", "time_on_task", "approval_rate", "all rules"}
+    workers = pd.read_csv(finished_run / "resources/raw/synthetic/truth/workers.csv")
+    spammers = int(workers["is_spammer"].astype(str).str.lower().isin(["1", "true"]).sum())
+    by_worker = detection[detection["level"] == "worker"].iloc[0]
+    assert 0 < by_worker["true_positives"] + by_worker["false_negatives"] <= spammers
+    assert detection[["precision", "recall"]].stack().dropna().between(0, 1).all()
+    correlation = pd.read_csv(finished_run / "results/analysis/label_correlation.csv")
+    assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
-    runs = pd.read_csv(tmp_path / "results/train/runs.csv")
+    runs = pd.read_csv(finished_run / "results/train/runs.csv")
     assert sorted(zip(runs["task"], runs["fold"])) == [("baseline", 0), ("baseline", 1),
                                                        ("multitask-automated-asymmetry", 0),
                                                        ("multitask-automated-asymmetry", 1)]
-    summary = pd.read_csv(tmp_path / "results/train/summary.csv")
+    summary = pd.read_csv(finished_run / "results/train/summary.csv")
     assert set(summary["task"]) == {"baseline", "multitask-automated-asymmetry"}
 
-    job = tmp_path / "results/train/multitask-automated-asymmetry/vgg16/fold0"
+    job = finished_run / "results/train/multitask-automated-asymmetry/vgg16/fold0"
     metrics = json.loads((job / "metrics.json").read_text())
     assert set(pd.read_parquet(job / "predictions.parquet")["split"]) == {"train", "val", "test"}
-    experiment = json.loads((tmp_path / "results/train/mlflow_experiment.json").read_text())
+    experiment = json.loads((finished_run / "results/train/mlflow_experiment.json").read_text())
     client = MlflowClient(experiment["tracking_uri"])
     run = client.get_run(metrics["mlflow_run_id"])
     assert run.data.params["task"] == "multitask-automated-asymmetry" and run.data.params["source"] == "automated"
     assert run.data.tags["backbone"] == "vgg16" and "test_auc" in run.data.metrics
+    # execution settings are tags, never parameters; the default config's jobs ran in the warm worker
+    assert not {"threads", "runtime", "mem_mb", "gpus", "warm_worker"} & set(run.data.params)
+    assert run.data.tags["execution.threads"] == "1" and run.data.tags["execution.warm_worker"] == "true"
+    assert "serving on" in (finished_run / "results/logs/train_worker.log").read_text()
     assert runs["mlflow_run_id"].notna().all()
     assert len(client.search_runs([experiment["experiment_id"]])) == len(runs)
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_execution_settings_re_run_nothing(finished_run):
+    assert planned_jobs(finished_run) == {}
+    for setting in ("execution: {train: {runtime: 999}}", "execution: {train: {mem_mb: 64000}}",
+                    "execution: {train: {threads: 2}}", "execution: {train: {gpus: 1}}",
+                    "execution: {train: {slurm_extra: '--constraint=a100'}}",
+                    "execution: {train: {warm_worker: false, weights_dir: /elsewhere}}",
+                    "execution: {automated: {threads: 1}}"):
+        assert planned_jobs(finished_run, setting) == {}, setting
+
+
+CROWD_CHANGES = {
+    # setting -> the rules that read it, and what depends on their outputs in the small grid
+    "crowd: {multi_group: first}": {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"},
+    "crowd: {target_features: [asymmetry, border]}": {"crowd_targets", "crowd_analysis", "train_job_without_model",
+                                                      "train_summary"},
+    "crowd: {mturk: {min_approval_rate: 0.99}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {mturk: {rules: [confidence]}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {labels: {method: glad}}": {"crowd_labels"},
+    "crowd: {disagreement: {folds: 5}}": {"crowd_disagreement"},
+}
+
+
+@pytest.mark.xdist_group("finished_run")
+@pytest.mark.parametrize("setting", list(CROWD_CHANGES))
+def test_a_crowd_setting_re_runs_the_rule_that_reads_it_and_what_depends_on_it(finished_run, setting):
+    planned = planned_jobs(finished_run, setting)
+    assert set(planned) == CROWD_CHANGES[setting]
+    if "train_job_without_model" in planned:  # the multi-task jobs read the targets; the baselines do not
+        assert planned["train_job_without_model"] == 2
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
+    retrain_all = {"train_job_without_model": 4, "train_summary": 1}
+    assert planned_jobs(finished_run, "train: {learning_rate: 0.001}") == retrain_all
+    assert planned_jobs(finished_run, "train: {augment: {zoom: 0.1}}") == retrain_all
+    # the multi-task loss weights are the multi-task jobs' settings only; a new task trains only itself
+    assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}}") == {"train_job_without_model": 2,
+                                                                                   "train_summary": 1}
+    assert planned_jobs(finished_run, "train: {random_control: true}") == {"train_job_without_model": 2,
+                                                                            "train_summary": 1}

@@ -95,6 +95,15 @@ def validate_config(
     return instance
 
 
+def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One section (`crowd`, `train`, ...) validated with every schema default filled in.
+
+    The schemas are the only home of defaults; package code and tests that need a section's
+    settings outside a workflow run get them here rather than writing defaults of their own.
+    """
+    return validate_config({name: dict(values or {})}, source=f"{name} section")[name]
+
+
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Merge YAML files (later ones win, as `snakemake --configfile a b`) and validate."""
     merged: dict[str, Any] = {}

@@ -5,7 +5,7 @@ ellipse and rotated, so their properties are known by construction:
 - asymmetry class 0 (φ = b = c = 0, k even: symmetric about both principal axes), 1 (b ≠ 0: an egg,
   symmetric about one axis), 2 (φ, c ≠ 0: no symmetry axis);
 - border: k lobes (k = 0 is a smooth ellipse);
-- colour: angular sectors painted with a chosen subset of the six reference colours.
+- color: angular sectors painted with a chosen subset of the six reference colors.
 The label depends on these, so annotations carry signal as in the real data. Simulated students and
 crowd workers score them with per-annotator bias and noise and skip some; a simulated MTurk batch
 mixes careful workers and fast spammers. Ground truth is written to `truth/` beside the data.
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-REFERENCE_COLOURS: dict[str, tuple[int, int, int]] = {
+REFERENCE_COLORS: dict[str, tuple[int, int, int]] = {
     "white": (197, 188, 217), "red": (118, 21, 17), "light_brown": (163, 82, 16),
     "dark_brown": (135, 44, 5), "blue_gray": (113, 108, 139), "black": (41, 31, 30),
 }
@@ -32,21 +32,28 @@ CONFIDENCE = ("very uncertain", "uncertain", "neutral", "confident", "very confi
 
 @dataclass(frozen=True)
 class SyntheticSettings:
-    n_images: int = 60
-    image_size: int = 128
-    abnormal_fraction: float = 0.35
-    crowd_fraction: float = 0.8
-    student_groups: int = 2
-    students_per_group: int = 3
-    missing_rate: float = 0.05
-    n_hits: int = 40
-    assignments_per_hit: int = 3
-    n_workers: int = 12
-    spammer_fraction: float = 0.3
-    seed: int = 42
+    """The config's `synthetic` section (defaults in synthetic.schema.yaml) and the seed."""
+
+    n_images: int
+    image_size: int
+    abnormal_fraction: float
+    crowd_fraction: float
+    student_groups: int
+    students_per_group: int
+    missing_rate: float
+    n_hits: int
+    assignments_per_hit: int
+    n_workers: int
+    spammer_fraction: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, section: dict, seed: int) -> SyntheticSettings:
+        values = {key: value for key, value in section.items() if key not in ("enabled", "mturk")}
+        return cls(**values, **section["mturk"], seed=seed)
 
 
-def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int, colours: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int, colors: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """An RGB uint8 image and a uint8 {0,255} mask of one lesion with the given true properties."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     cx, cy = size * rng.uniform(0.42, 0.58), size * rng.uniform(0.42, 0.58)
@@ -64,9 +71,9 @@ def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
     boundary = radius * (1 + a * np.cos(lobes * theta + phase) + b * np.cos(theta) + c * np.sin(2 * theta))
     mask = r < boundary
     image = np.broadcast_to(SKIN, (size, size, 3)).copy()
-    sectors = (np.floor((theta + np.pi) / (2 * np.pi) * len(colours)).astype(int)) % len(colours)
-    for i, name in enumerate(colours):
-        image[mask & (sectors == i)] = REFERENCE_COLOURS[name]
+    sectors = (np.floor((theta + np.pi) / (2 * np.pi) * len(colors)).astype(int)) % len(colors)
+    for i, name in enumerate(colors):
+        image[mask & (sectors == i)] = REFERENCE_COLORS[name]
     image += rng.normal(0, 4, image.shape)
     image = cv2.GaussianBlur(np.clip(image, 0, 255), (3, 3), 0)
     return image.astype(np.uint8), (mask * 255).astype(np.uint8)
@@ -75,16 +82,16 @@ def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
 def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) -> pd.DataFrame:
     asymmetry = rng.integers(0, 3, n)
     lobes = np.where(asymmetry == 0, rng.choice([0, 2, 4, 6], n), rng.choice([0, 3, 4, 5, 6, 7], n))
-    n_colours = rng.integers(1, 5, n)
-    risk = asymmetry / 2 + n_colours / 4 + lobes / 8 + rng.normal(0, 0.35, n)
+    n_colors = rng.integers(1, 5, n)
+    risk = asymmetry / 2 + n_colors / 4 + lobes / 8 + rng.normal(0, 0.35, n)
     abnormal = (risk >= np.quantile(risk, 1 - abnormal_fraction)).astype(int)
-    names = list(REFERENCE_COLOURS)
-    colours = [sorted(rng.choice(names, k, replace=False).tolist()) for k in n_colours]
+    names = list(REFERENCE_COLORS)
+    colors = [sorted(rng.choice(names, k, replace=False).tolist()) for k in n_colors]
     melanoma = abnormal * (rng.random(n) < 0.6)
     return pd.DataFrame({
         "image_id": [f"SYN_{i:04d}" for i in range(n)], "abnormal": abnormal,
         "melanoma": melanoma, "seborrheic_keratosis": abnormal - melanoma,
-        "asymmetry": asymmetry, "border": lobes, "color": n_colours, "colours": ["|".join(c) for c in colours],
+        "asymmetry": asymmetry, "border": lobes, "color": n_colors, "colors": ["|".join(c) for c in colors],
     })
 
 
@@ -105,14 +112,14 @@ def _mturk_time(moment: datetime) -> str:
     return moment.strftime("%a %b %d %H:%M:%S PST %Y")
 
 
-def generate(root: str | Path, settings: SyntheticSettings = SyntheticSettings()) -> list[str]:
+def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     """Write the synthetic dataset under `root`; returns the written files relative to it."""
     root = Path(root)
     rng = np.random.default_rng(settings.seed)
     truth = _lesion_truth(rng, settings.n_images, settings.abnormal_fraction)
     written: list[str] = []
     for row in truth.itertuples():
-        image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colours.split("|"))
+        image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colors.split("|"))
         for relative, array in ((f"images/{row.image_id}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
                                 (f"masks/{row.image_id}_segmentation.png", mask)):
             (root / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The canonical tables (docs/data-model.md) as pandera schemas, and their Parquet I/O.
+"""Every table's contract (docs/data-model.md) as a pandera schema, and their Parquet I/O: the
+canonical tables of ingestion, the automated stage's scores, and the crowd stage's outputs.
 
 Every stage writes through `write_table`, which validates against the schema, so a stage can rely
 on the columns and types of what it reads.
@@ -99,9 +100,81 @@ QUARANTINE = pa.DataFrameSchema(
     name="quarantine",
 )
 
-SCHEMAS: dict[str, pa.DataFrameSchema] = {
-    s.name: s for s in (IMAGES, ANNOTATIONS, MTURK_ASSIGNMENTS, QUARANTINE)  # type: ignore[misc]
-}
+AUTOMATED_STATUSES = ("ok", "warning", "partial", "failed")
+# The six reference colors of the color score, in the order of the automated table's columns.
+AUTOMATED_COLORS = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
+
+AUTOMATED = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str, unique=True),
+        "dataset": pa.Column(str),
+        "asymmetry_raw": pa.Column(float, pa.Check.in_range(0, 1), nullable=True),
+        "asymmetry_class": pa.Column("Int8", pa.Check.isin([0, 1, 2]), nullable=True),
+        "border_score": pa.Column("Int32", pa.Check.ge(0), nullable=True),
+        "color_score": pa.Column("Int8", pa.Check.in_range(0, 6), nullable=True),
+        **{f"color_{name}": pa.Column("boolean", nullable=True) for name in AUTOMATED_COLORS},
+        "component_count": pa.Column("Int32", nullable=True),
+        "status": pa.Column(str, pa.Check.isin(AUTOMATED_STATUSES)),
+        "reason": pa.Column(str, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    checks=[
+        # a score is missing only with a reason
+        pa.Check(
+            lambda df: ~(df[["asymmetry_class", "border_score", "color_score"]].isna().any(axis=1) & df["reason"].isna()),
+            error="a missing score needs a reason",
+        ),
+    ],
+    name="automated",
+)
+
+TARGETS = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str),
+        "dataset": pa.Column(str),
+        "source": pa.Column(str),
+        "feature": pa.Column(str),
+        "target": pa.Column(float, nullable=True),
+        "available": pa.Column(bool),
+        "n_annotators": pa.Column("int64", pa.Check.ge(0)),
+        "n_groups": pa.Column("int64", pa.Check.ge(0)),
+        "std": pa.Column(float, pa.Check.ge(0), nullable=True),
+        "skewness": pa.Column(float, nullable=True),
+        "kurtosis": pa.Column(float, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    unique=["image_id", "dataset", "source", "feature"],
+    checks=[pa.Check(lambda df: (df["available"] == df["target"].notna()).all(),
+                     error="a target exists exactly where available is true")],
+    name="crowd_targets",
+)
+
+CROWD_LABELS = pa.DataFrameSchema(
+    {
+        "image_id": pa.Column(str, unique=True),
+        "n_votes": pa.Column("int64", pa.Check.ge(1)),
+        "votes_abnormal": pa.Column("int64", pa.Check.ge(0)),
+        "agreement": pa.Column(float, pa.Check.in_range(0.5, 1.0)),
+        "label_majority": pa.Column("Int8", pa.Check.isin([0, 1]), nullable=True),
+        "label_reliability": pa.Column("Int8", pa.Check.isin([0, 1])),
+        "p_abnormal": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "reliability_method": pa.Column(str),
+        "true_label": pa.Column("Int8", pa.Check.isin([0, 1]), nullable=True),
+    },
+    strict=True,
+    coerce=True,
+    name="crowd_labels",
+)
+
+
+def kept_assignments_schema(rules: list[str] | tuple[str, ...]) -> pa.DataFrameSchema:
+    """mturk_kept.parquet: the usable-assignment columns, whether the answer is correct, and one
+    flag per configured rule (all False for a kept row)."""
+    extra = {"correct": pa.Column("boolean", nullable=True)}
+    extra |= {f"flag_{rule}": pa.Column(bool, pa.Check.isin([False])) for rule in rules}
+    return MTURK_ASSIGNMENTS.add_columns(extra).set_name("crowd_mturk_kept")
 
 
 def empty(schema: pa.DataFrameSchema) -> pd.DataFrame:

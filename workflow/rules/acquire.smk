@@ -1,40 +1,5 @@
 # Acquisition: every configured source ends up under resources/raw/ in the mirror layout, with a
 # marker file recording how each file was obtained. The embedded default is generated instead.
-from crowdskin.acquire.fetch import mirror_files
-from crowdskin.acquire.manifest import load_manifest
-
-MANIFEST_FILE = Path(workflow.basedir) / "workflow" / "manifest.yaml"
-CHECKSUM_DIR = Path(workflow.basedir) / "workflow" / "checksums"
-MANIFEST = load_manifest(MANIFEST_FILE)
-URL_LISTS = {entry["name"]: entry for entry in config["url_lists"]}
-
-_unknown = [s for s in config["sources"] if s not in MANIFEST]
-if _unknown:
-    raise WorkflowError(
-        f"config 'sources': unknown source(s) {_unknown}; {MANIFEST_FILE} defines {sorted(MANIFEST)}"
-    )
-
-
-def fetched_markers():
-    markers = [f"{FETCHED}/{source}.json" for source in config["sources"]]
-    markers += [f"{FETCHED}/url_list_{name}.json" for name in URL_LISTS]
-    if config["synthetic"]["enabled"]:
-        markers.append(f"{FETCHED}/synthetic.json")
-    return markers
-
-
-def mirror_inputs(wildcards):
-    """The mirror's files, so that a changed mirror file re-runs its fetch (and re-verifies it)."""
-    if not config["mirror"]:
-        return []
-    source = MANIFEST[wildcards.source]
-    base = Path(config["mirror"]) / source.dest
-    return [str(base / rel) if rel else str(base) for rel, _ in mirror_files(source, Path(config["mirror"]), CHECKSUM_DIR)]
-
-
-def checksum_list(wildcards):
-    source = MANIFEST[wildcards.source]
-    return [str(CHECKSUM_DIR / source.checksums)] if source.checksums else []
 
 
 rule fetch_source:
@@ -50,6 +15,7 @@ rule fetch_source:
         mirror=config["mirror"],
         download=config["download"],
         checksum_dir=str(CHECKSUM_DIR),
+        raw=lambda wildcards, output: raw_root(output[0]),
     resources:
         downloads=1,
     log:
@@ -67,6 +33,7 @@ rule fetch_url_list:
         entry=lambda wildcards: URL_LISTS[wildcards.name],
         mirror=config["mirror"],
         download=config["download"],
+        raw=lambda wildcards, output: raw_root(output[0]),
     resources:
         downloads=1,
     log:
@@ -77,10 +44,13 @@ rule fetch_url_list:
 
 rule synthesize:
     output:
-        f"{FETCHED}/synthetic.json",
+        marker=f"{FETCHED}/synthetic.json",
+        # The simulation's truth about its MTurk workers, read by the crowd stage's spammer check.
+        truth_workers=f"{RAW}/synthetic/truth/workers.csv",
     params:
         settings=config["synthetic"],
         seed=config["seed"],
+        raw=lambda wildcards, output: raw_root(output.marker),
     log:
         f"{LOGS}/synthesize.log",
     script:

@@ -1,12 +1,23 @@
-# Helpers shared by every rule file: validated config, paths, the list of final targets.
-import json
+# Shared by every stage's file: the config (validated once, defaults from workflow/schemas/),
+# the paths each stage writes, and every function that the stages' rules call.
+#
+# Settings reach jobs in two ways. What changes a job's result is a `params:` entry holding only
+# the slice of the config that job reads (so a change re-runs exactly the jobs that read it).
+# Where and how fast a job runs (the `execution:` section) is `threads:` and `resources:`, which
+# Snakemake never treats as a reason to re-run.
 from pathlib import Path
 
+from crowdskin.acquire.fetch import mirror_files
+from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
+from crowdskin.train.settings import job_settings, split_seed
+from crowdskin.train.tasks import input_size, task_grid
 
 try:
     config.update(
-        validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+        validate_config(
+            config, source=", ".join(map(str, workflow.configfiles)) or "config"
+        )
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -15,10 +26,196 @@ RAW = "resources/raw"
 FETCHED = f"{RAW}/.fetched"
 DATA = "results/data"
 LOGS = "results/logs"
+ANNOTATIONS_DIR = "results/annotations"
+AUTOMATED_SHARDS = f"{ANNOTATIONS_DIR}/automated_shards"
+CROWD = "results/crowd"
+ANALYSIS = "results/analysis"
+SPLITS = "results/splits"
+TRAIN = "results/train"
 
-# Each rule file appends the outputs that `snakemake` (rule all) should build.
+# Each stage's file appends the outputs that `snakemake` (the `all` target) should build.
 ALL_TARGETS = []
+
+EXECUTION = config["execution"]
+
+# --- acquisition --------------------------------------------------------------------------
+MANIFEST_FILE = Path(workflow.basedir) / "workflow" / "manifest.yaml"
+CHECKSUM_DIR = Path(workflow.basedir) / "workflow" / "checksums"
+MANIFEST = load_manifest(MANIFEST_FILE)
+URL_LISTS = {entry["name"]: entry for entry in config["url_lists"]}
+
+_unknown_sources = [s for s in config["sources"] if s not in MANIFEST]
+if _unknown_sources:
+    raise WorkflowError(
+        f"config 'sources': unknown source(s) {_unknown_sources}; {MANIFEST_FILE} defines {sorted(MANIFEST)}"
+    )
 
 
 def script_path(name):
     return f"../scripts/{name}"
+
+
+def fetched_markers():
+    markers = [f"{FETCHED}/{source}.json" for source in config["sources"]]
+    markers += [f"{FETCHED}/url_list_{name}.json" for name in URL_LISTS]
+    if config["synthetic"]["enabled"]:
+        markers.append(f"{FETCHED}/synthetic.json")
+    return markers
+
+
+def raw_root(marker):
+    """resources/raw/, found from a fetch marker (<raw>/.fetched/<name>.json) rather than spelled out."""
+    return str(Path(marker).parent.parent)
+
+
+def mirror_inputs(wildcards):
+    """The mirror's files, so that a changed mirror file re-runs its fetch (and re-verifies it)."""
+    if not config["mirror"]:
+        return []
+    source = MANIFEST[wildcards.source]
+    base = Path(config["mirror"]) / source.dest
+    return [
+        str(base / rel) if rel else str(base)
+        for rel, _ in mirror_files(source, Path(config["mirror"]), CHECKSUM_DIR)
+    ]
+
+
+def checksum_list(wildcards):
+    source = MANIFEST[wildcards.source]
+    return [str(CHECKSUM_DIR / source.checksums)] if source.checksums else []
+
+
+# --- automated ----------------------------------------------------------------------------
+# The algorithms' settings: everything in `automated` but the shard size, which only groups rows.
+AUTOMATED_SETTINGS = {k: v for k, v in config["automated"].items() if k != "shard_size"}
+
+
+def _automated_plan():
+    import pandas as pd
+
+    return pd.read_parquet(checkpoints.automated_plan.get().output.plan)
+
+
+def automated_shard_rows(wildcards):
+    plan = _automated_plan()
+    rows = plan[plan["shard"] == int(wildcards.shard)]
+    return rows[["image_id", "dataset", "image_path", "mask_path"]].to_dict("records")
+
+
+def automated_shard_files(wildcards):
+    rows = automated_shard_rows(wildcards)
+    # only files that exist: a missing one becomes that row's status, not a missing-input error
+    paths = {
+        r[k]
+        for r in rows
+        for k in ("image_path", "mask_path")
+        if isinstance(r[k], str) and r[k]
+    }
+    return sorted(p for p in paths if Path(p).is_file())
+
+
+def automated_shard_outputs(wildcards):
+    shards = sorted(set(_automated_plan()["shard"]))
+    return [f"{AUTOMATED_SHARDS}/shard_{k:04d}.parquet" for k in shards]
+
+
+# --- crowd --------------------------------------------------------------------------------
+CROWD_SETTINGS = config["crowd"]
+TRUTH_WORKERS = CROWD_SETTINGS["truth"]["workers"]
+
+
+def crowd_annotation_inputs(wildcards):
+    paths = [f"{DATA}/annotations.parquet"]
+    if CROWD_SETTINGS["use_automated"]:
+        paths.append(rules.automated_collect.output.long)
+    return paths
+
+
+# --- split and train ----------------------------------------------------------------------
+TRAIN_SETTINGS = config["train"]
+TRAIN_EXECUTION = EXECUTION["train"]
+TRAIN_TASKS = {task.name: task for task in task_grid(TRAIN_SETTINGS)}
+TRAIN_BACKBONES = TRAIN_SETTINGS["backbones"]
+TRAIN_FOLDS = list(range(config["split"]["n_folds"]))
+TRAIN_SIZES = {b: input_size(TRAIN_SETTINGS, b) for b in TRAIN_BACKBONES}
+CROWDSIM = TRAIN_SETTINGS["crowdsim"]["enabled"]
+if CROWDSIM and TRAIN_SETTINGS["save_model"] == "none":
+    raise WorkflowError(
+        "train.crowdsim needs train.save_model all or needed (crowdsim-incremental fine-tunes the saved baseline)"
+    )
+# Tasks whose job writes model.keras; the others are a second rule without that output.
+TRAIN_SAVED = [
+    name
+    for name in TRAIN_TASKS
+    if TRAIN_SETTINGS["save_model"] == "all"
+    or (TRAIN_SETTINGS["save_model"] == "needed" and CROWDSIM and name == "baseline")
+]
+# A weights file named by path is part of the experiment: an input of every training job.
+TRAIN_WEIGHTS_FILE = (
+    TRAIN_SETTINGS["weights"]
+    if TRAIN_SETTINGS["weights"] not in ("none", "imagenet")
+    else None
+)
+
+# Slurm and the local scheduler read the same declarations; `gpu` only where GPUs are asked for.
+# warm_worker and weights_dir say how this machine runs a job, so they travel as resources too.
+TRAIN_RESOURCES = {
+    "mem_mb": TRAIN_EXECUTION["mem_mb"],
+    "runtime": TRAIN_EXECUTION["runtime"],
+    "warm_worker": int(TRAIN_EXECUTION["warm_worker"]),
+}
+if TRAIN_EXECUTION["gpus"]:
+    TRAIN_RESOURCES["gpu"] = TRAIN_EXECUTION["gpus"]
+if TRAIN_EXECUTION["slurm_extra"]:
+    TRAIN_RESOURCES["slurm_extra"] = f"'{TRAIN_EXECUTION['slurm_extra']}'"
+if TRAIN_EXECUTION["weights_dir"]:
+    TRAIN_RESOURCES["weights_dir"] = TRAIN_EXECUTION["weights_dir"]
+
+
+def train_job_dir(wildcards):
+    return f"{TRAIN}/{wildcards.task}/{wildcards.backbone}/fold{wildcards.fold}"
+
+
+def train_job_settings(wildcards):
+    return job_settings(TRAIN_SETTINGS, TRAIN_TASKS[wildcards.task], wildcards.backbone)
+
+
+def train_job_inputs(wildcards):
+    task = TRAIN_TASKS[wildcards.task]
+    size = TRAIN_SIZES[wildcards.backbone]
+    inputs = {
+        "images": f"{DATA}/images.parquet",
+        "folds": rules.split_folds.output.folds,
+        "cache_array": f"{TRAIN}/cache/images_{size}px.npy",
+        "cache_index": f"{TRAIN}/cache/images_{size}px.parquet",
+        "experiment": rules.train_mlflow_init.output[0],
+    }
+    if task.kind == "multitask":
+        inputs["targets"] = rules.crowd_targets.output.targets
+    if CROWDSIM:
+        # Every task leaves the crowd-labelled candidates out of its expert training set.
+        inputs["crowd_labels"] = rules.crowd_labels.output.labels
+    if task.kind == "crowdsim-incremental":
+        inputs["base_model"] = (
+            f"{TRAIN}/baseline/{wildcards.backbone}/fold{wildcards.fold}/model.keras"
+        )
+    if TRAIN_WEIGHTS_FILE:
+        inputs["weights"] = TRAIN_WEIGHTS_FILE
+    return inputs
+
+
+def train_job_outputs(with_model):
+    job = f"{TRAIN}/{{task}}/{{backbone}}/fold{{fold}}"
+    outputs = {
+        "predictions": f"{job}/predictions.parquet",
+        "history": f"{job}/history.csv",
+        "metrics": f"{job}/metrics.json",
+    }
+    if with_model:
+        outputs["model"] = f"{job}/model.keras"
+    return outputs
+
+
+def tasks_pattern(names):
+    # A pattern that matches nothing keeps a rule valid when no task falls under it.
+    return "|".join(names) if names else "(?!)"

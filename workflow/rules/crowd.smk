@@ -1,15 +1,5 @@
-# The crowd stage's rules (issue 4): consensus targets, the MTurk filtering funnel, crowd labels,
-# and the studies' annotation analyses. Logic: src/crowdskin/crowd/.
-CROWD = "results/crowd"
-ANALYSIS = "results/analysis"
-AUTOMATED_ANNOTATIONS = rules.automated_collect.output.long
-
-
-def crowd_annotation_inputs(wildcards):
-    paths = [f"{DATA}/annotations.parquet"]
-    if config["crowd"]["use_automated"]:
-        paths.append(AUTOMATED_ANNOTATIONS)
-    return paths
+# The crowd stage: consensus targets, the MTurk filtering funnel, crowd labels, and the studies'
+# annotation analyses. Logic: src/crowdskin/crowd/. Each rule's params are the crowd settings it reads.
 
 
 rule crowd_targets:
@@ -18,6 +8,9 @@ rule crowd_targets:
         annotations=crowd_annotation_inputs,
     output:
         targets=f"{CROWD}/targets.parquet",
+    params:
+        features=CROWD_SETTINGS["target_features"],
+        multi_group=CROWD_SETTINGS["multi_group"],
     log:
         f"{LOGS}/crowd/targets.log",
     threads: 1
@@ -35,6 +28,8 @@ rule crowd_mturk_filter:
         decisions=f"{CROWD}/mturk_decisions.parquet",
         kept=f"{CROWD}/mturk_kept.parquet",
         funnel=f"{CROWD}/mturk_funnel.csv",
+    params:
+        mturk=CROWD_SETTINGS["mturk"],
     log:
         f"{LOGS}/crowd/mturk_filter.log",
     threads: 1
@@ -46,12 +41,15 @@ rule crowd_mturk_filter:
 
 rule crowd_labels:
     input:
-        kept=f"{CROWD}/mturk_kept.parquet",
+        kept=rules.crowd_mturk_filter.output.kept,
         assignments=f"{DATA}/mturk_assignments.parquet",
         images=f"{DATA}/images.parquet",
     output:
         labels=f"{CROWD}/crowd_labels.parquet",
         accuracy=f"{CROWD}/crowd_label_accuracy.csv",
+    params:
+        method=CROWD_SETTINGS["labels"]["method"],
+        n_iter=CROWD_SETTINGS["labels"]["n_iter"],
     log:
         f"{LOGS}/crowd/labels.log",
     threads: 1
@@ -65,13 +63,15 @@ rule crowd_analysis:
     input:
         images=f"{DATA}/images.parquet",
         annotations=crowd_annotation_inputs,
-        targets=f"{CROWD}/targets.parquet",
+        targets=rules.crowd_targets.output.targets,
     output:
         counts=f"{ANALYSIS}/annotation_counts.csv",
         correlation=f"{ANALYSIS}/label_correlation.csv",
         agreement=f"{ANALYSIS}/source_agreement.csv",
         agreement_figure=f"{ANALYSIS}/source_agreement.png",
         raincloud=f"{ANALYSIS}/raincloud.png",
+    params:
+        seed=config["seed"],  # the raincloud's jitter
     log:
         f"{LOGS}/crowd/analysis.log",
     threads: 1
@@ -87,6 +87,10 @@ rule crowd_disagreement:
         annotations=crowd_annotation_inputs,
     output:
         auc=f"{ANALYSIS}/disagreement_auc.csv",
+    params:
+        experiments=CROWD_SETTINGS["disagreement"]["experiments"],
+        folds=CROWD_SETTINGS["disagreement"]["folds"],
+        seed=config["seed"],
     log:
         f"{LOGS}/crowd/disagreement.log",
     threads: 1
@@ -97,29 +101,28 @@ rule crowd_disagreement:
 
 
 ALL_TARGETS += [
-    f"{CROWD}/targets.parquet",
-    f"{CROWD}/mturk_funnel.csv",
-    f"{CROWD}/crowd_labels.parquet",
-    f"{ANALYSIS}/label_correlation.csv",
-    f"{ANALYSIS}/disagreement_auc.csv",
+    rules.crowd_targets.output.targets,
+    rules.crowd_mturk_filter.output.funnel,
+    rules.crowd_labels.output.labels,
+    rules.crowd_analysis.output.correlation,
+    rules.crowd_disagreement.output.auc,
 ]
 
-if config["crowd"].get("truth", {}).get("workers"):
+if TRUTH_WORKERS:
 
-    # The truth file is written by the synthetic generator, which declares only a marker as its
-    # output; the decisions depend on the ingest, which depends on that marker, so the file is
-    # in place when this rule runs (the script says so clearly if it is not).
+    # How well the MTurk rules reject the simulation's spammers (the synthetic default only).
     rule crowd_spammer_detection:
         input:
-            decisions=f"{CROWD}/mturk_decisions.parquet",
-        params:
-            workers=config["crowd"]["truth"]["workers"],
+            decisions=rules.crowd_mturk_filter.output.decisions,
+            workers=TRUTH_WORKERS,
         output:
             detection=f"{CROWD}/spammer_detection.csv",
+        params:
+            mturk_rules=CROWD_SETTINGS["mturk"]["rules"],
         log:
             f"{LOGS}/crowd/spammer_detection.log",
         threads: 1
         script:
             script_path("crowd_spammers.py")
 
-    ALL_TARGETS += [f"{CROWD}/spammer_detection.csv"]
+    ALL_TARGETS += [rules.crowd_spammer_detection.output.detection]

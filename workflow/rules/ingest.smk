@@ -3,7 +3,7 @@
 
 rule ingest:
     input:
-        fetched_markers(),
+        markers=fetched_markers(),
     output:
         images=f"{DATA}/images.parquet",
         annotations=f"{DATA}/annotations.parquet",
@@ -13,7 +13,7 @@ rule ingest:
     params:
         ingest=config["ingest"],
         url_lists=list(URL_LISTS),
-        raw=RAW,
+        raw=lambda wildcards, input: raw_root(input.markers[0]),
     log:
         f"{LOGS}/ingest.log",
     script:

@@ -2,9 +2,9 @@
 import pandas as pd
 
 from crowdskin.logs import to_rule_log
-from crowdskin.automated.sharding import AUTOMATED, to_annotations
+from crowdskin.automated.annotate import AUTOMATED, to_annotations
 
-log = to_rule_log(snakemake)  # noqa: F821
+log = to_rule_log(snakemake)
 shards = [pd.read_parquet(path) for path in snakemake.input]
 wide = AUTOMATED.validate(pd.concat(shards, ignore_index=True).sort_values("image_id", ignore_index=True))
 wide.to_parquet(snakemake.output.wide, index=False)

@@ -2,9 +2,9 @@
 import pandas as pd
 
 from crowdskin.logs import to_rule_log
-from crowdskin.automated.sharding import plan_shards
+from crowdskin.automated.annotate import plan_shards
 
-log = to_rule_log(snakemake)  # noqa: F821
+log = to_rule_log(snakemake)
 images = pd.read_parquet(snakemake.input.images)
 plan = plan_shards(images, int(snakemake.params.shard_size))
 plan.to_parquet(snakemake.output.plan, index=False)

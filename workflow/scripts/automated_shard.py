@@ -3,7 +3,7 @@ import time
 
 import pandas as pd
 
-from crowdskin.automated.sharding import Settings, annotate_table
+from crowdskin.automated.annotate import Settings, annotate_table
 from crowdskin.logs import to_rule_log
 
 
@@ -24,4 +24,4 @@ def main(snakemake) -> None:
 
 # The pool's workers are spawned and re-import this file as __mp_main__: only __main__ may run it.
 if __name__ == "__main__":
-    main(snakemake)  # noqa: F821 - injected by Snakemake
+    main(snakemake)

@@ -3,5 +3,5 @@
 from crowdskin.acquire.fetch import download_report
 from crowdskin.logs import to_rule_log
 
-to_rule_log(snakemake)  # noqa: F821
-download_report(snakemake.input).to_csv(snakemake.output[0], index=False)  # noqa: F821
+to_rule_log(snakemake)
+download_report(snakemake.input).to_csv(snakemake.output[0], index=False)

@@ -4,9 +4,9 @@ from crowdskin import tables
 from crowdskin.ingest import ingest_all
 from crowdskin.logs import to_rule_log
 
-log = to_rule_log(snakemake)  # noqa: F821
-out = snakemake.output  # noqa: F821
-result = ingest_all(snakemake.params.ingest, snakemake.params.raw, snakemake.params.url_lists)  # noqa: F821
+log = to_rule_log(snakemake)
+out = snakemake.output
+result = ingest_all(snakemake.params.ingest, snakemake.params.raw, snakemake.params.url_lists)
 tables.write_table(result.images, tables.IMAGES, out.images)
 tables.write_table(result.annotations, tables.ANNOTATIONS, out.annotations)
 tables.write_table(result.mturk_assignments, tables.MTURK_ASSIGNMENTS, out.mturk)

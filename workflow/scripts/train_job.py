@@ -3,15 +3,16 @@ import logging
 import os
 import sys
 
-sm = snakemake  # noqa: F821
-settings = sm.params.train
+sm = snakemake
 request = {
     "task": sm.wildcards.task, "backbone": sm.wildcards.backbone, "fold": int(sm.wildcards.fold),
-    "settings": settings, "seed": sm.params.seed, "threads": sm.threads, "out_dir": sm.params.out_dir,
-    "log": str(sm.log[0]), "save_model": sm.params.save_model, "inputs": {name: str(path) for name, path in sm.input.items()},
+    "settings": sm.params.settings, "seed": sm.params.seed, "threads": sm.threads, "out_dir": sm.params.out_dir,
+    "log": str(sm.log[0]), "save_model": sm.params.save_model,
+    "inputs": {name: str(path) for name, path in sm.input.items()},
+    "execution": {"weights_dir": sm.resources.get("weights_dir"), "warm_worker": bool(sm.resources.get("warm_worker"))},
 }
 # Under Slurm each job is its own allocation: a worker forked on one node would outlive the job.
-if settings["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
+if request["execution"]["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
     # Only the standard library and the worker module here: that is what saves the imports.
     from crowdskin.train.worker import WorkerUnavailable, submit
 
@@ -21,7 +22,7 @@ if settings["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
         logging.basicConfig(filename=sm.log[0], level=logging.INFO)
         logging.warning("%s; running the job in this process instead", error)
 
-from crowdskin.train.job import log_to, run_request  # noqa: E402
+from crowdskin.train.job import log_to, run_request  # noqa: E402 - after the warm worker's early exit
 
 log_to(request["log"])
 run_request(request)

@@ -5,8 +5,8 @@ from pathlib import Path
 from crowdskin.logs import to_rule_log
 from crowdskin.train.summary import auc_summary, runs_table
 
-log = to_rule_log(snakemake)  # noqa: F821
-runs = runs_table(json.loads(Path(path).read_text()) for path in snakemake.input)  # noqa: F821
-runs.to_csv(snakemake.output.runs, index=False)  # noqa: F821
-auc_summary(runs).to_csv(snakemake.output.summary, index=False)  # noqa: F821
+log = to_rule_log(snakemake)
+runs = runs_table(json.loads(Path(path).read_text()) for path in snakemake.input)
+runs.to_csv(snakemake.output.runs, index=False)
+auc_summary(runs).to_csv(snakemake.output.summary, index=False)
 log.info("%d runs, %d without an MLflow run id", len(runs), int(runs["mlflow_run_id"].isna().sum()))

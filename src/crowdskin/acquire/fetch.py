@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crowdskin.files import link_or_copy
 from crowdskin.acquire.archive import check_image_pixels, safe_extract
 from crowdskin.acquire.checksums import read_checksum_list, sha256_file
 from crowdskin.acquire.manifest import Source
@@ -49,11 +50,13 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    retries: int = 4
-    backoff_s: float = 2.0
-    timeout_s: float = 60.0
-    max_bytes: int = 20 * 10**9
-    max_image_pixels: int = 10**8
+    """The config's `download` section (defaults in config.schema.yaml)."""
+
+    retries: int
+    backoff_s: float
+    timeout_s: float
+    max_bytes: int
+    max_image_pixels: int
 
 
 def download(
@@ -61,7 +64,7 @@ def download(
     dest: str | Path,
     *,
     sha256: str | None = None,
-    settings: DownloadSettings = DownloadSettings(),
+    settings: DownloadSettings,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Download `url` to `dest`; returns the file's SHA-256.
@@ -108,17 +111,6 @@ def download(
         raise ChecksumError(f"{url}: SHA-256 {digest} does not match the expected {sha256}")
     os.replace(part, dest)
     return digest
-
-
-def link_or_copy(src: Path, dest: Path) -> None:
-    """Hard-link when possible (no second copy of a large mirror), else copy; atomic either way."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mktemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 def mirror_files(source: Source, mirror: Path, checksum_dir: Path) -> list[tuple[str, str | None]]:

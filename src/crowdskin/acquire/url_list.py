@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from crowdskin.acquire.archive import UnsafeArchiveError, check_image_pixels
-from crowdskin.acquire.fetch import DownloadSettings, FileRecord, download, link_or_copy
+from crowdskin.acquire.fetch import DownloadSettings, FileRecord, download
+from crowdskin.files import link_or_copy
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -33,7 +34,7 @@ def fetch_url_list(
     label_column: str = "label",
     id_column: str | None = None,
     mirror: str | Path | None = None,
-    settings: DownloadSettings = DownloadSettings(),
+    settings: DownloadSettings,
 ) -> tuple[pd.DataFrame, list[FileRecord]]:
     """Fetch every image of the list into `raw_root/url_lists/<name>/images/`.
 

@@ -1,12 +1,12 @@
 """Speed of the automated features on ../shared/data, single core (medians, ms/image).
 
-    python -m crowdskin.automated.bench [--shared ../shared/data] [--masks 200] [--repeat 1] [--full-colour]
+    python -m crowdskin.automated.bench [--shared ../shared/data] [--masks 200] [--repeat 1] [--full-color]
     crowdskin bench automated            (the same, 200 masks, each feature timed 5 times per image)
 
 Masks: every k-th of the 2000 full-resolution ISIC 2017 masks (decoding is timed apart from the
-features, whose target is <= 20 ms for asymmetry + border). Colour: the ten 6-MP images of
-isic_archive_sample/fullsize (target <= 0.5 s). `--full-colour` also runs SLIC at full resolution
-and reports how many colour scores the downscaling changed (slow: ~10 s per image).
+features, whose target is <= 20 ms for asymmetry + border). Color: the ten 6-MP images of
+isic_archive_sample/fullsize (target <= 0.5 s). `--full-color` also runs SLIC at full resolution
+and reports how many color scores the downscaling changed (slow: ~10 s per image).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import cv2
 
 from .asymmetry import asymmetry
 from .border import border
-from .colour import colour
+from .color import color
 from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
 
 
@@ -77,7 +77,7 @@ def bench_masks(shared: Path, n_masks: int = 200, variant: str = "study", repeat
     }
 
 
-def bench_colour(shared: Path, *, full_resolution: bool = False, variant: str = "study", repeat: int = 1) -> dict:
+def bench_color(shared: Path, *, full_resolution: bool = False, variant: str = "study", repeat: int = 1) -> dict:
     cv2.setNumThreads(1)
     folder = shared / "isic_archive_sample" / "fullsize"
     decode, fast, full, changed, megapixels = [], [], [], [], []
@@ -88,26 +88,26 @@ def bench_colour(shared: Path, *, full_resolution: bool = False, variant: str = 
         mask = resize_mask(read_mask(folder / f"{image_path.stem}_segmentation.png", notes), rgb.shape[:2], notes)
         decode.append(_ms(start))
         megapixels.append(mask.size / 1e6)
-        quick = colour(rgb, mask, variant=variant)
-        fast.append(_median_ms(lambda: colour(rgb, mask, variant=variant), repeat))
+        quick = color(rgb, mask, variant=variant)
+        fast.append(_median_ms(lambda: color(rgb, mask, variant=variant), repeat))
         if full_resolution:
             start = time.perf_counter()
-            slow = colour(rgb, mask, variant=variant, max_pixels=10**9)
+            slow = color(rgb, mask, variant=variant, max_pixels=10**9)
             full.append(_ms(start))
             changed.append({"image": image_path.stem, "downscaled": quick.score, "full": slow.score})
-    result = {"decode": _summary(decode), "colour": _summary(fast), "megapixels": [round(m, 1) for m in megapixels]}
+    result = {"decode": _summary(decode), "color": _summary(fast), "megapixels": [round(m, 1) for m in megapixels]}
     if full_resolution:
-        result["colour_full_resolution"] = _summary(full)
+        result["color_full_resolution"] = _summary(full)
         result["scores"] = changed
         result["scores_changed"] = sum(c["downscaled"] != c["full"] for c in changed)
     return result
 
 
-def run_benchmarks(shared: Path = Path("../shared/data"), *, n_masks: int = 200, full_colour: bool = False,
+def run_benchmarks(shared: Path = Path("../shared/data"), *, n_masks: int = 200, full_color: bool = False,
                    repeat: int = 1) -> dict:
     """Everything above, plus this process's peak resident memory (one worker's footprint)."""
     result = {"masks": bench_masks(shared, n_masks, repeat=repeat),
-              "colour": bench_colour(shared, full_resolution=full_colour, repeat=repeat)}
+              "color": bench_color(shared, full_resolution=full_color, repeat=repeat)}
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--masks", type=int, default=200)
-    parser.add_argument("--full-colour", action="store_true")
+    parser.add_argument("--full-color", action="store_true")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
-    result = run_benchmarks(args.shared, n_masks=args.masks, full_colour=args.full_colour, repeat=args.repeat)
+    result = run_benchmarks(args.shared, n_masks=args.masks, full_color=args.full_color, repeat=args.repeat)
     print(json.dumps(result, indent=2))
 
 

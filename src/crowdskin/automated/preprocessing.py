@@ -71,7 +71,7 @@ def to_uint8(array: np.ndarray, notes: list[str]) -> np.ndarray:
 
 
 def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
-    """Binary lesion mask (bool, True = lesion). Colour masks are reduced to their maximum channel."""
+    """Binary lesion mask (bool, True = lesion). Color masks are reduced to their maximum channel."""
     array = to_uint8(read_array(path), notes)
     if array.ndim == 3:
         notes.append(f"mask has {array.shape[2]} channels, lesion = any channel > 0")

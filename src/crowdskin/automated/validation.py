@@ -2,7 +2,7 @@
 
     python -m crowdskin.automated.validation [--shared ../shared/data] [--variant study|paper] [--limit N]
 
-Asymmetry and border on the full-resolution ISIC 2017 masks; colour on the 256-px CROWDSIM thumbnails
+Asymmetry and border on the full-resolution ISIC 2017 masks; color on the 256-px CROWDSIM thumbnails
 of the ISIC 2017 anchors (masks resized to them with nearest neighbour), since the full-resolution
 ISIC 2017 images are not in the sample.
 """
@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 
 from .asymmetry import asymmetry
 from .border import border
-from .colour import colour
+from .color import color
 from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
 
 
@@ -96,8 +96,8 @@ def compare_masks(shared: Path, *, variant: str = "study", limit: int | None = N
     }
 
 
-def compare_colour(shared: Path, *, variant: str = "study", max_pixels: int = 250_000) -> dict:
-    """Colour on the ISIC 2017 anchor thumbnails that have a published colour score."""
+def compare_color(shared: Path, *, variant: str = "study", max_pixels: int = 250_000) -> dict:
+    """Color on the ISIC 2017 anchor thumbnails that have a published color score."""
     pub = published(shared)["color"]
     anchors = [r["image_id"] for r in _read(shared / "crowdsim" / "ISIC-2017_anchor_images.csv")]
     ours, theirs = [], []
@@ -109,7 +109,7 @@ def compare_colour(shared: Path, *, variant: str = "study", max_pixels: int = 25
             rgb = read_rgb(shared / "crowdsim" / "thumbnails" / f"{image_id}.jpg", [])
             mask = read_mask(shared / "isic2017" / "masks" / f"{image_id}_segmentation.png", [])
             mask = resize_mask(mask, rgb.shape[:2], [])
-            ours.append(colour(rgb, mask, variant=variant, max_pixels=max_pixels).score)
+            ours.append(color(rgb, mask, variant=variant, max_pixels=max_pixels).score)
             theirs.append(pub[image_id][0])
         except BadInput:
             failed += 1
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-side", type=int, default=2048)
     args = parser.parse_args(argv)
     result = compare_masks(args.shared, variant=args.variant, limit=args.limit, max_side=args.max_side)
-    result |= compare_colour(args.shared, variant=args.variant)
+    result |= compare_color(args.shared, variant=args.variant)
     print(json.dumps(result, indent=2))
 
 

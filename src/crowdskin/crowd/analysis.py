@@ -130,7 +130,7 @@ def feature_sets(raw: pd.DataFrame, moments: pd.DataFrame, features: Sequence[st
     return sets
 
 
-def cross_validated_auc(x: pd.DataFrame, y: pd.Series, *, folds: int = 10, seed: int = 42) -> tuple[float, float, int]:
+def cross_validated_auc(x: pd.DataFrame, y: pd.Series, *, folds: int, seed: int) -> tuple[float, float, int]:
     """(mean AUC, std AUC, folds used) of a logistic classifier under stratified k-fold CV.
 
     Folds are capped at the minority class count (StratifiedKFold needs one of each class per
@@ -147,7 +147,7 @@ def cross_validated_auc(x: pd.DataFrame, y: pd.Series, *, folds: int = 10, seed:
 
 
 def disagreement_auc(
-    annotations: pd.DataFrame, images: pd.DataFrame, experiment: Mapping[str, Any], *, folds: int = 10, seed: int = 42
+    annotations: pd.DataFrame, images: pd.DataFrame, experiment: Mapping[str, Any], *, folds: int, seed: int
 ) -> pd.DataFrame:
     """One row per feature set of one experiment (a config entry: name, features, and
     annotator_group and/or source and dataset): n_features, n_lesions, n_abnormal, folds,
@@ -188,7 +188,7 @@ DISAGREEMENT_COLUMNS = ["experiment", "feature_set", "n_features", "n_lesions", 
 
 
 def disagreement_table(annotations: pd.DataFrame, images: pd.DataFrame, experiments: Sequence[Mapping[str, Any]],
-                       *, folds: int = 10, seed: int = 42) -> pd.DataFrame:
+                       *, folds: int, seed: int) -> pd.DataFrame:
     """`disagreement_auc` of every configured experiment, one table (empty, with its columns, for none)."""
     frames = [disagreement_auc(annotations, images, experiment, folds=folds, seed=seed) for experiment in experiments]
     if not frames:

@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-DIAGNOSIS_COLOURS = {0: "#4C72B0", 1: "#DD8452"}
+DIAGNOSIS_COLORS = {0: "#4C72B0", 1: "#DD8452"}
 DIAGNOSIS_NAMES = {0: "healthy", 1: "abnormal"}
 
 
-def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, seed: int = 0) -> Path:
+def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, seed: int) -> Path:
     """One panel per (dataset, source) row × feature column: half violin (cloud), box plot and
     jittered points (rain) of the consensus target, split by diagnosis. Lesions without a
     diagnosis are left out (the panel title gives n)."""
@@ -36,16 +36,16 @@ def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, 
                 values = panel.loc[panel["abnormal"].astype(int) == label, "target"].to_numpy(float)
                 if len(values) == 0:
                     continue
-                colour = DIAGNOSIS_COLOURS[label]
+                color = DIAGNOSIS_COLORS[label]
                 if len(values) > 1 and np.ptp(values) > 0:
                     violin = ax.violinplot(values, positions=[position], orientation="horizontal", side="high",
                                            showextrema=False, widths=0.8)
                     for body in violin["bodies"]:
-                        body.set_facecolor(colour)
+                        body.set_facecolor(color)
                         body.set_alpha(0.6)
                 ax.boxplot(values, positions=[position - 0.12], orientation="horizontal", widths=0.1, showfliers=False)
                 jitter = position - 0.3 + rng.uniform(-0.08, 0.08, len(values))
-                ax.scatter(values, jitter, s=3, color=colour, alpha=0.5, linewidths=0)
+                ax.scatter(values, jitter, s=3, color=color, alpha=0.5, linewidths=0)
             ax.set_yticks([0, 1], [DIAGNOSIS_NAMES[0], DIAGNOSIS_NAMES[1]])
             ax.set_title(f"{dataset} {source}: {feature} (n={len(panel)})", fontsize=9)
             ax.set_xlabel("standardised score", fontsize=8)

@@ -44,20 +44,20 @@ import numpy as np
 import pandas as pd
 
 INGEST_STEPS = ("unparseable", "no_choice")
-DEFAULT_RULES = ("impossible_triplet", "confidence", "time_on_task", "approval_rate")
 
 
 @dataclass(frozen=True)
 class FilterSettings:
-    """The CROWDSIM rules' parameters (config ``crowd.mturk``)."""
+    """The CROWDSIM rules' parameters: the validated ``crowd.mturk`` section (defaults in
+    crowd.schema.yaml; ``crowdskin.config.section("crowd")["mturk"]`` outside a workflow run)."""
 
-    rules: tuple[str, ...] = DEFAULT_RULES
-    excluded_confidence: tuple[str, ...] = ("very uncertain", "uncertain", "very confident")
-    first_hit_min_s: float = 60.0
-    later_hit_min_s: float = 10.0
-    later_hit_max_s: float = 200.0
-    min_approval_rate: float | None = 0.95
-    reject_no_history: bool = False
+    rules: tuple[str, ...]
+    excluded_confidence: tuple[str, ...]
+    first_hit_min_s: float
+    later_hit_min_s: float
+    later_hit_max_s: float
+    min_approval_rate: float | None
+    reject_no_history: bool
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> FilterSettings:
@@ -65,6 +65,9 @@ class FilterSettings:
         unknown = set(section) - known
         if unknown:
             raise ValueError(f"crowd.mturk: unknown setting(s) {sorted(unknown)}")
+        missing = known - set(section)
+        if missing:
+            raise ValueError(f"crowd.mturk: missing setting(s) {sorted(missing)} (validate the config first)")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
         settings = cls(**values)
         bad = [r for r in settings.rules if r not in RULES]
@@ -224,8 +227,8 @@ class FunnelResult:
 
 def apply_filters(
     assignments: pd.DataFrame,
-    quarantined: pd.DataFrame | None = None,
-    settings: FilterSettings | None = None,
+    quarantined: pd.DataFrame | None,
+    settings: FilterSettings,
     exports: pd.DataFrame | None = None,
 ) -> FunnelResult:
     """Apply the rules in order; return every decision and the funnel table.
@@ -234,7 +237,6 @@ def apply_filters(
     output of `quarantined_assignments`. `exports`: optional ids from `export_ids`, to count the
     workers and HITs of quarantined rows.
     """
-    settings = settings or FilterSettings()
     usable = assignments.reset_index(drop=True).copy()
     usable["usable"] = True
     usable["correct"] = is_correct(usable)

@@ -92,7 +92,7 @@ def require_columns(path: Path, header: list[str], required: list[str]) -> None:
 def parse_number(raw: str) -> float:
     """A finite float from a cell, or ValueError.
 
-    A comma is not read as a decimal point: in the student files "1,2" is a set of colour
+    A comma is not read as a decimal point: in the student files "1,2" is a set of color
     categories, not 1.2.
     """
     value = float(raw.strip())

@@ -83,7 +83,7 @@ def _diagnosis_rows(path: Path, fmt: str) -> Iterable[tuple[int, str, dict[str, 
                                      "diagnosis": diagnosis or None, "group_id": patient or None}
 
 
-PH2_COLOURS = ("White", "Red", "Light-Brown", "Dark-Brown", "Blue-Gray", "Black")
+PH2_COLORS = ("White", "Red", "Light-Brown", "Dark-Brown", "Blue-Gray", "Black")
 
 
 def _ph2_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -120,17 +120,17 @@ def _ph2_rows(path: Path) -> Iterable[tuple[int, str, dict[str, object] | tuple[
 
 
 def ph2_expert_annotations(path: Path, known: set[str]) -> pd.DataFrame:
-    """The dermatologists' asymmetry (0/1/2) and colour count (X marks over six colours) of PH2."""
+    """The dermatologists' asymmetry (0/1/2) and color count (X marks over six colors) of PH2."""
     header, rows = _ph2_table(path)
     out = []
-    colour_at = [header.index(c) for c in PH2_COLOURS if c in header]
+    color_at = [header.index(c) for c in PH2_COLORS if c in header]
     for number, fields in rows:
         if fields[0] not in known:
             continue
         if "Asymmetry" in header and fields[header.index("Asymmetry")] in ("0", "1", "2"):
             out.append((fields[0], "asymmetry", float(fields[header.index("Asymmetry")]), number, "Asymmetry"))
-        if len(colour_at) == len(PH2_COLOURS):
-            out.append((fields[0], "color", float(sum(fields[i].upper() == "X" for i in colour_at)), number, "Colors"))
+        if len(color_at) == len(PH2_COLORS):
+            out.append((fields[0], "color", float(sum(fields[i].upper() == "X" for i in color_at)), number, "Colors"))
     return pd.DataFrame(
         [{"image_id": i, "dataset": "ph2", "source": "expert", "feature": f, "annotator_group": "expert/ph2",
           "annotator": "dermatologist", "value": v, "origin_file": str(path), "origin_row": n, "origin_column": c}

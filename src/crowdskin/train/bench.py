@@ -30,10 +30,10 @@ def bench_pipeline(*, size: int = 384, batch: int = 20, steps: int = 30, augment
     """Images/s out of make_dataset (cache -> batches -> augmentation -> prefetch), no model."""
     from crowdskin.train import models
     from crowdskin.train.pipeline import make_dataset
-    from crowdskin.train.settings import section
+    from crowdskin.config import section
 
     cache = _random_cache(n_images, size)
-    layers = models.augmentation(section({}, "train")["augment"]) if augment else None
+    layers = models.augmentation(section("train")["augment"]) if augment else None
     data = make_dataset(cache, np.arange(n_images), np.zeros(n_images), batch_size=batch, training=True,
                         augment=layers)
     iterator = iter(data)

@@ -55,11 +55,17 @@ def job_examples(
     *,
     targets: pd.DataFrame | None = None,
     crowd_labels: pd.DataFrame | None = None,
-    crowd_label_column: str = "label_majority",
+    crowd_label_column: str | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, ExampleNotes]:
-    """Examples of (task, fold): EXAMPLE_COLUMNS, `available` being the annotation's own flag."""
+    """Examples of (task, fold): EXAMPLE_COLUMNS, `available` being the annotation's own flag.
+
+    `crowd_label_column` (train.crowdsim.label) is read by the crowdsim tasks only; the others need
+    just the pool's image ids to leave them out.
+    """
     notes = ExampleNotes()
+    if task.uses_crowd_labels and crowd_label_column is None:
+        raise ExamplesError(f"task {task.name} needs crowd_label_column (train.crowdsim.label)")
     in_fold = folds[folds["fold"] == fold]
     if in_fold.empty:
         raise ExamplesError(f"fold {fold} is not in the folds table (folds: {sorted(folds['fold'].unique())})")
@@ -75,13 +81,14 @@ def job_examples(
     pool_ids: set[str] = set()
     crowd = pd.DataFrame(columns=["image_id", "crowd_label"])
     if crowd_labels is not None and len(crowd_labels):
-        if crowd_label_column not in crowd_labels.columns:
+        if crowd_label_column is not None and crowd_label_column not in crowd_labels.columns:
             raise ExamplesError(
                 f"crowd_labels table has no column {crowd_label_column!r} (train.crowdsim.label); "
                 f"columns: {list(crowd_labels.columns)}"
             )
         pool_ids = set(crowd_labels["image_id"].astype(str))
-        crowd = crowd_labels[["image_id", crowd_label_column]].rename(columns={crowd_label_column: "crowd_label"})
+        if crowd_label_column is not None:
+            crowd = crowd_labels[["image_id", crowd_label_column]].rename(columns={crowd_label_column: "crowd_label"})
     in_pool = table["image_id"].isin(pool_ids)
     notes.counts["crowd_pool_in_fold"] = int(in_pool.sum())
 

@@ -1,9 +1,10 @@
 """A training job as a plain request (JSON), runnable in-process, as `python -m crowdskin.train.job
 request.json`, or inside a warm worker (`crowdskin.train.worker`).
 
-Request keys: task, backbone, fold, settings (validated train section), seed, threads, out_dir,
-log (path or null), save_model (bool; default: settings' save_model is not `none`), inputs (images, folds, cache_array, cache_index, experiment[, targets,
-crowd_labels, base_model]).
+Request keys: task, backbone, fold, settings (the job's science settings,
+crowdskin.train.settings.job_settings), seed, threads, out_dir, log (path or null), save_model,
+inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_labels, base_model,
+weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from crowdskin.train.cache import read_cache
 from crowdskin.train.examples import job_examples
 from crowdskin.train.loop import JobSpec, train_job
 from crowdskin.train.splits import trainable_lesions
-from crowdskin.train.tasks import input_size, task_by_name
+from crowdskin.train.tasks import Task
 from crowdskin.train.weights import resolve_weights
 
 log = logging.getLogger(__name__)
@@ -31,30 +33,33 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     """Read the job's inputs, build its examples and train it. Returns metrics.json's payload."""
     settings = request["settings"]
     inputs = request["inputs"]
-    task = task_by_name(settings, request["task"])
+    execution = request.get("execution", {})
+    task = Task(**settings["task"])
     backbone, fold = request["backbone"], int(request["fold"])
     # Missing weights stop the job here, before TensorFlow is even imported.
-    weights = resolve_weights(settings["weights"], backbone, settings["weights_dir"])
+    weights = resolve_weights(settings["weights"], backbone, execution.get("weights_dir"))
     lesions, _ = trainable_lesions(pd.read_parquet(inputs["images"]))
     folds = pd.read_parquet(inputs["folds"])
     targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
     crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
     examples, notes = job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd_labels,
-                                   crowd_label_column=settings["crowdsim"]["label"], seed=request["seed"])
+                                   crowd_label_column=settings.get("crowd_label"), seed=request["seed"])
     version = hashlib.sha256()
     for name in ("images", "targets", "crowd_labels"):
         if inputs.get(name):
             version.update(Path(inputs[name]).read_bytes())
     experiment = json.loads(Path(inputs["experiment"]).read_text()) if inputs.get("experiment") else {}
     cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"])
+    threads = int(request.get("threads", 1))
     spec = JobSpec(
-        task=task, backbone=backbone, fold=fold, settings=settings, input_size=input_size(settings, backbone),
-        seed=int(request["seed"]), split_hash=str(folds["split_hash"].iloc[0]), out_dir=Path(request["out_dir"]),
+        task=task, backbone=backbone, fold=fold, settings=settings, seed=int(request["seed"]),
+        split_hash=str(folds["split_hash"].iloc[0]), out_dir=Path(request["out_dir"]),
         weights=weights, base_model=Path(inputs["base_model"]) if inputs.get("base_model") else None,
-        threads=int(request.get("threads", 1)), data_version=version.hexdigest()[:16],
+        threads=threads, data_version=version.hexdigest()[:16],
         mlflow_uri=experiment.get("tracking_uri"), experiment=experiment.get("experiment", "default"),
-        extra_params={"run_name": experiment.get("experiment", "default")},
-        save_model=bool(request.get("save_model", settings["save_model"] != "none")),
+        save_model=bool(request["save_model"]),
+        execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
+                        "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
     )
     metrics = train_job(spec, examples, notes, cache_array, cache_index)
     log.info("done: test AUC %s, MLflow run %s%s", metrics["test_auc"], metrics["mlflow_run_id"],
@@ -64,8 +69,6 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
 
 def log_to(path: str | None) -> None:
     """Send Python logging and the C++ runtime's stderr (fd 2) to the job's log file."""
-    import os
-
     if not path:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
         return

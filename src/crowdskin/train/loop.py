@@ -1,13 +1,15 @@
-"""One training job (task, backbone, fold): train with an every-epoch checkpoint, predict, log.
+"""One training job (task, backbone, fold) as steps: examples -> fit -> predict -> write -> log.
 
-Resume: after each epoch but the last the model (with optimizer state) and the history so far go to
-`<out>/checkpoint/`, which is not a Snakemake output, so `--rerun-incomplete` keeps it. A re-run
-whose settings fingerprint matches continues at the next epoch and ends with the same number of
-epochs. The finished model is kept there too (a hard link) until metrics.json exists, so a job
-killed while writing outputs or logging to MLflow does not train again.
+Resume: `<out>/checkpoint/` is not a Snakemake output, so `--rerun-incomplete` keeps it. Inside,
+Keras' `BackupAndRestore` keeps the weights and optimizer state of the last finished epoch and
+`CSVLogger(append=True)` the per-epoch history; a re-run whose fingerprint (the job's science
+settings, data and split) matches continues at the next epoch and ends with the same epochs. A job
+that keeps its model also keeps the finished model there (hard-linked to model.keras) until
+metrics.json exists, so a kill while writing outputs or logging does not train again; a job that
+keeps no model trains again after such a kill. Neither depends on how fast the machine is.
 
-Order of outputs: predictions, history, model, then MLflow, then metrics.json (with the run id, or
-the logging error) last.
+Order of outputs: predictions, history, model, then MLflow, then metrics.json (with the run id,
+or the logging error) last.
 """
 
 from __future__ import annotations
@@ -27,14 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdskin.files import link_or_copy
 from crowdskin.train.examples import ExampleNotes, balanced_class_weights
 from crowdskin.train.tasks import Task
 
 log = logging.getLogger(__name__)
-# Below this much training a job that keeps no model.keras writes no final checkpoint either.
-FINAL_CHECKPOINT_MIN_TRAIN_SECONDS = 10.0
-HISTORY_COLUMNS = ["epoch", "loss", "label_loss", "target_loss", "auc",
-                   "val_loss", "val_label_loss", "val_target_loss", "val_auc"]
 
 
 @dataclass
@@ -42,8 +41,7 @@ class JobSpec:
     task: Task
     backbone: str
     fold: int
-    settings: dict[str, Any]  # the validated train section
-    input_size: int
+    settings: dict[str, Any]  # the job's science settings (crowdskin.train.settings.job_settings)
     seed: int
     split_hash: str
     out_dir: Path
@@ -54,14 +52,47 @@ class JobSpec:
     data_version: str = ""
     mlflow_uri: str | None = None
     experiment: str = "default"
-    extra_params: dict[str, Any] = field(default_factory=dict)
+    execution_tags: dict[str, str] = field(default_factory=dict)  # how it ran: MLflow tags, never params
 
 
-def _fingerprint(spec: JobSpec, examples: pd.DataFrame) -> str:
-    """What must be equal for a checkpoint to be resumed (settings, data, split)."""
+@dataclass
+class FitResult:
+    model: Any
+    history: pd.DataFrame
+    train_seconds: float
+    class_weight: dict[int, float]
+    batch_size: int
+
+
+class Checkpoint:
+    """`<out>/checkpoint/`: the resume state of one job, valid only for one fingerprint."""
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.directory = directory
+        self.backup_dir = directory / "backup"
+        self.history_csv = directory / "history.csv"
+        self.final_model = directory / "final.keras"
+        state = directory / "state.json"
+        if state.is_file() and json.loads(state.read_text()).get("fingerprint") != fingerprint:
+            log.warning("checkpoint in %s is from other settings or data; starting afresh", directory)
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(state, {"fingerprint": fingerprint})
+
+    def epochs_done(self) -> int:
+        metadata = self.backup_dir / "training_metadata.json"
+        return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def fingerprint(spec: JobSpec, examples: pd.DataFrame) -> str:
+    """What must be equal for a checkpoint to be resumed: science settings, data, split, examples."""
     payload = json.dumps({
         "task": spec.task.name, "backbone": spec.backbone, "fold": spec.fold, "settings": spec.settings,
-        "size": spec.input_size, "seed": spec.seed, "split": spec.split_hash, "data": spec.data_version,
+        "seed": spec.seed, "split": spec.split_hash, "data": spec.data_version,
+        "base_model": str(spec.base_model) if spec.base_model else None,
         "examples": hashlib.sha256(pd.util.hash_pandas_object(examples, index=False).values.tobytes()).hexdigest(),
     }, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -73,13 +104,112 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _history_row(epoch: int, logs: dict[str, float]) -> dict[str, float]:
-    # Keras names a single-output dict model's metrics without the output prefix; one shape here.
-    row: dict[str, float] = {"epoch": float(epoch)}
-    for key, value in logs.items():
-        name = key.replace("label_auc", "auc")
-        row[name] = float(value)
-    return row
+def cached_examples(examples: pd.DataFrame, cache_index: pd.DataFrame, notes: ExampleNotes) -> pd.DataFrame:
+    """The examples with their cache row; those the cache could not read are reported, not dropped silently."""
+    rows = examples.merge(cache_index[["image_id", "row", "reason"]], on="image_id", how="left")
+    unreadable = rows["row"].isna() | (rows["row"] < 0)
+    if unreadable.any():
+        notes.warnings.append(f"{int(unreadable.sum())} examples have no cached image and were left out: "
+                              + "; ".join(rows.loc[unreadable, "reason"].fillna("not in cache").astype(str).head(3)))
+        notes.counts["uncached"] = int(unreadable.sum())
+    kept = rows[~unreadable].drop(columns="reason").reset_index(drop=True)
+    kept["row"] = kept["row"].astype(np.int64)
+    return kept
+
+
+def _backup_callback(keras: Any, backup_dir: Path, epochs: int) -> Any:
+    class EpochBackup(keras.callbacks.BackupAndRestore):
+        """Keras' BackupAndRestore without the last epoch's backup: the finished model is the job's
+        to keep or not, and a one-epoch job would otherwise write a backup only to delete it."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if epoch + 1 < epochs:
+                super().on_epoch_end(epoch, logs)
+
+    # double_checkpoint: a kill while the weights file is written falls back to the epoch before.
+    return EpochBackup(str(backup_dir), double_checkpoint=True)
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """CSVLogger's rows as history.csv: epochs counted from 1, one row per epoch (a kill between
+    the logger's row and the backup repeats an epoch: the re-run's row wins), one AUC name."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame({"epoch": pd.Series([], dtype=int)})
+    history = pd.read_csv(path)
+    history = history.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
+    history["epoch"] = history["epoch"].astype(int) + 1
+    # Keras names a single-output dict model's metrics without the output prefix; one name here.
+    history = history.rename(columns=lambda name: name.replace("label_auc", "auc"))
+    return history[["epoch", *sorted(c for c in history.columns if c != "epoch")]]
+
+
+def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoint: Checkpoint) -> FitResult:
+    """Build (or resume) the model and train it; the model returned is the finished one."""
+    from crowdskin.train.runtime import configure
+
+    settings = spec.settings
+    started = time.time()
+    runtime = configure(threads=spec.threads, mixed_precision=settings["mixed_precision"], xla=settings["xla"],
+                        deterministic=settings["deterministic"], seed=spec.seed + spec.fold)
+    import keras
+
+    from crowdskin.train import models
+    from crowdskin.train.pipeline import make_dataset
+
+    log.info("TensorFlow ready after %.1f s", time.time() - started)
+    train = examples[examples["split"] == "train"]
+    val = examples[examples["split"] == "val"]
+    class_weight = (balanced_class_weights(train["label"].to_numpy()) if settings["class_weight"] == "balanced"
+                    and len(train) else {0: 1.0, 1: 1.0})
+    batch = settings["batch_size"] * max(1, runtime.n_gpus)
+
+    if checkpoint.final_model.is_file():
+        log.info("resuming from checkpoint: training finished before")
+        model = keras.models.load_model(checkpoint.final_model, compile=False)
+        return FitResult(model, read_history(checkpoint.history_csv), 0.0, class_weight, batch)
+
+    multitask = spec.task.multitask
+    augment_settings = settings["augment"]
+    augment = models.augmentation(augment_settings, seed=spec.seed) if augment_settings["enabled"] else None
+    in_pipeline = augment if augment_settings["placement"] == "pipeline" else None
+    in_model = augment if augment_settings["placement"] == "model" else None
+
+    def dataset(part: pd.DataFrame, training: bool) -> Any:
+        return make_dataset(cache_array, part["row"].to_numpy(), part["label"].to_numpy(),
+                            part["target"].to_numpy() if multitask else None,
+                            part["available"].to_numpy() if multitask else None,
+                            batch_size=batch, training=training, seed=spec.seed + spec.fold,
+                            augment=in_pipeline if training else None, deterministic=settings["deterministic"])
+
+    with runtime.strategy.scope():
+        if spec.task.kind == "crowdsim-incremental":
+            if spec.base_model is None:
+                raise ValueError("crowdsim-incremental needs the fold's baseline model")
+            model = keras.models.load_model(spec.base_model, compile=False)
+        else:
+            model = models.build_model(spec.backbone, settings["input_size"], multitask=multitask,
+                                       weights=spec.weights, preprocess=settings["preprocess"], augment=in_model)
+        models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], settings["learning_rate"]),
+                             class_weight=class_weight, loss_weights=settings.get("loss_weights"),
+                             jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"])
+
+    epochs = settings["epochs"]
+    done = checkpoint.epochs_done()
+    if done:
+        log.info("resuming from checkpoint: %d epoch(s) done", done)
+    fit_started = time.time()
+    if len(train):
+        validation_steps = min(settings["validation_steps"], math.ceil(len(val) / batch))
+        callbacks = [keras.callbacks.CSVLogger(str(checkpoint.history_csv), append=True),
+                     _backup_callback(keras, checkpoint.backup_dir, epochs)]
+        model.fit(dataset(train, True), epochs=epochs, steps_per_epoch=settings["steps_per_epoch"],
+                  validation_data=dataset(val, False), validation_steps=validation_steps,
+                  callbacks=callbacks, shuffle=False, verbose=2)
+    train_seconds = time.time() - fit_started
+    if spec.save_model:
+        _save_without_optimizer(model, checkpoint.final_model)
+    log.info("fit %.1f s%s", train_seconds, "" if spec.save_model else " (no model kept)")
+    return FitResult(model, read_history(checkpoint.history_csv), train_seconds, class_weight, batch)
 
 
 def _save_without_optimizer(model: Any, path: Path) -> None:
@@ -94,15 +224,6 @@ def _save_without_optimizer(model: Any, path: Path) -> None:
         model.optimizer = optimizer
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    # A hard link costs nothing and survives the checkpoint's removal; some filesystems refuse it.
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def train_job(
     spec: JobSpec,
     examples: pd.DataFrame,
@@ -110,151 +231,40 @@ def train_job(
     cache_array: np.ndarray,
     cache_index: pd.DataFrame,
 ) -> dict[str, Any]:
-    """Train, predict, write the four outputs and log to MLflow. Returns the metrics.json payload."""
+    """Train, predict, write the outputs and log to MLflow. Returns the metrics.json payload."""
     started = time.time()
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir = out / "checkpoint"
-    settings = spec.settings
-
-    # Images that the cache could not read are reported, not silently dropped.
-    rows = examples.merge(cache_index[["image_id", "row", "reason"]], on="image_id", how="left")
-    unreadable = rows["row"].isna() | (rows["row"] < 0)
-    if unreadable.any():
-        notes.warnings.append(f"{int(unreadable.sum())} examples have no cached image and were left out: "
-                              + "; ".join(rows.loc[unreadable, "reason"].fillna("not in cache").astype(str).head(3)))
-        notes.counts["uncached"] = int(unreadable.sum())
-    examples = rows[~unreadable].reset_index(drop=True)
-    examples["row"] = examples["row"].astype(np.int64)
+    examples = cached_examples(examples, cache_index, notes)
     for warning in notes.warnings:
         log.warning("%s/%s/fold%d: %s", spec.task.name, spec.backbone, spec.fold, warning)
+    checkpoint = Checkpoint(out / "checkpoint", fingerprint(spec, examples))
 
-    from crowdskin.train.runtime import configure
-
-    runtime = configure(threads=spec.threads, mixed_precision=settings["mixed_precision"], xla=settings["xla"],
-                        deterministic=settings["deterministic"], seed=spec.seed + spec.fold)
-    import keras
-
-    log.info("TensorFlow ready after %.1f s", time.time() - started)
-    from crowdskin.train import models
-    from crowdskin.train.pipeline import make_dataset
-
-    train = examples[examples["split"] == "train"]
-    val = examples[examples["split"] == "val"]
-    class_weight = (balanced_class_weights(train["label"].to_numpy()) if settings["class_weight"] == "balanced"
-                    and len(train) else {0: 1.0, 1: 1.0})
-    multitask = spec.task.multitask
-    batch = settings["batch_size"] * max(1, runtime.n_gpus)
-    augment_settings = settings["augment"]
-    augment = (models.augmentation(augment_settings, seed=spec.seed) if augment_settings["enabled"] else None)
-    in_pipeline = augment if augment_settings["placement"] == "pipeline" else None
-    in_model = augment if augment_settings["placement"] == "model" else None
-
-    def dataset(part: pd.DataFrame, training: bool) -> Any:
-        return make_dataset(cache_array, part["row"].to_numpy(), part["label"].to_numpy(),
-                            part["target"].to_numpy() if multitask else None,
-                            part["available"].to_numpy() if multitask else None,
-                            batch_size=batch, training=training, seed=spec.seed + spec.fold,
-                            augment=in_pipeline if training else None, deterministic=settings["deterministic"])
-
-    fingerprint = _fingerprint(spec, examples)
-    state_path = checkpoint_dir / "state.json"
-    state: dict[str, Any] = {"fingerprint": fingerprint, "epochs_done": 0, "history": [], "finished": False}
-    if state_path.is_file():
-        previous = json.loads(state_path.read_text())
-        if previous.get("fingerprint") == fingerprint:
-            state = previous
-            log.info("resuming from checkpoint: %d epoch(s) done, finished=%s", state["epochs_done"], state["finished"])
-        else:
-            log.warning("checkpoint in %s is from other settings or data; starting afresh", checkpoint_dir)
-            shutil.rmtree(checkpoint_dir)
-    checkpoint_dir.mkdir(exist_ok=True)
-
-    epochs = settings["epochs"]
-    learning_rate = settings["learning_rate"]
-    if spec.task.kind == "crowdsim-incremental" and settings["crowdsim"]["incremental_learning_rate"]:
-        learning_rate = settings["crowdsim"]["incremental_learning_rate"]
-    with runtime.strategy.scope():
-        if state["finished"]:
-            model = keras.models.load_model(checkpoint_dir / "final.keras", compile=False)
-        elif state["epochs_done"] > 0:
-            model = keras.models.load_model(checkpoint_dir / "model.keras")
-        else:
-            if spec.task.kind == "crowdsim-incremental":
-                if spec.base_model is None:
-                    raise ValueError("crowdsim-incremental needs the fold's baseline model")
-                model = keras.models.load_model(spec.base_model, compile=False)
-            else:
-                model = models.build_model(spec.backbone, spec.input_size, multitask=multitask, weights=spec.weights,
-                                           preprocess=settings["preprocess"], augment=in_model)
-            models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], learning_rate),
-                                 class_weight=class_weight, loss_weights=settings["loss_weights"],
-                                 jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"])
-
-    class EpochCheckpoint(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            state["history"].append(_history_row(epoch + 1, logs or {}))
-            state["epochs_done"] = epoch + 1
-            if settings["checkpoint"] and epoch + 1 < epochs:
-                tmp = checkpoint_dir / "model.tmp.keras"
-                self.model.save(tmp)
-                os.replace(tmp, checkpoint_dir / "model.keras")
-                _write_json(state_path, state)
-
-    train_seconds = 0.0
-    if not state["finished"]:
-        fit_started = time.time()
-        if len(train) and state["epochs_done"] < epochs:
-            validation_steps = min(settings["validation_steps"], math.ceil(len(val) / batch))
-            model.fit(dataset(train, True), epochs=epochs, initial_epoch=state["epochs_done"],
-                      steps_per_epoch=settings["steps_per_epoch"], validation_data=dataset(val, False),
-                      validation_steps=validation_steps, callbacks=[EpochCheckpoint()], shuffle=False, verbose=2)
-        train_seconds = time.time() - fit_started
-        # The finished model goes to the checkpoint so that a kill while predicting or logging does
-        # not train again; when no model.keras is kept and the training was quicker than a save
-        # (the default grid's one-step jobs: 0.3-0.6 s per save, 180 jobs), a kill re-trains instead.
-        if spec.save_model or train_seconds >= FINAL_CHECKPOINT_MIN_TRAIN_SECONDS:
-            save_started = time.time()
-            final = checkpoint_dir / "final.keras"
-            _save_without_optimizer(model, final)
-            if spec.save_model:
-                _link_or_copy(final, out / "model.keras")
-            state["finished"] = True
-            _write_json(state_path, state)
-            (checkpoint_dir / "model.keras").unlink(missing_ok=True)
-            log.info("fit %.1f s, save %.1f s", train_seconds, time.time() - save_started)
-        else:
-            log.info("fit %.1f s (no model kept)", train_seconds)
-    elif spec.save_model:
-        _link_or_copy(checkpoint_dir / "final.keras", out / "model.keras")
-
+    result = fit(spec, examples, cache_array, checkpoint)
     predict_started = time.time()
-    predictions = predict(model, examples, cache_array, batch=batch, fold=spec.fold, multitask=multitask)
-    predictions.to_parquet(out / "predictions.parquet", index=False)
+    predictions = predict(result.model, examples, cache_array, batch=result.batch_size, fold=spec.fold,
+                          multitask=spec.task.multitask)
     log.info("predict %.1f s", time.time() - predict_started)
-    history = pd.DataFrame(state["history"])
-    for column in HISTORY_COLUMNS:
-        if column not in history.columns:
-            history[column] = np.nan
-    history = history[HISTORY_COLUMNS + [c for c in history.columns if c not in HISTORY_COLUMNS]]
-    history["epoch"] = history["epoch"].astype(int)
-    history.to_csv(out / "history.csv", index=False)
+    predictions.to_parquet(out / "predictions.parquet", index=False)
+    result.history.to_csv(out / "history.csv", index=False)
+    if spec.save_model:
+        link_or_copy(checkpoint.final_model, out / "model.keras")
 
     metrics: dict[str, Any] = {
         "task": spec.task.name, "backbone": spec.backbone, "fold": spec.fold,
         "test_auc": auc(predictions[predictions["split"] == "test"]),
         "val_auc": auc(predictions[predictions["split"] == "val"]),
-        "epochs": int(state["epochs_done"]), "split_hash": spec.split_hash,
-        "class_weight": class_weight, "counts": notes.counts, "warnings": notes.warnings,
-        "train_seconds": round(train_seconds, 3), "job_seconds": None,
+        "epochs": len(result.history), "split_hash": spec.split_hash,
+        "class_weight": result.class_weight, "counts": notes.counts, "warnings": notes.warnings,
+        "train_seconds": round(result.train_seconds, 3), "job_seconds": None,
         "mlflow_run_id": None, "mlflow_error": None,
     }
     logging_started = time.time()
-    metrics["mlflow_run_id"], metrics["mlflow_error"] = _log_to_mlflow(spec, metrics, history, out)
+    metrics["mlflow_run_id"], metrics["mlflow_error"] = _log_to_mlflow(spec, metrics, result.history, out)
     metrics["mlflow_seconds"] = round(time.time() - logging_started, 3)
     metrics["job_seconds"] = round(time.time() - started, 3)
     _write_json(out / "metrics.json", metrics)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint.remove()
     return metrics
 
 
@@ -301,10 +311,15 @@ def _history_plot(history: pd.DataFrame, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
     for column in ("loss", "val_loss"):
-        left.plot(history["epoch"], history[column], marker="o", label=column)
+        if column in history:
+            left.plot(history["epoch"], history[column], marker="o", label=column)
     for column in ("auc", "val_auc"):
-        right.plot(history["epoch"], history[column], marker="o", label=column)
-    left.set_xlabel("epoch"), right.set_xlabel("epoch"), left.legend(), right.legend()
+        if column in history:
+            right.plot(history["epoch"], history[column], marker="o", label=column)
+    left.set_xlabel("epoch")
+    right.set_xlabel("epoch")
+    left.legend()
+    right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -315,14 +330,16 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     from crowdskin.train import tracking
 
     task = spec.task
-    params = {**spec.settings, "backbone": spec.backbone, "task": task.name, "kind": task.kind,
-              "source": task.source, "feature": task.feature, "fold": spec.fold, "seed": spec.seed,
-              "split_hash": spec.split_hash, "data_version": spec.data_version, "input_size_used": spec.input_size,
-              "weights_file": spec.weights, "class_weight": metrics["class_weight"],
-              "counts": metrics["counts"], **spec.extra_params}
+    # Parameters are the experiment (science settings, data, split); how it ran goes to tags.
+    params = {**{k: v for k, v in spec.settings.items() if k != "task"}, "backbone": spec.backbone,
+              "task": task.name, "kind": task.kind, "source": task.source, "feature": task.feature,
+              "fold": spec.fold, "seed": spec.seed, "split_hash": spec.split_hash,
+              "data_version": spec.data_version, "weights_file": spec.weights,
+              "class_weight": metrics["class_weight"], "counts": metrics["counts"], "run_name": spec.experiment}
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
             "source": str(task.source), "feature": str(task.feature), "multitask": str(task.multitask).lower(),
-            "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"])}
+            "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
+            **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
     final = {"test_auc": metrics["test_auc"], "val_auc_final": metrics["val_auc"],
              "train_seconds": metrics["train_seconds"]}
     final = {k: float(v) for k, v in final.items() if v is not None}

@@ -158,14 +158,14 @@ def compile_model(
     *,
     optimizer: keras.optimizers.Optimizer,
     class_weight: dict[int, float],
-    loss_weights: dict[str, float],
+    loss_weights: dict[str, float] | None,
     jit_compile: bool = False,
     run_eagerly: bool = False,
 ) -> None:
     multitask = "target" in model.output
     losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy(class_weight[0], class_weight[1])}
     # The 0.5/0.5 split is the multi-task loss; a baseline keeps its plain cross-entropy.
-    weights = {"label": loss_weights["label"] if multitask else 1.0}
+    weights = {"label": loss_weights["label"] if multitask and loss_weights else 1.0}
     if multitask:
         losses["target"] = MaskedMSE()
         weights["target"] = loss_weights["target"]

@@ -1,40 +1,41 @@
-"""The split/train sections of the config with every schema default filled in.
+"""What each training job receives of the validated config: the slice of settings that changes
+its result, and nothing else.
 
-Rules and scripts read settings through here rather than `config["train"][key]`, so a section
-written as `train: {}` still gets every default, whatever the top-level validation did with it.
+A rule hands a job exactly this slice as `params`, so Snakemake re-trains exactly the jobs whose
+slice changed (adding a multi-task source re-trains no baseline; a new crowd label column re-trains
+only the crowdsim jobs). The same slice is the job's resume fingerprint and its MLflow parameters.
+Execution settings (threads, GPUs, memory, time limit) are never part of it.
 """
 
 from __future__ import annotations
 
-import copy
-from functools import cache
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-import jsonschema
-import yaml
+from crowdskin.train.tasks import Task, input_size
 
-from crowdskin.config import SCHEMA_DIR, ConfigError, with_defaults
-
-
-@cache
-def _validator(section: str) -> Any:
-    with open(Path(SCHEMA_DIR) / f"{section}.schema.yaml", encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
-    schema.pop("$schema", None)
-    return with_defaults(jsonschema.Draft202012Validator)(schema)
+# Train settings every job's result depends on.
+SHARED_KEYS = (
+    "weights", "preprocess", "optimizer", "learning_rate", "batch_size", "epochs", "steps_per_epoch",
+    "validation_steps", "class_weight", "augment", "run_eagerly", "mixed_precision", "xla", "deterministic",
+)
 
 
-def section(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """`config[name]` (split or train) validated against its schema, defaults filled in."""
-    instance = copy.deepcopy(config.get(name) or {})
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if errors:
-        where = lambda e: ".".join([name, *map(str, e.absolute_path)])  # noqa: E731
-        raise ConfigError("\n".join(f"at '{where(e)}': {e.message}" for e in errors))
-    return instance
+def job_settings(train: dict[str, Any], task: Task, backbone: str) -> dict[str, Any]:
+    """The science settings of one (task, backbone) job, from the validated `train` section."""
+    settings = {key: train[key] for key in SHARED_KEYS}
+    settings["task"] = asdict(task)
+    settings["input_size"] = input_size(train, backbone)
+    if task.multitask:  # a single-output model trains on its label loss alone
+        settings["loss_weights"] = train["loss_weights"]
+    if task.uses_crowd_labels:
+        settings["crowd_label"] = train["crowdsim"]["label"]
+    if task.kind == "crowdsim-incremental" and train["crowdsim"]["incremental_learning_rate"]:
+        settings["learning_rate"] = train["crowdsim"]["incremental_learning_rate"]
+    return settings
 
 
 def split_seed(config: dict[str, Any]) -> int:
-    seed = section(config, "split")["seed"]
-    return int(config.get("seed", 42) if seed is None else seed)
+    """`split.seed`, or the top-level seed where it is null."""
+    seed = config["split"]["seed"]
+    return int(config["seed"] if seed is None else seed)

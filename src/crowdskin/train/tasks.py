@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BACKBONES = ("vgg16", "resnet50", "inceptionv3")
 # The smallest input each keras.applications base accepts without include_top.
 MIN_INPUT_SIZE = {"vgg16": 32, "resnet50": 32, "inceptionv3": 75}
 
@@ -42,29 +41,21 @@ class Task:
 def task_grid(train_config: dict[str, Any]) -> list[Task]:
     """All tasks the config asks for, in a stable order."""
     tasks: list[Task] = [Task("baseline", "baseline")]
-    multitask = train_config.get("multitask", {})
-    for source in multitask.get("sources", []):
-        for feature in multitask.get("features", []):
+    multitask = train_config["multitask"]
+    for source in multitask["sources"]:
+        for feature in multitask["features"]:
             tasks.append(Task(f"multitask-{source}-{feature}", "multitask", source, feature))
-    if train_config.get("random_control", True):
+    if train_config["random_control"]:
         tasks.append(Task("random", "random", "random", "uniform"))
-    if train_config.get("crowdsim", {}).get("enabled", True):
+    if train_config["crowdsim"]["enabled"]:
         tasks.append(Task("crowdsim-retrain", "crowdsim-retrain"))
         tasks.append(Task("crowdsim-incremental", "crowdsim-incremental"))
     return tasks
 
 
-def task_by_name(train_config: dict[str, Any], name: str) -> Task:
-    for task in task_grid(train_config):
-        if task.name == name:
-            return task
-    known = ", ".join(t.name for t in task_grid(train_config))
-    raise KeyError(f"task {name!r} is not in the configured grid ({known})")
-
-
 def input_size(train_config: dict[str, Any], backbone: str) -> int:
     """The configured input size for `backbone`, checked against what the backbone accepts."""
-    size = int(train_config.get("input_size_by_backbone", {}).get(backbone, train_config.get("input_size", 32)))
+    size = int(train_config["input_size_by_backbone"].get(backbone, train_config["input_size"]))
     if size < MIN_INPUT_SIZE[backbone]:
         raise ValueError(
             f"train.input_size {size} is below {backbone}'s minimum {MIN_INPUT_SIZE[backbone]}; "

@@ -1,7 +1,7 @@
 """Pretrained weights: `none`, `imagenet` (a local file, never downloaded), or a file path.
 
 `imagenet` is resolved to the file keras.applications would download, looked up in the Keras cache
-(or `train.weights_dir`); when it is absent the job stops at once with the file name, the place to
+(or `execution.train.weights_dir`); when it is absent the job stops at once with the file name, the place to
 put it and its URL. There is no silent fallback to random weights.
 """
 
@@ -48,7 +48,7 @@ def resolve_weights(spec: str, backbone: str, weights_dir: str | Path | None = N
         if not path.is_file():
             raise WeightsError(
                 f"train.weights is 'imagenet' but {path} does not exist. Put {name} (from {url}{name}) "
-                f"into {directory}, or set train.weights_dir to the directory that has it, or use "
+                f"into {directory}, or set execution.train.weights_dir to the directory that has it, or use "
                 f"train.weights: none for random initialisation. Jobs never download weights."
             )
         return path

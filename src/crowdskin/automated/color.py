@@ -1,14 +1,14 @@
-"""Colour after Kasmi & Mokrani (2016): SLIC superpixels in the lesion, each superpixel's mean RGB
-compared with six reference colours.
+"""Color after Kasmi & Mokrani (2016): SLIC superpixels in the lesion, each superpixel's mean RGB
+compared with six reference colors.
 
 Variants (docs/validation.md):
 
-* ``paper`` — Appendix C: a colour counts when the *pixels* of the superpixels within distance
+* ``paper`` — Appendix C: a color counts when the *pixels* of the superpixels within distance
   < 0.4 of it exceed 5 % of the lesion's pixels.
-* ``study`` — the study's code (color_helper.py): it counts distinct superpixel mean colours (as
-  uint8, ``label2rgb(kind='avg')``) *plus the mean colour of everything outside the mask* (label 0
-  is not treated as background there), and a colour counts when at least 5 % of those distinct
-  colours lie within <= 0.4.
+* ``study`` — the study's code (color_helper.py): it counts distinct superpixel mean colors (as
+  uint8, ``label2rgb(kind='avg')``) *plus the mean color of everything outside the mask* (label 0
+  is not treated as background there), and a color counts when at least 5 % of those distinct
+  colors lie within <= 0.4.
 
 Speed: SLIC runs on the lesion's bounding box downscaled (INTER_AREA) to at most ``max_pixels``
 pixels; the study ran it on the whole full-resolution image (7.5 s for 6 MP). The score shift is
@@ -24,36 +24,34 @@ import cv2
 import numpy as np
 from skimage.segmentation import slic
 
+from crowdskin.tables import AUTOMATED_COLORS
+
 from .preprocessing import BadInput, bbox_of
 
-REFERENCE_COLOURS: dict[str, tuple[int, int, int]] = {
-    "white": (197, 188, 217),
-    "red": (118, 21, 17),
-    "light_brown": (163, 82, 16),
-    "dark_brown": (135, 44, 5),
-    "blue_gray": (113, 108, 139),
-    "black": (41, 31, 30),
-}
-COLOUR_NAMES = tuple(REFERENCE_COLOURS)
-_REFERENCE = np.array(list(REFERENCE_COLOURS.values()), dtype=float) / 255.0
+# In the order of crowdskin.tables.AUTOMATED_COLORS, the automated table's color_<name> columns.
+REFERENCE_COLORS: dict[str, tuple[int, int, int]] = dict(zip(AUTOMATED_COLORS, [
+    (197, 188, 217), (118, 21, 17), (163, 82, 16), (135, 44, 5), (113, 108, 139), (41, 31, 30),
+], strict=True))
+COLOR_NAMES = AUTOMATED_COLORS
+_REFERENCE = np.array(list(REFERENCE_COLORS.values()), dtype=float) / 255.0
 DISTANCE_THRESHOLD = 0.4
 SHARE_THRESHOLD = 0.05
 
 
 @dataclass(frozen=True)
-class ColourScore:
+class ColorScore:
     score: int
     present: dict[str, bool]
     superpixels: int
     scale: float  # linear downscale factor applied before SLIC (1.0 = full resolution)
 
 
-def reference_distances(colours_rgb: np.ndarray) -> np.ndarray:
-    """(n, 6) Euclidean distances in RGB/255 between n colours (0-255) and the reference colours."""
-    return np.linalg.norm(np.asarray(colours_rgb, float)[:, None, :] / 255.0 - _REFERENCE[None], axis=2)
+def reference_distances(colors_rgb: np.ndarray) -> np.ndarray:
+    """(n, 6) Euclidean distances in RGB/255 between n colors (0-255) and the reference colors."""
+    return np.linalg.norm(np.asarray(colors_rgb, float)[:, None, :] / 255.0 - _REFERENCE[None], axis=2)
 
 
-def colour(
+def color(
     image: np.ndarray,
     mask: np.ndarray,
     *,
@@ -62,14 +60,14 @@ def colour(
     max_pixels: int = 250_000,
     distance_threshold: float = DISTANCE_THRESHOLD,
     share_threshold: float = SHARE_THRESHOLD,
-) -> ColourScore:
-    """Colour score of an RGB uint8 image within a bool mask of the same height and width."""
+) -> ColorScore:
+    """Color score of an RGB uint8 image within a bool mask of the same height and width."""
     if variant not in ("study", "paper"):
-        raise ValueError(f"unknown colour variant {variant!r} (study, paper)")
+        raise ValueError(f"unknown color variant {variant!r} (study, paper)")
     if image.shape[:2] != mask.shape:
-        raise BadInput(f"colour: image {image.shape[:2]} and mask {mask.shape} differ")
+        raise BadInput(f"color: image {image.shape[:2]} and mask {mask.shape} differ")
     if not mask.any():
-        raise BadInput("colour: empty mask")
+        raise BadInput("color: empty mask")
     r0, c0, r1, c1 = bbox_of(mask)
     roi = image[r0:r1, c0:c1]
     roi_mask = mask[r0:r1, c0:c1]
@@ -79,7 +77,7 @@ def colour(
         roi = cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
         roi_mask = cv2.resize(roi_mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
         if not roi_mask.any():
-            raise BadInput("colour: lesion vanished when downscaled")
+            raise BadInput("color: lesion vanished when downscaled")
     segments = slic(roi, n_segments=n_segments, mask=roi_mask, start_label=1, channel_axis=-1)
     labels = segments[roi_mask]
     pixels = roi[roi_mask].astype(np.float64)
@@ -92,16 +90,16 @@ def colour(
         # label2rgb(kind='avg') writes means into a uint8 image (truncation), then np.unique
         outside = ~mask
         background = np.array(cv2.mean(image, mask=outside.view(np.uint8))[:3]) if outside.any() else None
-        colours = np.floor(means)
+        colors = np.floor(means)
         if background is not None:
-            colours = np.vstack([colours, np.floor(background)[None]])
-        colours = np.unique(colours, axis=0)
-        linked = reference_distances(colours) <= distance_threshold
-        present = linked.sum(axis=0) >= share_threshold * len(colours)
+            colors = np.vstack([colors, np.floor(background)[None]])
+        colors = np.unique(colors, axis=0)
+        linked = reference_distances(colors) <= distance_threshold
+        present = linked.sum(axis=0) >= share_threshold * len(colors)
     else:
         linked = reference_distances(means) < distance_threshold
         share = (linked * counts[used, None]).sum(axis=0) / counts[used].sum()
         present = share > share_threshold
-    flags = {name: bool(flag) for name, flag in zip(COLOUR_NAMES, present)}
-    return ColourScore(int(sum(flags.values())), flags, int(used.sum()), scale)
+    flags = {name: bool(flag) for name, flag in zip(COLOR_NAMES, present)}
+    return ColorScore(int(sum(flags.values())), flags, int(used.sum()), scale)
 

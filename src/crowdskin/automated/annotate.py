@@ -11,73 +11,39 @@ import math
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from .asymmetry import asymmetry
 from .border import border
-from .colour import COLOUR_NAMES, colour
+from crowdskin.tables import ANNOTATIONS, AUTOMATED
+
+from .color import COLOR_NAMES, color
 from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
 
-STATUSES = ("ok", "warning", "partial", "failed")
-FEATURES = ("asymmetry", "border", "color")
 
 
 @dataclass(frozen=True)
 class Settings:
-    variant: str = "study"
-    symmetry_level: float = 0.9
-    asymmetry_max_side: int = 2048
-    border_sigma: float = 0.5
-    border_window: int = 15
-    n_segments: int = 100
-    color_max_pixels: int = 250_000
-    color_distance: float = 0.4
-    color_share: float = 0.05
+    """The algorithms' settings from the config's `automated` section (defaults in its schema)."""
+
+    variant: str
+    symmetry_level: float
+    asymmetry_max_side: int
+    border_sigma: float
+    border_window: int
+    n_segments: int
+    color_max_pixels: int
+    color_distance: float
+    color_share: float
 
     @classmethod
-    def from_config(cls, section: dict) -> "Settings":
-        return cls(
-            variant=section.get("variant", "study"),
-            symmetry_level=section.get("symmetry_level", 0.9),
-            asymmetry_max_side=section.get("asymmetry_max_side", 2048),
-            border_sigma=section.get("border_sigma", 0.5),
-            border_window=section.get("border_window", 15),
-            n_segments=section.get("n_segments", 100),
-            color_max_pixels=section.get("color_max_pixels", 250_000),
-            color_distance=section.get("color_distance", 0.4),
-            color_share=section.get("color_share", 0.05),
-        )
-
-
-AUTOMATED = pa.DataFrameSchema(
-    {
-        "image_id": pa.Column(str, unique=True),
-        "dataset": pa.Column(str),
-        "asymmetry_raw": pa.Column(float, pa.Check.in_range(0, 1), nullable=True),
-        "asymmetry_class": pa.Column("Int8", pa.Check.isin([0, 1, 2]), nullable=True),
-        "border_score": pa.Column("Int32", pa.Check.ge(0), nullable=True),
-        "color_score": pa.Column("Int8", pa.Check.in_range(0, 6), nullable=True),
-        **{f"color_{name}": pa.Column("boolean", nullable=True) for name in COLOUR_NAMES},
-        "component_count": pa.Column("Int32", nullable=True),
-        "status": pa.Column(str, pa.Check.isin(STATUSES)),
-        "reason": pa.Column(str, nullable=True),
-    },
-    strict=True,
-    coerce=True,
-    checks=[
-        # a score is missing only with a reason
-        pa.Check(
-            lambda df: ~(df[["asymmetry_class", "border_score", "color_score"]].isna().any(axis=1) & df["reason"].isna()),
-            error="a missing score needs a reason",
-        ),
-    ],
-    name="automated",
-)
+    def from_config(cls, section: dict) -> Settings:
+        """From the validated section; its other keys (shard_size) are not the algorithms'."""
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
 
 
 def _path(value: object, root: Path) -> Path | None:
@@ -90,14 +56,14 @@ def _path(value: object, root: Path) -> Path | None:
 def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_path: Path | None, settings: Settings) -> dict:
     """One output row. Every failure becomes a reason; `status` says how much was scored."""
     row: dict = {"image_id": image_id, "dataset": dataset, "asymmetry_raw": None, "asymmetry_class": None,
-                 "border_score": None, "color_score": None, **{f"color_{n}": None for n in COLOUR_NAMES},
+                 "border_score": None, "color_score": None, **{f"color_{n}": None for n in COLOR_NAMES},
                  "component_count": None}
     notes: list[str] = []
     problems: list[str] = []
     lesion = None
     mask = None
     if mask_path is None:
-        problems.append("no mask: no asymmetry, border or colour")
+        problems.append("no mask: no asymmetry, border or color")
     else:
         try:
             mask = read_mask(mask_path, notes)
@@ -123,20 +89,20 @@ def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_pa
         except Exception as error:  # noqa: BLE001
             problems.append(f"border: unexpected {type(error).__name__}: {error}")
     if image_path is None:
-        problems.append("no image: no colour score")
+        problems.append("no image: no color score")
     elif mask is not None and lesion is not None:
         try:
             rgb = read_rgb(image_path, notes)
             image_mask = resize_mask(mask, rgb.shape[:2], notes)
-            c = colour(rgb, image_mask, variant=settings.variant, n_segments=settings.n_segments,
+            c = color(rgb, image_mask, variant=settings.variant, n_segments=settings.n_segments,
                        max_pixels=settings.color_max_pixels, distance_threshold=settings.color_distance,
                        share_threshold=settings.color_share)
             row["color_score"] = c.score
             row.update({f"color_{name}": flag for name, flag in c.present.items()})
         except BadInput as error:
-            problems.append(f"image: {error}" if not str(error).startswith("colour") else str(error))
+            problems.append(f"image: {error}" if not str(error).startswith("color") else str(error))
         except Exception as error:  # noqa: BLE001
-            problems.append(f"colour: unexpected {type(error).__name__}: {error}")
+            problems.append(f"color: unexpected {type(error).__name__}: {error}")
     scored = [row[k] is not None for k in ("asymmetry_class", "border_score", "color_score")]
     if all(scored):
         row["status"] = "warning" if notes else "ok"
@@ -209,12 +175,7 @@ def to_annotations(table: pd.DataFrame, origin_file: str) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=[
         "image_id", "dataset", "source", "feature", "annotator_group", "annotator", "value",
         "origin_file", "origin_row", "origin_column"])
-    try:
-        from crowdskin.tables import ANNOTATIONS
-
-        return ANNOTATIONS.validate(frame)
-    except ImportError:  # the lead's tables module is optional for this stage's tests
-        return frame
+    return ANNOTATIONS.validate(frame)
 
 
 def plan_shards(images: pd.DataFrame, shard_size: int) -> pd.DataFrame:
