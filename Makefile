@@ -7,7 +7,7 @@ CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 # TensorFlow's GPU build instead of the CPU one: `make install TF=gpu`.
 TF     ?= cpu
 
-.PHONY: install run test bench dag clean
+.PHONY: install run test lint bench dag clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules/
+	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml
 
 bench: $(STAMP)
 	$(BIN)/crowdskin bench

@@ -17,14 +17,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crowdskin.config import section
 from crowdskin.acquire.archive import UnsafeArchiveError, safe_extract
 from crowdskin.acquire.checksums import write_checksum_list
 from crowdskin.acquire.fetch import (
-    ChecksumError, DownloadError, DownloadSettings, download, download_report, fetch_from_mirror, write_marker,
+    ChecksumError,
+    DownloadError,
+    DownloadSettings,
+    download,
+    download_report,
+    fetch_from_mirror,
+    write_marker,
 )
 from crowdskin.acquire.manifest import Member, Source
 from crowdskin.acquire.url_list import fetch_url_list
+from crowdskin.config import section
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 FAST = DownloadSettings(**{**section("download"), "retries": 3, "backoff_s": 0.0, "timeout_s": 5})
@@ -37,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         count = self.calls[self.path] = self.calls.get(self.path, 0) + 1
         self.ranges.append(self.headers.get("Range"))
         if self.path == "/missing.jpg":

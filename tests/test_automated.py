@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crowdskin.automated.annotate import Settings, annotate_image, annotate_table, plan_shards, to_annotations
 from crowdskin.automated.asymmetry import asymmetry
 from crowdskin.automated.border import border
 from crowdskin.automated.color import COLOR_NAMES, REFERENCE_COLORS, color, reference_distances
-from crowdskin.automated.preprocessing import BadInput, find_lesion
-from crowdskin.automated.annotate import Settings, annotate_image, annotate_table, plan_shards, to_annotations
+from crowdskin.automated.preprocessing import BadInputError, find_lesion
 from crowdskin.config import section
 from crowdskin.tables import AUTOMATED
 
@@ -208,7 +208,7 @@ def test_truncated_and_corrupt_files(files, tmp_path):
 def test_tiny_lesion_fails_with_reason_not_exception():
     mask = np.zeros((50, 50), bool)
     mask[25, 25] = True
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInputError):
         border(find_lesion(mask, []))
 
 
@@ -225,7 +225,8 @@ def test_plan_is_deterministic_and_sized():
 
 def test_table_and_long_rows(files, tmp_path):
     rows = pd.DataFrame([
-        {"image_id": "A", "dataset": "t", "image_path": str(files("a.png", rgb_image())), "mask_path": str(files("am.png", lesion_mask()))},
+        {"image_id": "A", "dataset": "t", "image_path": str(files("a.png", rgb_image())),
+         "mask_path": str(files("am.png", lesion_mask()))},
         {"image_id": "B", "dataset": "t", "image_path": None, "mask_path": str(files("bm.png", lesion_mask()))},
         {"image_id": "C", "dataset": "t", "image_path": None, "mask_path": None},
     ])

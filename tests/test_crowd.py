@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from crowdskin.crowd import analysis, consensus, figures, labels, mturk
 from crowdskin.config import section
+from crowdskin.crowd import analysis, consensus, figures, labels, mturk
 from crowdskin.tables import CROWD_LABELS, TARGETS, kept_assignments_schema
 
 FILTERS = mturk.FilterSettings.from_config(section("crowd")["mturk"])
@@ -63,7 +63,8 @@ def test_same_annotator_name_in_two_groups_is_standardised_separately():
 def test_multi_group_pool_and_first():
     ids = ["a", "b", "c", "d"]
     g1 = annotation_rows({"s1": [0, 1, 2, 3]}, image_ids=ids, group="student/y/group01", source="student")
-    g2 = annotation_rows({"s1": [3, 2, 1, 0], "s2": [3, 2, 1, 0]}, image_ids=ids, group="student/y/group02", source="student")
+    g2 = annotation_rows({"s1": [3, 2, 1, 0], "s2": [3, 2, 1, 0]}, image_ids=ids, group="student/y/group02",
+                         source="student")
     both = pd.concat([g1, g2])
     pooled = consensus.consensus_targets(both, multi_group="pool").set_index("image_id")
     first = consensus.consensus_targets(both, multi_group="first").set_index("image_id")
@@ -94,7 +95,8 @@ def test_disagreement_moments_match_scipy_and_flat_lesions_are_nan():
 
 def test_unannotated_lesions_get_unavailable_rows():
     ann = annotation_rows({"i": [0, 1], "ii": [1, 0]}, image_ids=["a", "b"])
-    images = pd.DataFrame({"image_id": ["a", "b", "c", "x"], "dataset": ["d", "d", "d", "other"], "abnormal": [0, 1, 1, 0]})
+    images = pd.DataFrame({"image_id": ["a", "b", "c", "x"], "dataset": ["d", "d", "d", "other"],
+                           "abnormal": [0, 1, 1, 0]})
     targets = consensus.consensus_targets(ann, images).set_index("image_id")
     assert set(targets.index) == {"a", "b", "c"}  # dataset 'other' has no crowd annotations
     assert not targets.loc["c", "available"] and targets.loc["c", "n_annotators"] == 0
@@ -104,9 +106,9 @@ def test_unannotated_lesions_get_unavailable_rows():
 
 # --- MTurk rules ----------------------------------------------------------------------------
 
-def assignment(idx: int, *, worker: str = "W1", seconds: float = 100.0, minute: int = 0, confidence: str | None = "confident",
-               anchor: int = 1, a: int = 1, b: int = 0, choice: str = "A", rate: float = 1.0, total: int = 10,
-               hit: str | None = None) -> dict:
+def assignment(idx: int, *, worker: str = "W1", seconds: float = 100.0, minute: int = 0,
+               confidence: str | None = "confident", anchor: int = 1, a: int = 1, b: int = 0, choice: str = "A",
+               rate: float = 1.0, total: int = 10, hit: str | None = None) -> dict:
     accept = pd.Timestamp("2021-11-22 12:00", tz="UTC") + pd.Timedelta(minutes=minute)
     return {
         "batch": "1", "hit_id": hit or f"H{idx}", "assignment_id": f"A{idx}", "worker_id": worker,
@@ -197,7 +199,8 @@ def test_funnel_accounts_for_every_assignment_in_order():
         "record_id": ["Q1", "Q2", "Q2", "Q3"],
     })
     q = mturk.quarantined_assignments(quarantine)
-    assert dict(zip(q["assignment_id"], q["step"])) == {"Q1": "no_choice", "Q2": "unparseable", "Q3": "unparseable"}
+    assert dict(zip(q["assignment_id"], q["step"], strict=True)) == {
+        "Q1": "no_choice", "Q2": "unparseable", "Q3": "unparseable"}
     result = mturk.apply_filters(frame(rows), q, FILTERS)
     f = result.funnel.set_index("rule")
     assert list(f.index) == ["exported", "unparseable", "no_choice", "impossible_triplet", "confidence",
@@ -324,7 +327,8 @@ def test_disagreement_feature_sets_for_six_students_five_features():
     table = analysis.disagreement_table(ann, images, [{"name": "g7", "annotator_group": "student/y/group07",
                                                         "features": features}], folds=5, seed=0)
     assert list(table.columns) == analysis.DISAGREEMENT_COLUMNS and len(table) == len(result)
-    assert analysis.disagreement_table(ann, images, [], folds=5, seed=0).columns.tolist() == analysis.DISAGREEMENT_COLUMNS
+    empty = analysis.disagreement_table(ann, images, [], folds=5, seed=0)
+    assert empty.columns.tolist() == analysis.DISAGREEMENT_COLUMNS
 
 
 def test_spammer_detection_precision_and_recall():
@@ -345,7 +349,8 @@ def test_spammer_detection_precision_and_recall():
 def test_figures_are_written(tmp_path):
     ids = [f"L{k}" for k in range(20)]
     abnormal = np.array([0, 1] * 10)
-    ann = pd.concat([annotation_rows({"i": abnormal + np.arange(20) / 20.0, "ii": np.arange(20.0)}, image_ids=ids, feature=f)
+    ann = pd.concat([annotation_rows({"i": abnormal + np.arange(20) / 20.0, "ii": np.arange(20.0)}, image_ids=ids,
+                                     feature=f)
                      for f in ("asymmetry", "border")])
     images = pd.DataFrame({"image_id": ids, "dataset": "d", "abnormal": pd.array(abnormal, dtype="Int8")})
     targets = consensus.consensus_targets(ann, images)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from crowdskin.crowd import analysis, consensus, labels, mturk
 from crowdskin.config import section
+from crowdskin.crowd import analysis, consensus, labels, mturk
 
 pytestmark = pytest.mark.real
 

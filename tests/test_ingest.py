@@ -48,9 +48,11 @@ def raw(tmp_path: Path) -> Path:
 
 
 CONFIG = {
-    "diagnosis": [{"dataset": "isic2017", "csv": "isic/gt.csv", "masks": "isic/masks", "images": ["isic/images", "thumbs"]}],
+    "diagnosis": [{"dataset": "isic2017", "csv": "isic/gt.csv", "masks": "isic/masks",
+                   "images": ["isic/images", "thumbs"]}],
     "crowd": [{"dataset": "isic2017", "dir": "crowd", "files": {"asymmetry": "asymmetry.csv"}},
-              {"dataset": "ph2", "dir": "crowd", "files": {"asymmetry": "asymmetry_ph2.csv"}, "register_unknown": True}],
+              {"dataset": "ph2", "dir": "crowd", "files": {"asymmetry": "asymmetry_ph2.csv"},
+               "register_unknown": True}],
     "student": [{"dataset": "isic2017", "dir": "student"}],
     "mturk": [{"dir": "mturk"}],
 }
@@ -82,9 +84,10 @@ def test_crowd_values_kept_or_quarantined_with_reasons(raw):
 
 def test_student_columns_map_by_position_not_header(raw):
     result = ingest_all(CONFIG, raw)
-    student = result.annotations[result.annotations.source == "student"].sort_values(["image_id", "feature", "annotator"])
+    student = result.annotations[result.annotations.source == "student"].sort_values(
+        ["image_id", "feature", "annotator"])
     first = student[student.image_id == "ISIC_1"]
-    assert list(zip(first.feature, first.annotator, first.value)) == [
+    assert list(zip(first.feature, first.annotator, first.value, strict=True)) == [
         ("asymmetry", "s1", 0.0), ("asymmetry", "s2", 1.0), ("color", "s1", 3.0), ("color", "s2", 2.0)]
     assert set(student.annotator_group) == {"student/2017-2018/group01"}
     q = result.quarantine[result.quarantine.origin_file.str.endswith("group01.csv")]
@@ -137,8 +140,10 @@ def test_unreadable_encoding_names_the_file(raw):
         ingest_all(CONFIG, raw)
 
 
-PH2_TEXT = """
-|| Name || Histological Diagnosis || Clinical Diagnosis || Asymmetry || Pigment Network || White || Red || Light-Brown || Dark-Brown || Blue-Gray || Black ||
+PH2_HEADER = ("|| Name || Histological Diagnosis || Clinical Diagnosis || Asymmetry || Pigment Network "
+              "|| White || Red || Light-Brown || Dark-Brown || Blue-Gray || Black ||")
+PH2_TEXT = f"""
+{PH2_HEADER}
 || IMD002 ||  || 1 || 0 || T ||  ||  || X || X ||  ||  ||
 || IMD003 || Melanoma || 2 || 2 || AT ||  || X || X || X || X || X ||
 || IMD004 ||  || 7 || 0 || T ||  ||  || X ||  ||  ||  ||
@@ -154,4 +159,5 @@ def test_ph2_registry_gives_diagnoses_and_expert_scores(tmp_path):
     assert list(images.abnormal) == [0, 1] and images.loc["IMD003", "diagnosis"] == "melanoma"
     assert result.quarantine.reason.tolist() == ["clinical diagnosis is not 0, 1 or 2"]
     expert = result.annotations.set_index(["image_id", "feature"]).value
-    assert expert[("IMD002", "color")] == 2 and expert[("IMD003", "color")] == 5 and expert[("IMD003", "asymmetry")] == 2
+    assert expert[("IMD002", "color")] == 2 and expert[("IMD003", "color")] == 5
+    assert expert[("IMD003", "asymmetry")] == 2

@@ -61,7 +61,7 @@ def test_student_abc_coverage_under_the_studys_complete_row_rule(real_run, share
                     & notes.feature.isin(["asymmetry", "border", "color"])]
     complete = _complete_student_rows(shared_data)
     in_complete_row = [(f"{Path(f).parent.name}/{Path(f).name}", i) in complete
-                       for f, i in zip(student.origin_file, student.image_id)]
+                       for f, i in zip(student.origin_file, student.image_id, strict=True)]
     ours = set(student.groupby("image_id").feature.nunique().pipe(lambda n: n[n == 3].index))
     study = set(student[in_complete_row].groupby("image_id").feature.nunique().pipe(lambda n: n[n == 3].index))
     assert len(study) == 1631 and study < ours  # the study's Table 2 figure, from its row rule

@@ -26,7 +26,8 @@ def slurm_cluster() -> None:
     except subprocess.TimeoutExpired:
         pytest.skip("sinfo did not answer within 30 s")
     if result.returncode != 0 or not any(state in result.stdout for state in ("idle", "mix")):
-        pytest.skip(f"no Slurm cluster with an idle node answers sinfo ({result.stderr.strip() or result.stdout.strip()}); "
+        answer = result.stderr.strip() or result.stdout.strip()
+        pytest.skip(f"no Slurm cluster with an idle node answers sinfo ({answer}); "
                     "start one with profiles/slurm/local-cluster.sh start")
 
 

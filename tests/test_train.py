@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crowdskin.config import section
 from crowdskin.train.examples import ExamplesError, balanced_class_weights, job_examples
 from crowdskin.train.loop import auc
-from crowdskin.config import section
 from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
 from crowdskin.train.tasks import Task, input_size, task_grid
@@ -21,8 +21,8 @@ TASKS = {task.name: task for task in task_grid(SETTINGS)}
 @pytest.fixture
 def data():
     n = 50
-    lesions = pd.DataFrame({"image_id": [f"I{i:03d}" for i in range(n)], "abnormal": [int(i % 3 == 0) for i in range(n)],
-                            "group_id": pd.NA})
+    lesions = pd.DataFrame({"image_id": [f"I{i:03d}" for i in range(n)],
+                            "abnormal": [int(i % 3 == 0) for i in range(n)], "group_id": pd.NA})
     folds = make_folds(lesions, seed=0)
     targets = pd.DataFrame({
         "image_id": lesions["image_id"], "source": "crowd", "feature": "asymmetry",
@@ -44,8 +44,8 @@ def _examples(data, name, fold=0, **kwargs):
 
 
 def test_test_set_is_the_same_for_every_task(data):
-    tests = {name: set(_examples(data, name)[0].query("split == 'test'")["image_id"])
-             for name in ("baseline", "multitask-crowd-asymmetry", "random", "crowdsim-retrain", "crowdsim-incremental")}
+    names = ("baseline", "multitask-crowd-asymmetry", "random", "crowdsim-retrain", "crowdsim-incremental")
+    tests = {name: set(_examples(data, name)[0].query("split == 'test'")["image_id"]) for name in names}
     assert len({frozenset(t) for t in tests.values()}) == 1
     _, folds, _, _ = data
     assert tests["baseline"] == set(folds.query("fold == 0 and split == 'test'")["image_id"])
@@ -66,7 +66,8 @@ def test_crowd_pool_trains_only_in_crowdsim_tasks(data):
     incremental, notes = _examples(data, "crowdsim-incremental")
     assert set(incremental.query("split == 'train'")["image_id"]) == train_pool
     assert notes.counts["crowd_train_without_crowd_label"] == len(
-        set(folds.query("fold == 0 and split == 'train'")["image_id"]) & set(crowd.loc[crowd["label_majority"].isna(), "image_id"]))
+        set(folds.query("fold == 0 and split == 'train'")["image_id"])
+        & set(crowd.loc[crowd["label_majority"].isna(), "image_id"]))
 
 
 def test_availability_flag_not_the_value_marks_an_annotation(data):
@@ -167,11 +168,13 @@ def test_a_jobs_settings_are_the_slice_that_changes_its_result():
     """Adding a multi-task source leaves the baseline's settings alone; the crowd label column reaches only
     the crowdsim jobs; the input size is the backbone's own; no execution setting is in any slice."""
     wider = section("train", {"multitask": {"sources": ["student", "crowd", "automated", "expert"]},
-                              "crowdsim": {"label": "label_reliability"}, "input_size_by_backbone": {"inceptionv3": 80}})
+                              "crowdsim": {"label": "label_reliability"},
+                              "input_size_by_backbone": {"inceptionv3": 80}})
     wider_tasks = {task.name: task for task in task_grid(wider)}
     assert job_settings(wider, wider_tasks["baseline"], "vgg16") == job_settings(SETTINGS, TASKS["baseline"], "vgg16")
     retrain = job_settings(wider, wider_tasks["crowdsim-retrain"], "vgg16")
-    assert retrain["crowd_label"] == "label_reliability" != job_settings(SETTINGS, TASKS["crowdsim-retrain"], "vgg16")["crowd_label"]
+    default = job_settings(SETTINGS, TASKS["crowdsim-retrain"], "vgg16")
+    assert retrain["crowd_label"] == "label_reliability" != default["crowd_label"]
     assert "crowd_label" not in job_settings(wider, wider_tasks["multitask-expert-border"], "vgg16")
     assert job_settings(wider, wider_tasks["baseline"], "inceptionv3")["input_size"] == 80
     incremental = section("train", {"crowdsim": {"incremental_learning_rate": 1e-3}})
@@ -191,3 +194,21 @@ def test_summary_averages_test_auc_over_folds_and_counts_folds_with_an_auc():
     summary = auc_summary(runs).iloc[0]
     assert summary["mean_test_auc"] == pytest.approx(0.7) and summary["folds"] == 2
     assert summary["std_test_auc"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+
+
+def test_a_checkpoint_survives_any_change_of_execution_settings(tmp_path):
+    """The resume fingerprint is the job's science settings, data and split: threads, GPUs or the
+    warm worker leave it (and so the checkpoint) alone; a science setting or other data does not."""
+    from dataclasses import replace
+
+    from crowdskin.train.loop import JobSpec, fingerprint
+
+    examples = pd.DataFrame({"image_id": ["a", "b"], "split": ["train", "test"], "label": [0.0, 1.0], "row": [0, 1]})
+    spec = JobSpec(task=TASKS["baseline"], backbone="vgg16", fold=0, settings=job_settings(SETTINGS, TASKS["baseline"],
+                   "vgg16"), seed=42, split_hash="abc", out_dir=tmp_path, data_version="v1")
+    same = replace(spec, threads=8, execution_tags={"threads": "8", "warm_worker": "false", "slurm_job_id": "17"})
+    assert fingerprint(same, examples) == fingerprint(spec, examples)
+    other_rate = replace(spec, settings={**spec.settings, "learning_rate": 1e-3})
+    assert fingerprint(other_rate, examples) != fingerprint(spec, examples)
+    assert fingerprint(replace(spec, data_version="v2"), examples) != fingerprint(spec, examples)
+    assert fingerprint(spec, examples.assign(label=[1.0, 1.0])) != fingerprint(spec, examples)

@@ -50,7 +50,8 @@ def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.
     make_folds(lesions, seed=0).to_parquet(inputs["folds"])
     np.save(inputs["cache_array"], cache[0])
     cache[1].to_parquet(inputs["cache_index"])
-    inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"}))
+    inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                                "experiment": "test"}))
     if targets is not None:
         inputs["targets"] = tmp_path / "targets.parquet"
         targets.to_parquet(inputs["targets"])
@@ -208,12 +209,14 @@ def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
     truth = pd.read_csv(shared_data / "isic2017" / "ISIC-2017_Training_Part3_GroundTruth.csv").set_index("image_id")
     images = pd.DataFrame({"image_id": anchors, "dataset": "isic2017",
                            "image_path": [str(shared_data / "crowdsim" / "thumbnails" / f"{i}.jpg") for i in anchors],
-                           "abnormal": pd.array(((truth.loc[anchors, "melanoma"] + truth.loc[anchors, "seborrheic_keratosis"]) > 0)
+                           "abnormal": pd.array(((truth.loc[anchors, "melanoma"]
+                                                  + truth.loc[anchors, "seborrheic_keratosis"]) > 0)
                                                 .astype(int).to_numpy(), dtype="Int8"), "group_id": pd.NA})
     crowd = pd.read_csv(shared_data / "enhance" / "crowd" / "asymmetry.csv").set_index("ID")
     scores = crowd[["i", "ii", "iii"]].mean(axis=1)
     targets = pd.DataFrame({"image_id": anchors, "source": "crowd", "feature": "asymmetry",
-                            "target": scores.reindex(anchors).to_numpy(), "available": anchors.isin(scores.index).to_numpy()})
+                            "target": scores.reindex(anchors).to_numpy(),
+                            "available": anchors.isin(scores.index).to_numpy()})
     assert targets["available"].sum() == 126
     cache = build_image_cache(images, 32)
     assert (cache[1]["row"] >= 0).all()
@@ -230,7 +233,8 @@ def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
     assert len(pd.read_csv(out / "history.csv")) == 1
 
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(metrics["mlflow_run_id"])
-    assert run.data.params["task"] == "multitask-crowd-asymmetry" and run.data.params["split_hash"] == metrics["split_hash"]
+    assert run.data.params["task"] == "multitask-crowd-asymmetry"
+    assert run.data.params["split_hash"] == metrics["split_hash"]
     assert run.data.tags["kind"] == "multitask" and run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id)}
     assert {"predictions.parquet", "history.csv", "history.png"} <= artifacts

@@ -8,9 +8,10 @@ import re
 import pandas as pd
 import pytest
 
-from workflow_runner import snakemake
+from workflow_runner import REPO, snakemake
 
 pytestmark = [pytest.mark.slow]
+TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
 def test_dry_run_lists_acquisition_and_ingestion(tmp_path):
@@ -47,23 +48,12 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert "crowd_spammer_detection" not in out
 
 
-SMALL_GRID = """
-split: {n_folds: 2}
-train:
-  backbones: [vgg16]
-  multitask: {sources: [automated], features: [asymmetry]}
-  random_control: false
-  crowdsim: {enabled: false}
-"""
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """The default DAG run to its end once, with a grid cut to baseline + one multi-task task on
-    automated targets, VGG16, two folds: every stage's rules on the way."""
+    """The default DAG run to its end once with the small test config (.test/config.yaml: baseline +
+    one multi-task task on automated targets, VGG16, two folds): every stage's rules on the way."""
     workdir = tmp_path_factory.mktemp("finished")
-    (workdir / "small.yaml").write_text(SMALL_GRID)
-    snakemake(workdir, "--configfile", str(workdir / "small.yaml"))
+    snakemake(workdir, "--configfile", str(TEST_CONFIG))
     return workdir
 
 
@@ -71,7 +61,7 @@ def planned_jobs(workdir, change: str = "") -> dict[str, int]:
     """`snakemake -n` over the whole DAG with `change` (YAML) layered on the run's config, as a user
     edits a config file: the jobs it would run, by rule."""
     (workdir / "change.yaml").write_text(change or "{}")
-    out = snakemake(workdir, "-n", "--configfile", str(workdir / "small.yaml"), str(workdir / "change.yaml")).stdout
+    out = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG), str(workdir / "change.yaml")).stdout
     if "Nothing to be done" in out:
         return {}
     table = out.split("Job stats:", 1)[1].split("total", 1)[0]
@@ -102,7 +92,7 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
     runs = pd.read_csv(finished_run / "results/train/runs.csv")
-    assert sorted(zip(runs["task"], runs["fold"])) == [("baseline", 0), ("baseline", 1),
+    assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [("baseline", 0), ("baseline", 1),
                                                        ("multitask-automated-asymmetry", 0),
                                                        ("multitask-automated-asymmetry", 1)]
     summary = pd.read_csv(finished_run / "results/train/summary.csv")
@@ -126,13 +116,16 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
 
 @pytest.mark.xdist_group("finished_run")
 def test_execution_settings_re_run_nothing(finished_run):
+    """Every execution setting changed at once: a rule that took any of them as a param would re-run
+    (Snakemake re-runs a job when any of its params differs), so none does."""
     assert planned_jobs(finished_run) == {}
-    for setting in ("execution: {train: {runtime: 999}}", "execution: {train: {mem_mb: 64000}}",
-                    "execution: {train: {threads: 2}}", "execution: {train: {gpus: 1}}",
-                    "execution: {train: {slurm_extra: '--constraint=a100'}}",
-                    "execution: {train: {warm_worker: false, weights_dir: /elsewhere}}",
-                    "execution: {automated: {threads: 1}}"):
-        assert planned_jobs(finished_run, setting) == {}, setting
+    every_execution_setting = """
+execution:
+  automated: {threads: 1}
+  train: {runtime: 999, mem_mb: 64000, threads: 2, gpus: 1, slurm_extra: '--constraint=a100',
+          warm_worker: false, weights_dir: /elsewhere}
+"""
+    assert planned_jobs(finished_run, every_execution_setting) == {}
 
 
 CROWD_CHANGES = {

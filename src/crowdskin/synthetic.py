@@ -53,7 +53,8 @@ class SyntheticSettings:
         return cls(**values, **section["mturk"], seed=seed)
 
 
-def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int, colors: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
+                colors: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """An RGB uint8 image and a uint8 {0,255} mask of one lesion with the given true properties."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     cx, cy = size * rng.uniform(0.42, 0.58), size * rng.uniform(0.42, 0.58)
@@ -100,7 +101,8 @@ def _score(rng: np.random.Generator, truth: float, feature: str, bias: float, no
     return int(np.clip(round(truth + bias + rng.normal(0, noise)), low, high))
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[object]], *, delimiter: str = ",", bom: bool = False) -> None:
+def _write_csv(path: Path, header: list[str], rows: list[list[object]], *, delimiter: str = ",",
+               bom: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
         writer = csv.writer(fh, delimiter=delimiter)
@@ -134,7 +136,8 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     crowd = truth.sample(frac=settings.crowd_fraction, random_state=settings.seed).sort_values("image_id")
     for feature in features:
         slots = [(rng.normal(0, 0.5), rng.uniform(0.6, 1.4)) for _ in range(3)]
-        rows = [[r.image_id] + ["" if rng.random() < settings.missing_rate else _score(rng, getattr(r, feature), feature, b, s)
+        rows = [[r.image_id] + ["" if rng.random() < settings.missing_rate
+                                else _score(rng, getattr(r, feature), feature, b, s)
                                 for b, s in slots] for r in crowd.itertuples()]
         _write_csv(root / f"enhance/crowd/{feature}.csv", ["ID", "i", "ii", "iii"], rows)
         written.append(f"enhance/crowd/{feature}.csv")
@@ -145,10 +148,12 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     type_rows = []
     for g in range(1, settings.student_groups + 1):
         blocked = g % 2 == 1  # odd groups: A A A B B B C C C; even groups: A C B A C B ...
-        order = [f for f in features for _ in range(n_students)] if blocked else [f for _ in range(n_students) for f in ("asymmetry", "color", "border")]
+        order = ([f for f in features for _ in range(n_students)] if blocked
+                 else [f for _ in range(n_students) for f in ("asymmetry", "color", "border")])
         type_rows.append([g] + [f.capitalize() for f in order] + [""] * (width - len(order)))
         dutch = {"asymmetry": "Symmetrie", "border": "Rand", "color": "Kleur"}
-        header = ["ID"] + [f"{(dutch if g % 2 == 0 else {f: f.capitalize() for f in features})[f]}_{g}_{i + 1}" for i, f in enumerate(order)] + [""] * 2
+        names = dutch if g % 2 == 0 else {f: f.capitalize() for f in features}
+        header = ["ID"] + [f"{names[f]}_{g}_{i + 1}" for i, f in enumerate(order)] + [""] * 2
         students = [(rng.normal(0, 0.4), rng.uniform(0.5, 1.2)) for _ in range(n_students)]
         sample = truth.sample(frac=0.7, random_state=settings.seed + g).sort_values("image_id")
         occurrence: dict[str, int] = {}
@@ -178,7 +183,7 @@ def _write_mturk(root: Path, rng: np.random.Generator, truth: pd.DataFrame, sett
     """An MTurk export with the schema of Batch_4611894 (choice and confidence each split over two columns)."""
     workers = [f"ASYN{w:04d}" for w in range(settings.n_workers)]
     n_spam = max(1, round(settings.spammer_fraction * settings.n_workers))
-    spammer = dict(zip(workers, [True] * n_spam + [False] * (settings.n_workers - n_spam)))
+    spammer = dict(zip(workers, [True] * n_spam + [False] * (settings.n_workers - n_spam), strict=True))
     ids, labels = truth.image_id.to_numpy(), truth.abnormal.to_numpy()
     start = datetime(2021, 11, 22, 3, 0, 0)
     clock = {w: start + timedelta(minutes=float(rng.uniform(0, 30))) for w in workers}

@@ -122,7 +122,8 @@ AUTOMATED = pa.DataFrameSchema(
     checks=[
         # a score is missing only with a reason
         pa.Check(
-            lambda df: ~(df[["asymmetry_class", "border_score", "color_score"]].isna().any(axis=1) & df["reason"].isna()),
+            lambda df: ~(df[["asymmetry_class", "border_score", "color_score"]].isna().any(axis=1)
+                         & df["reason"].isna()),
             error="a missing score needs a reason",
         ),
     ],

@@ -9,17 +9,17 @@ rule fetch_source:
         manifest=MANIFEST_FILE,
     output:
         f"{FETCHED}/{{source}}.json",
+    log:
+        f"{LOGS}/fetch/{{source}}.log",
     wildcard_constraints:
         source="|".join(MANIFEST) or "none",
+    resources:
+        downloads=1,
     params:
         mirror=config["mirror"],
         download=config["download"],
         checksum_dir=str(CHECKSUM_DIR),
         raw=lambda wildcards, output: raw_root(output[0]),
-    resources:
-        downloads=1,
-    log:
-        f"{LOGS}/fetch/{{source}}.log",
     script:
         script_path("fetch_source.py")
 
@@ -29,15 +29,15 @@ rule fetch_url_list:
         csv=lambda wildcards: URL_LISTS[wildcards.name]["csv"],
     output:
         f"{FETCHED}/url_list_{{name}}.json",
+    log:
+        f"{LOGS}/fetch/url_list_{{name}}.log",
+    resources:
+        downloads=1,
     params:
         entry=lambda wildcards: URL_LISTS[wildcards.name],
         mirror=config["mirror"],
         download=config["download"],
         raw=lambda wildcards, output: raw_root(output[0]),
-    resources:
-        downloads=1,
-    log:
-        f"{LOGS}/fetch/url_list_{{name}}.log",
     script:
         script_path("fetch_url_list.py")
 
@@ -47,12 +47,12 @@ rule synthesize:
         marker=f"{FETCHED}/synthetic.json",
         # The simulation's truth about its MTurk workers, read by the crowd stage's spammer check.
         truth_workers=f"{RAW}/synthetic/truth/workers.csv",
+    log:
+        f"{LOGS}/synthesize.log",
     params:
         settings=config["synthetic"],
         seed=config["seed"],
         raw=lambda wildcards, output: raw_root(output.marker),
-    log:
-        f"{LOGS}/synthesize.log",
     script:
         script_path("synthesize.py")
 

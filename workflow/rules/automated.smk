@@ -9,10 +9,10 @@ checkpoint automated_plan:
         images=f"{DATA}/images.parquet",
     output:
         plan=f"{AUTOMATED_SHARDS}/plan.parquet",
-    params:
-        shard_size=config["automated"]["shard_size"],
     log:
         f"{LOGS}/automated/plan.log",
+    params:
+        shard_size=config["automated"]["shard_size"],
     script:
         script_path("automated_plan.py")
 
@@ -22,18 +22,18 @@ rule automated_shard:
         automated_shard_files,
     output:
         f"{AUTOMATED_SHARDS}/shard_{{shard}}.parquet",
-    wildcard_constraints:
-        shard=r"\d{4}",
-    params:
-        rows=automated_shard_rows,
-        settings=AUTOMATED_SETTINGS,
-    threads: EXECUTION["automated"]["threads"]
-    resources:
-        mem_mb=lambda wildcards, threads: 1024 * threads + 512,
     log:
         f"{LOGS}/automated/shard_{{shard}}.log",
     benchmark:
         f"results/benchmarks/automated/shard_{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+    threads: EXECUTION["automated"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, threads: 1024 * threads + 512,
+    params:
+        rows=automated_shard_rows,
+        settings=AUTOMATED_SETTINGS,
     script:
         script_path("automated_shard.py")
 

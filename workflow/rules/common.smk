@@ -15,9 +15,7 @@ from crowdskin.train.tasks import input_size, task_grid
 
 try:
     config.update(
-        validate_config(
-            config, source=", ".join(map(str, workflow.configfiles)) or "config"
-        )
+        validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -106,10 +104,7 @@ def automated_shard_files(wildcards):
     rows = automated_shard_rows(wildcards)
     # only files that exist: a missing one becomes that row's status, not a missing-input error
     paths = {
-        r[k]
-        for r in rows
-        for k in ("image_path", "mask_path")
-        if isinstance(r[k], str) and r[k]
+        r[k] for r in rows for k in ("image_path", "mask_path") if isinstance(r[k], str) and r[k]
     }
     return sorted(p for p in paths if Path(p).is_file())
 
@@ -152,9 +147,7 @@ TRAIN_SAVED = [
 ]
 # A weights file named by path is part of the experiment: an input of every training job.
 TRAIN_WEIGHTS_FILE = (
-    TRAIN_SETTINGS["weights"]
-    if TRAIN_SETTINGS["weights"] not in ("none", "imagenet")
-    else None
+    TRAIN_SETTINGS["weights"] if TRAIN_SETTINGS["weights"] not in ("none", "imagenet") else None
 )
 
 # Slurm and the local scheduler read the same declarations; `gpu` only where GPUs are asked for.

@@ -8,14 +8,14 @@ rule crowd_targets:
         annotations=crowd_annotation_inputs,
     output:
         targets=f"{CROWD}/targets.parquet",
-    params:
-        features=CROWD_SETTINGS["target_features"],
-        multi_group=CROWD_SETTINGS["multi_group"],
     log:
         f"{LOGS}/crowd/targets.log",
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        features=CROWD_SETTINGS["target_features"],
+        multi_group=CROWD_SETTINGS["multi_group"],
     script:
         script_path("crowd_targets.py")
 
@@ -28,13 +28,13 @@ rule crowd_mturk_filter:
         decisions=f"{CROWD}/mturk_decisions.parquet",
         kept=f"{CROWD}/mturk_kept.parquet",
         funnel=f"{CROWD}/mturk_funnel.csv",
-    params:
-        mturk=CROWD_SETTINGS["mturk"],
     log:
         f"{LOGS}/crowd/mturk_filter.log",
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        mturk=CROWD_SETTINGS["mturk"],
     script:
         script_path("crowd_mturk.py")
 
@@ -47,14 +47,14 @@ rule crowd_labels:
     output:
         labels=f"{CROWD}/crowd_labels.parquet",
         accuracy=f"{CROWD}/crowd_label_accuracy.csv",
-    params:
-        method=CROWD_SETTINGS["labels"]["method"],
-        n_iter=CROWD_SETTINGS["labels"]["n_iter"],
     log:
         f"{LOGS}/crowd/labels.log",
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        method=CROWD_SETTINGS["labels"]["method"],
+        n_iter=CROWD_SETTINGS["labels"]["n_iter"],
     script:
         script_path("crowd_labels.py")
 
@@ -70,13 +70,13 @@ rule crowd_analysis:
         agreement=f"{ANALYSIS}/source_agreement.csv",
         agreement_figure=f"{ANALYSIS}/source_agreement.png",
         raincloud=f"{ANALYSIS}/raincloud.png",
-    params:
-        seed=config["seed"],  # the raincloud's jitter
     log:
         f"{LOGS}/crowd/analysis.log",
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        seed=config["seed"],  # the raincloud's jitter
     script:
         script_path("crowd_analysis.py")
 
@@ -87,15 +87,15 @@ rule crowd_disagreement:
         annotations=crowd_annotation_inputs,
     output:
         auc=f"{ANALYSIS}/disagreement_auc.csv",
-    params:
-        experiments=CROWD_SETTINGS["disagreement"]["experiments"],
-        folds=CROWD_SETTINGS["disagreement"]["folds"],
-        seed=config["seed"],
     log:
         f"{LOGS}/crowd/disagreement.log",
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        experiments=CROWD_SETTINGS["disagreement"]["experiments"],
+        folds=CROWD_SETTINGS["disagreement"]["folds"],
+        seed=config["seed"],
     script:
         script_path("crowd_disagreement.py")
 
@@ -117,11 +117,11 @@ if TRUTH_WORKERS:
             workers=TRUTH_WORKERS,
         output:
             detection=f"{CROWD}/spammer_detection.csv",
-        params:
-            mturk_rules=CROWD_SETTINGS["mturk"]["rules"],
         log:
             f"{LOGS}/crowd/spammer_detection.log",
         threads: 1
+        params:
+            mturk_rules=CROWD_SETTINGS["mturk"]["rules"],
         script:
             script_path("crowd_spammers.py")
 

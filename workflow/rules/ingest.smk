@@ -10,12 +10,12 @@ rule ingest:
         mturk=f"{DATA}/mturk_assignments.parquet",
         quarantine=f"{DATA}/quarantine.parquet",
         counts=f"{DATA}/ingest_counts.csv",
+    log:
+        f"{LOGS}/ingest.log",
     params:
         ingest=config["ingest"],
         url_lists=list(URL_LISTS),
         raw=lambda wildcards, input: raw_root(input.markers[0]),
-    log:
-        f"{LOGS}/ingest.log",
     script:
         script_path("ingest.py")
 

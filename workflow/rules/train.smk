@@ -15,12 +15,12 @@ rule split_folds:
     output:
         folds=f"{SPLITS}/folds.parquet",
         skipped=f"{SPLITS}/skipped.csv",
+    log:
+        f"{LOGS}/split_folds.log",
     params:
         scheme=config["split"]["scheme"],
         n_folds=config["split"]["n_folds"],
         seed=split_seed(config),
-    log:
-        f"{LOGS}/split_folds.log",
     script:
         script_path("split_folds.py")
 
@@ -32,6 +32,8 @@ rule train_cache:
     output:
         array=f"{TRAIN}/cache/images_{{size}}px.npy",
         index=f"{TRAIN}/cache/images_{{size}}px.parquet",
+    log:
+        f"{LOGS}/train_cache_{{size}}px.log",
     wildcard_constraints:
         size=r"\d+",
     threads: 2
@@ -39,8 +41,6 @@ rule train_cache:
         # the array of up to ~4000 images (ISIC 2017 + PH2 + candidates) plus the interpreter
         mem_mb=lambda wildcards: 1000 + 3 * int(wildcards.size) ** 2 * 4000 // 2**20,
         runtime=60,
-    log:
-        f"{LOGS}/train_cache_{{size}}px.log",
     script:
         script_path("train_cache.py")
 
@@ -48,11 +48,11 @@ rule train_cache:
 rule train_mlflow_init:
     output:
         f"{TRAIN}/mlflow_experiment.json",
+    log:
+        f"{LOGS}/train_mlflow_init.log",
     params:
         experiment=config["run_name"],
         tracking_uri=config["mlflow"]["tracking_uri"],
-    log:
-        f"{LOGS}/train_mlflow_init.log",
     script:
         script_path("train_mlflow_init.py")
 
@@ -62,21 +62,21 @@ rule train_job:
         unpack(train_job_inputs),
     output:
         **train_job_outputs(with_model=True),
+    log:
+        f"{LOGS}/train/{{task}}/{{backbone}}/fold{{fold}}.log",
     wildcard_constraints:
         task=tasks_pattern(TRAIN_SAVED),
         backbone="|".join(TRAIN_BACKBONES),
         fold=r"\d+",
+    threads: TRAIN_EXECUTION["threads"]
+    resources:
+        **TRAIN_RESOURCES,
     params:
         settings=train_job_settings,
         seed=config["seed"],
         out_dir=train_job_dir,
         worker_log=f"{LOGS}/train_worker.log",
         save_model=True,
-    threads: TRAIN_EXECUTION["threads"]
-    resources:
-        **TRAIN_RESOURCES,
-    log:
-        f"{LOGS}/train/{{task}}/{{backbone}}/fold{{fold}}.log",
     script:
         script_path("train_job.py")
 

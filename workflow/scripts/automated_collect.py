@@ -1,8 +1,8 @@
 """Snakemake adapter: join the shards into the wide table and the long annotation rows."""
 import pandas as pd
 
-from crowdskin.logs import to_rule_log
 from crowdskin.automated.annotate import AUTOMATED, to_annotations
+from crowdskin.logs import to_rule_log
 
 log = to_rule_log(snakemake)
 shards = [pd.read_parquet(path) for path in snakemake.input]

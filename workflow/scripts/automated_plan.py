@@ -1,8 +1,8 @@
 """Snakemake adapter: assign each image to a shard (sorted ids, fixed shard size)."""
 import pandas as pd
 
-from crowdskin.logs import to_rule_log
 from crowdskin.automated.annotate import plan_shards
+from crowdskin.logs import to_rule_log
 
 log = to_rule_log(snakemake)
 images = pd.read_parquet(snakemake.input.images)

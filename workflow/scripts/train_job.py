@@ -14,11 +14,11 @@ request = {
 # Under Slurm each job is its own allocation: a worker forked on one node would outlive the job.
 if request["execution"]["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
     # Only the standard library and the worker module here: that is what saves the imports.
-    from crowdskin.train.worker import WorkerUnavailable, submit
+    from crowdskin.train.worker import WorkerUnavailableError, submit
 
     try:
         sys.exit(submit(request, server_log=sm.params.worker_log))
-    except WorkerUnavailable as error:
+    except WorkerUnavailableError as error:
         logging.basicConfig(filename=sm.log[0], level=logging.INFO)
         logging.warning("%s; running the job in this process instead", error)
 

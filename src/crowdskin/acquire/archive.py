@@ -96,7 +96,8 @@ def check_image_pixels(path: Path, max_pixels: int, archive: str | Path = "") ->
 def _rar_as_tree(archive: Path) -> Iterator[Path]:
     tool = shutil.which("bsdtar")
     if tool is None:
-        raise RuntimeError(f"{archive}: extracting RAR archives needs bsdtar (Debian: apt-get install libarchive-tools)")
+        raise RuntimeError(f"{archive}: extracting RAR archives needs bsdtar "
+                           "(Debian: apt-get install libarchive-tools)")
     names = subprocess.run([tool, "-tf", str(archive)], check=True, capture_output=True, text=True).stdout
     for name in names.splitlines():
         checked_member_path(archive, name)
@@ -156,7 +157,8 @@ def safe_extract(
     elif kind == "rar":
         with _rar_as_tree(archive) as tree:
             for path in sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()):
-                place(path.relative_to(tree).as_posix(), lambda path=path: open(path, "rb"))
+                place(path.relative_to(tree).as_posix(),
+                      lambda path=path: open(path, "rb"))  # noqa: SIM115 - an opener: place() closes it in a with
     else:
         raise ValueError(f"{archive}: unknown archive type {kind!r}")
     return written

@@ -10,8 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from crowdskin.files import link_or_copy
 from crowdskin.acquire.archive import check_image_pixels, safe_extract
 from crowdskin.acquire.checksums import read_checksum_list, sha256_file
 from crowdskin.acquire.manifest import Source
+from crowdskin.files import link_or_copy
 
 REPORT_COLUMNS = ["source", "file", "status", "reason", "bytes", "sha256"]
 _CHUNK = 1 << 20
@@ -83,7 +81,8 @@ def download(
         have = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": "crowdskin", **({"Range": f"bytes={have}-"} if have else {})}
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=settings.timeout_s) as resp:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=settings.timeout_s) as resp:
                 resumed = have and resp.status == 206
                 expected = resp.headers.get("Content-Length")
                 received = 0
@@ -153,7 +152,8 @@ def fetch_from_mirror(source: Source, mirror: Path, raw_root: Path, checksum_dir
 def fetch_from_network(source: Source, raw_root: Path, downloads: Path, settings: DownloadSettings) -> list[FileRecord]:
     if not source.url:
         raise DownloadError(
-            f"source {source.name} has no download URL (it is a curated sample): set `mirror:` to a folder that has {source.dest}"
+            f"source {source.name} has no download URL (it is a curated sample): "
+            f"set `mirror:` to a folder that has {source.dest}"
         )
     suffix = {"none": "", "zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz", "rar": ".rar"}[source.archive]
     if source.is_file:
@@ -169,7 +169,8 @@ def fetch_from_network(source: Source, raw_root: Path, downloads: Path, settings
                           archive.stat().st_size, digest)]
     written = safe_extract(archive, raw_root / source.dest, kind=source.archive, members=source.members,
                            max_bytes=settings.max_bytes, max_image_pixels=settings.max_image_pixels)
-    records += [FileRecord(source.name, f"{source.dest}/{w}", "extracted", "", (raw_root / source.dest / w).stat().st_size, "")
+    records += [FileRecord(source.name, f"{source.dest}/{w}", "extracted", "",
+                           (raw_root / source.dest / w).stat().st_size, "")
                 for w in written]
     return records
 

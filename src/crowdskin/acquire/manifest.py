@@ -52,7 +52,8 @@ def load_manifest(path: str | Path) -> dict[str, Source]:
         if archive not in ARCHIVE_TYPES:
             raise ValueError(f"{path}: source {name}: archive must be one of {ARCHIVE_TYPES}, got {archive!r}")
         members = tuple(Member(m["pattern"], m["to"]) for m in entry.pop("members", []))
-        known = {k: entry.pop(k) for k in ("dest", "description", "url", "sha256", "checksums", "licence") if k in entry}
+        known = {k: entry.pop(k) for k in ("dest", "description", "url", "sha256", "checksums", "licence")
+                 if k in entry}
         if "dest" not in known:
             raise ValueError(f"{path}: source {name}: missing 'dest'")
         sources[name] = Source(name=name, archive=archive, members=members, extra=entry, **known)

@@ -74,7 +74,8 @@ def fetch_url_list(
                      "file": relative if status == "ok" else "", "status": status, "reason": reason,
                      "row": number})
         records.append(FileRecord(f"url_list:{name}", relative, "unverified" if status == "ok" else "failed",
-                                  reason or "no checksum known", target.stat().st_size if status == "ok" else 0, digest))
+                                  reason or "no checksum known", target.stat().st_size if status == "ok" else 0,
+                                  digest))
     labels = pd.DataFrame(rows, columns=["image_id", "label", "url", "file", "status", "reason", "row"])
     images.mkdir(parents=True, exist_ok=True)
     labels.to_csv(folder / "labels.csv", index=False)

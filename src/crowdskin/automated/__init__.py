@@ -1,1 +1,1 @@
-"""Automated ABC annotation (issue 3): asymmetry, border and color scores from a lesion mask and image."""
+"""Automated ABC annotation: asymmetry, border and color scores from a lesion mask and image."""

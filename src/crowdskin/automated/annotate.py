@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .asymmetry import asymmetry
-from .border import border
 from crowdskin.tables import ANNOTATIONS, AUTOMATED
 
+from .asymmetry import asymmetry
+from .border import border
 from .color import COLOR_NAMES, color
-from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
-
+from .preprocessing import BadInputError, find_lesion, read_mask, read_rgb, resize_mask
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,8 @@ def _path(value: object, root: Path) -> Path | None:
     return path if path.is_absolute() else root / path
 
 
-def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_path: Path | None, settings: Settings) -> dict:
+def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_path: Path | None,
+                   settings: Settings) -> dict:
     """One output row. Every failure becomes a reason; `status` says how much was scored."""
     row: dict = {"image_id": image_id, "dataset": dataset, "asymmetry_raw": None, "asymmetry_class": None,
                  "border_score": None, "color_score": None, **{f"color_{n}": None for n in COLOR_NAMES},
@@ -69,24 +69,25 @@ def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_pa
             mask = read_mask(mask_path, notes)
             lesion = find_lesion(mask, notes)
             row["component_count"] = lesion.component_count
-        except BadInput as error:
+        except BadInputError as error:
             problems.append(f"mask: {error}")
     if lesion is not None:
         try:
-            a = asymmetry(lesion, variant=settings.variant, symmetry_level=settings.symmetry_level, max_side=settings.asymmetry_max_side)
+            a = asymmetry(lesion, variant=settings.variant, symmetry_level=settings.symmetry_level,
+                          max_side=settings.asymmetry_max_side)
             row["asymmetry_raw"], row["asymmetry_class"] = a.raw, a.score
             if a.note:
                 notes.append(a.note)
-        except BadInput as error:
+        except BadInputError as error:
             problems.append(str(error))
         except Exception as error:  # noqa: BLE001 - a shard never dies on one image
             problems.append(f"asymmetry: unexpected {type(error).__name__}: {error}")
         try:
             b = border(lesion, variant=settings.variant, sigma=settings.border_sigma, window=settings.border_window)
             row["border_score"] = b.score
-        except BadInput as error:
+        except BadInputError as error:
             problems.append(str(error))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - likewise: the error becomes the row's reason
             problems.append(f"border: unexpected {type(error).__name__}: {error}")
     if image_path is None:
         problems.append("no image: no color score")
@@ -99,9 +100,9 @@ def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_pa
                        share_threshold=settings.color_share)
             row["color_score"] = c.score
             row.update({f"color_{name}": flag for name, flag in c.present.items()})
-        except BadInput as error:
+        except BadInputError as error:
             problems.append(f"image: {error}" if not str(error).startswith("color") else str(error))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - likewise: the error becomes the row's reason
             problems.append(f"color: unexpected {type(error).__name__}: {error}")
     scored = [row[k] is not None for k in ("asymmetry_class", "border_score", "color_score")]
     if all(scored):
@@ -124,7 +125,8 @@ def _annotate_safely(args: tuple) -> dict:
                 "reason": f"unexpected {type(error).__name__}: {error}"}
 
 
-def annotate_table(images: pd.DataFrame, settings: Settings, *, root: Path = Path("."), workers: int = 1) -> pd.DataFrame:
+def annotate_table(images: pd.DataFrame, settings: Settings, *, root: Path = Path("."),
+                   workers: int = 1) -> pd.DataFrame:
     """Annotate every row of an images table (image_id, dataset, image_path, mask_path)."""
     jobs = [
         (str(r.image_id), str(r.dataset), _path(r.image_path, root), _path(r.mask_path, root), settings)
@@ -134,7 +136,8 @@ def annotate_table(images: pd.DataFrame, settings: Settings, *, root: Path = Pat
         # spawn, not fork: a fork taken while OpenCV's thread pool holds a lock deadlocks the child.
         # Each worker runs OpenCV single-threaded, so `workers` processes use `workers` cores.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_single_threaded) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                 initializer=_single_threaded) as pool:
             rows = list(pool.map(_annotate_safely, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
     else:
         _single_threaded()

@@ -25,7 +25,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .preprocessing import BadInput, Lesion, moments, orientation_from_moments
+from .preprocessing import BadInputError, Lesion, moments, orientation_from_moments
 
 SYMMETRY_LEVEL = 0.9
 
@@ -43,7 +43,7 @@ def _score(image: np.ndarray, symmetry_level: float, note: str | None = None) ->
     """Ratios of a uint8 0/1 canvas whose flips are about its centre lines."""
     lesion_pixels = cv2.countNonZero(image)
     if lesion_pixels == 0:
-        raise BadInput("asymmetry: lesion vanished after resampling (too small)")
+        raise BadInputError("asymmetry: lesion vanished after resampling (too small)")
     over_horizontal = cv2.countNonZero(cv2.bitwise_and(image, cv2.flip(image, 0))) / lesion_pixels
     over_vertical = cv2.countNonZero(cv2.bitwise_and(image, cv2.flip(image, 1))) / lesion_pixels
     score = int(over_horizontal < symmetry_level) + int(over_vertical < symmetry_level)
@@ -158,8 +158,9 @@ def asymmetry_study(lesion: Lesion, *, symmetry_level: float = SYMMETRY_LEVEL, m
     to_mask = to_frame.copy()
     to_mask[0, 2] += shift_col
     to_mask[1, 2] += shift_row
-    in_frame = cv2.warpAffine(frame, to_frame[:2], (n_c, n_r), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    in_shifted = cv2.warpAffine(frame, to_mask[:2], (n_c, n_r), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warp = {"flags": flags, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
+    in_frame = cv2.warpAffine(frame, to_frame[:2], (n_c, n_r), **warp)
+    in_shifted = cv2.warpAffine(frame, to_mask[:2], (n_c, n_r), **warp)
     background_region = cv2.bitwise_and(in_frame, in_shifted)
     canvas = cv2.bitwise_or(lesion_part, 1 - background_region)
     return _score(canvas, symmetry_level, note)
@@ -178,7 +179,8 @@ def _fixed_step_grid(extent: int, step: float) -> tuple[int, float, float]:
     return samples, step, (extent - 1 - step * (samples - 1)) / 2.0
 
 
-def asymmetry(lesion: Lesion, *, variant: str = "study", symmetry_level: float = SYMMETRY_LEVEL, max_side: int = 2048) -> AsymmetryScore:
+def asymmetry(lesion: Lesion, *, variant: str = "study", symmetry_level: float = SYMMETRY_LEVEL,
+              max_side: int = 2048) -> AsymmetryScore:
     if variant == "study":
         return asymmetry_study(lesion, symmetry_level=symmetry_level, max_side=max_side)
     if variant == "paper":

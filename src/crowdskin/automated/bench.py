@@ -16,6 +16,7 @@ import json
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ import cv2
 from .asymmetry import asymmetry
 from .border import border
 from .color import color
-from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
+from .preprocessing import BadInputError, find_lesion, read_mask, read_rgb, resize_mask
 
 
 def _ms(start: float) -> float:
@@ -62,10 +63,10 @@ def bench_masks(shared: Path, n_masks: int = 200, variant: str = "study", repeat
         megapixels.append(mask.size / 1e6)
         try:
             lesion = find_lesion(mask, [])
-            lesion_ms = _median_ms(lambda: find_lesion(mask, []), repeat)
-            asym_ms = _median_ms(lambda: asymmetry(lesion, variant=variant), repeat)
-            border_ms = _median_ms(lambda: border(lesion, variant=variant), repeat)
-        except BadInput:
+            lesion_ms = _median_ms(lambda mask=mask: find_lesion(mask, []), repeat)
+            asym_ms = _median_ms(partial(asymmetry, lesion, variant=variant), repeat)
+            border_ms = _median_ms(partial(border, lesion, variant=variant), repeat)
+        except BadInputError:
             continue
         times["lesion"].append(lesion_ms)
         times["asymmetry"].append(asym_ms)
@@ -89,7 +90,7 @@ def bench_color(shared: Path, *, full_resolution: bool = False, variant: str = "
         decode.append(_ms(start))
         megapixels.append(mask.size / 1e6)
         quick = color(rgb, mask, variant=variant)
-        fast.append(_median_ms(lambda: color(rgb, mask, variant=variant), repeat))
+        fast.append(_median_ms(partial(color, rgb, mask, variant=variant), repeat))
         if full_resolution:
             start = time.perf_counter()
             slow = color(rgb, mask, variant=variant, max_pixels=10**9)

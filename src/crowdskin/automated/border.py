@@ -27,7 +27,7 @@ from scipy.signal import find_peaks
 from skimage.draw import line
 
 from .asymmetry import study_rotation
-from .preprocessing import BadInput, Lesion, bbox_of, largest_component
+from .preprocessing import BadInputError, Lesion, bbox_of, largest_component
 
 SIGMA = 0.5
 WINDOW = 15
@@ -158,16 +158,17 @@ def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
     col0 -= pad
     count, largest = largest_component(image)
     if count < 1:
-        raise BadInput("border: no lesion pixels left after centring and rotation")
+        raise BadInputError("border: no lesion pixels left after centring and rotation")
     minr, minc, maxr, maxc = bbox_of(largest)  # local coordinates, max exclusive
     mid_r, mid_c = int(minr + (maxr - minr) / 2), int(minc + (maxc - minc) / 2)
 
     def first_hit(r_start: int, c_start: int) -> tuple[int, int]:
         rr, cc = line(r_start, c_start, mid_r, mid_c)
         inside = (rr >= 0) & (rr < image.shape[0]) & (cc >= 0) & (cc < image.shape[1])
-        hits = np.flatnonzero(inside & (image[np.clip(rr, 0, image.shape[0] - 1), np.clip(cc, 0, image.shape[1] - 1)] > 0))
+        on_lesion = image[np.clip(rr, 0, image.shape[0] - 1), np.clip(cc, 0, image.shape[1] - 1)] > 0
+        hits = np.flatnonzero(inside & on_lesion)
         if hits.size == 0:
-            raise BadInput("border: a bounding-box diagonal never meets the lesion")
+            raise BadInputError("border: a bounding-box diagonal never meets the lesion")
         return int(rr[hits[0]]), int(cc[hits[0]])
 
     w_pt = first_hit(minr, minc)
@@ -197,9 +198,9 @@ def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
     left = (idx + minc + col0)[has]
     parts = [top, right, bottom, left]
     names = ["top", "right", "bottom", "left"]
-    for name, part in zip(names, parts):
+    for name, part in zip(names, parts, strict=True):
         if part.size == 0:
-            raise BadInput(f"border: the {name} part of the border is empty (lesion too small or thin)")
+            raise BadInputError(f"border: the {name} part of the border is empty (lesion too small or thin)")
     joined = [parts[0].astype(np.int64)]
     for part in parts[1:]:
         joined.append(part.astype(np.int64) + (joined[-1][-1] - part[0]))

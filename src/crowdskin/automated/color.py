@@ -26,7 +26,7 @@ from skimage.segmentation import slic
 
 from crowdskin.tables import AUTOMATED_COLORS
 
-from .preprocessing import BadInput, bbox_of
+from .preprocessing import BadInputError, bbox_of
 
 # In the order of crowdskin.tables.AUTOMATED_COLORS, the automated table's color_<name> columns.
 REFERENCE_COLORS: dict[str, tuple[int, int, int]] = dict(zip(AUTOMATED_COLORS, [
@@ -65,9 +65,9 @@ def color(
     if variant not in ("study", "paper"):
         raise ValueError(f"unknown color variant {variant!r} (study, paper)")
     if image.shape[:2] != mask.shape:
-        raise BadInput(f"color: image {image.shape[:2]} and mask {mask.shape} differ")
+        raise BadInputError(f"color: image {image.shape[:2]} and mask {mask.shape} differ")
     if not mask.any():
-        raise BadInput("color: empty mask")
+        raise BadInputError("color: empty mask")
     r0, c0, r1, c1 = bbox_of(mask)
     roi = image[r0:r1, c0:c1]
     roi_mask = mask[r0:r1, c0:c1]
@@ -77,7 +77,7 @@ def color(
         roi = cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
         roi_mask = cv2.resize(roi_mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
         if not roi_mask.any():
-            raise BadInput("color: lesion vanished when downscaled")
+            raise BadInputError("color: lesion vanished when downscaled")
     segments = slic(roi, n_segments=n_segments, mask=roi_mask, start_label=1, channel_axis=-1)
     labels = segments[roi_mask]
     pixels = roi[roi_mask].astype(np.float64)
@@ -100,6 +100,6 @@ def color(
         linked = reference_distances(means) < distance_threshold
         share = (linked * counts[used, None]).sum(axis=0) / counts[used].sum()
         present = share > share_threshold
-    flags = {name: bool(flag) for name, flag in zip(COLOR_NAMES, present)}
+    flags = {name: bool(flag) for name, flag in zip(COLOR_NAMES, present, strict=True)}
     return ColorScore(int(sum(flags.values())), flags, int(used.sum()), scale)
 

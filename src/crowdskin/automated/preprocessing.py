@@ -1,7 +1,7 @@
 """Reading masks and images defensively, and the shared lesion geometry.
 
 Every reader returns the array plus a list of notes (what was repaired: RGBA dropped, 16-bit
-rescaled, mask resized) or raises `BadInput` with a reason naming the file, so a shard job can record
+rescaled, mask resized) or raises `BadInputError` with a reason naming the file, so a shard job can record
 a status per row instead of dying.
 """
 
@@ -19,39 +19,37 @@ import numpy as np
 MAX_PIXELS = 60_000_000
 
 
-class BadInput(ValueError):
+class BadInputError(ValueError):
     """An input file or mask that cannot be scored; the message is the row's `reason`."""
 
 
 def _check_complete(path: Path, data: bytes) -> None:
     # OpenCV decodes a truncated JPEG/PNG silently (grey fill, a libjpeg warning on stderr), so the
     # end-of-stream markers are checked before decoding.
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in data[-16:]:
-            raise BadInput(f"{path}: truncated PNG (no IEND chunk)")
-    elif data[:2] == b"\xff\xd8":
-        if b"\xff\xd9" not in data[-4:]:
-            raise BadInput(f"{path}: truncated JPEG (no end-of-image marker)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        raise BadInputError(f"{path}: truncated PNG (no IEND chunk)")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4:]:
+        raise BadInputError(f"{path}: truncated JPEG (no end-of-image marker)")
 
 
 def read_array(path: str | Path) -> np.ndarray:
-    """Decode an image file as stored (any depth/channels); BadInput when missing or corrupt."""
+    """Decode an image file as stored (any depth/channels); BadInputError when missing or corrupt."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise BadInput(f"{path}: cannot read ({error.strerror or error})") from None
+        raise BadInputError(f"{path}: cannot read ({error.strerror or error})") from None
     if not data:
-        raise BadInput(f"{path}: empty file")
+        raise BadInputError(f"{path}: empty file")
     _check_complete(path, data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise BadInput(f"{path}: not a decodable image")
+        raise BadInputError(f"{path}: not a decodable image")
     if array.size > MAX_PIXELS * (array.shape[2] if array.ndim == 3 else 1):
-        raise BadInput(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds {MAX_PIXELS} pixels")
+        raise BadInputError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds {MAX_PIXELS} pixels")
     return array
 
 
@@ -67,7 +65,7 @@ def to_uint8(array: np.ndarray, notes: list[str]) -> np.ndarray:
         notes.append(f"{array.dtype} image scaled to 8 bits")
         top = 1.0 if float(np.nanmax(array)) <= 1.0 else 255.0
         return np.clip(np.nan_to_num(array) * (255.0 / top), 0, 255).astype(np.uint8)
-    raise BadInput(f"unsupported pixel type {array.dtype}")
+    raise BadInputError(f"unsupported pixel type {array.dtype}")
 
 
 def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
@@ -97,7 +95,7 @@ def read_rgb(path: str | Path, notes: list[str]) -> np.ndarray:
     if channels == 1:
         notes.append("grayscale image replicated to RGB")
         return np.repeat(array, 3, axis=2)
-    raise BadInput(f"{path}: unsupported channel count {channels}")
+    raise BadInputError(f"{path}: unsupported channel count {channels}")
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int], notes: list[str]) -> np.ndarray:
@@ -179,15 +177,15 @@ def largest_component(binary: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
-    """Keep the largest 8-connected lesion component; BadInput for an empty or full-frame mask."""
+    """Keep the largest 8-connected lesion component; BadInputError for an empty or full-frame mask."""
     if mask.ndim != 2:
-        raise BadInput(f"mask must be 2-D, got shape {mask.shape}")
+        raise BadInputError(f"mask must be 2-D, got shape {mask.shape}")
     binary = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).view(np.uint8)
     total = cv2.countNonZero(binary)
     if total == 0:
-        raise BadInput("empty mask (no lesion pixels)")
+        raise BadInputError("empty mask (no lesion pixels)")
     if total == binary.size:
-        raise BadInput("mask covers the whole frame (no background, no border)")
+        raise BadInputError("mask covers the whole frame (no background, no border)")
     r0, c0, r1, c1 = bbox_of(binary)
     all_crop = binary[r0:r1, c0:c1]
     count, largest = largest_component(all_crop)

@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from .asymmetry import asymmetry
 from .border import border
 from .color import color
-from .preprocessing import BadInput, find_lesion, read_mask, read_rgb, resize_mask
+from .preprocessing import BadInputError, find_lesion, read_mask, read_rgb, resize_mask
 
 
 @dataclass
@@ -67,7 +67,7 @@ def compare_masks(shared: Path, *, variant: str = "study", limit: int | None = N
     for image_id in ids:
         try:
             lesion = find_lesion(read_mask(shared / "isic2017" / "masks" / f"{image_id}_segmentation.png", []), [])
-        except BadInput:
+        except BadInputError:
             failed_a += image_id in pub["asymmetry"]
             failed_b += image_id in pub["border"]
             continue
@@ -78,19 +78,20 @@ def compare_masks(shared: Path, *, variant: str = "study", limit: int | None = N
                 raw_ours.append(score.raw)
                 cls_theirs.append(pub["asymmetry"][image_id][0])
                 raw_theirs.append(pub["asymmetry"][image_id][1])
-            except BadInput:
+            except BadInputError:
                 failed_a += 1
         if image_id in pub["border"]:
             try:
                 b_ours.append(border(lesion, variant=variant).score)
                 b_theirs.append(pub["border"][image_id][0])
-            except BadInput:
+            except BadInputError:
                 failed_b += 1
     n_a = len([i for i in ids if i in pub["asymmetry"]])
     n_b = len([i for i in ids if i in pub["border"]])
     raw = _agreement(raw_ours, raw_theirs, n_a, failed_a)
     return {
-        "asymmetry_raw": asdict(raw) | {"max_abs_diff": float(np.max(np.abs(np.subtract(raw_ours, raw_theirs)))) if raw_ours else None},
+        "asymmetry_raw": asdict(raw) | {
+            "max_abs_diff": float(np.max(np.abs(np.subtract(raw_ours, raw_theirs)))) if raw_ours else None},
         "asymmetry_class": asdict(_agreement(cls_ours, cls_theirs, n_a, failed_a)),
         "border": asdict(_agreement(b_ours, b_theirs, n_b, failed_b)),
     }
@@ -111,7 +112,7 @@ def compare_color(shared: Path, *, variant: str = "study", max_pixels: int = 250
             mask = resize_mask(mask, rgb.shape[:2], [])
             ours.append(color(rgb, mask, variant=variant, max_pixels=max_pixels).score)
             theirs.append(pub[image_id][0])
-        except BadInput:
+        except BadInputError:
             failed += 1
     n = sum(1 for i in anchors if i in pub)
     return {"color": asdict(_agreement(ours, theirs, n, failed)), "anchors": len(anchors)}

@@ -1,4 +1,4 @@
-"""The crowd layer (issue 4): what crowdskin does with non-expert input.
+"""The crowd layer: what crowdskin does with non-expert input.
 
 - `consensus`: ENHANCE training targets (per-annotator z-scores averaged per lesion) and the
   disagreement moments across annotators.

@@ -96,7 +96,8 @@ def disagreement_features(
                                   features=features)
     selected = selected[selected["image_id"].isin(raw.index)]
     z = standardise_per_annotator(selected)
-    z_wide = z.pivot_table(index="image_id", columns=["feature", "annotator"], values="z", aggfunc="first").loc[raw.index]
+    z_wide = z.pivot_table(index="image_id", columns=["feature", "annotator"], values="z",
+                           aggfunc="first").loc[raw.index]
     moments = {}
     for feature in features:
         block = z_wide[feature].to_numpy(float)
@@ -226,7 +227,8 @@ def spammer_detection(decisions: pd.DataFrame, workers: pd.DataFrame, rules: Seq
     spam = usable["worker_id"].map(truth).astype(bool)
     rows = []
     for rule in rules:
-        rows.append({"level": "assignment", "rule": rule, **_precision_recall(usable[f"flag_{rule}"].astype(bool), spam)})
+        rows.append({"level": "assignment", "rule": rule,
+                     **_precision_recall(usable[f"flag_{rule}"].astype(bool), spam)})
     rejected = usable["rejected_by"].notna()
     rows.append({"level": "assignment", "rule": "all rules", **_precision_recall(rejected, spam)})
     per_worker = rejected.groupby(usable["worker_id"]).all()

@@ -100,7 +100,8 @@ def consensus_targets(
         frame = frame[frame["annotator_group"] == first_group]
     columns = [*TARGET_KEY, "target", "available", "n_annotators", "n_groups", "std", "skewness", "kurtosis"]
     if frame.empty:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("target", "std", "skewness", "kurtosis") else object) for c in columns})
+        numeric = ("target", "std", "skewness", "kurtosis")
+        return pd.DataFrame({c: pd.Series(dtype=float if c in numeric else object) for c in columns})
     stats = _moments(frame, TARGET_KEY)
     stats["available"] = True
     if images is not None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 DIAGNOSIS_COLORS = {0: "#4C72B0", 1: "#DD8452"}
 DIAGNOSIS_NAMES = {0: "healthy", 1: "abnormal"}

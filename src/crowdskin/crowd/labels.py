@@ -140,7 +140,8 @@ def label_accuracy(labels: pd.DataFrame) -> pd.DataFrame:
         correct = (decided[column].astype(int) == decided["true_label"].astype(int)).sum()
         rows.append(
             {
-                "method": method if method == "majority_vote" else str(labels["reliability_method"].iloc[0]) if len(labels) else method,
+                "method": (method if method == "majority_vote" or not len(labels)
+                           else str(labels["reliability_method"].iloc[0])),
                 "candidates_with_votes": len(labels),
                 "candidates_with_truth": len(known),
                 "decided": len(decided),

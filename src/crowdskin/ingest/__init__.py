@@ -35,15 +35,15 @@ def _url_list_images(names: list[str], raw_root: Path, quarantine: Quarantine, c
         at = {h: i for i, h in enumerate(header)}
         kept = 0
         for number, record in enumerate(records, start=1):
-            get = lambda c: record[at[c]] if at[c] < len(record) else ""  # noqa: E731
-            if get("status") != "ok":
-                quarantine.add("images", path, number, "url", get("url") if "url" in at else None,
-                               f"download failed: {get('reason')}", get("image_id"))
+            fields = {c: record[i] if i < len(record) else "" for c, i in at.items()}
+            if fields["status"] != "ok":
+                quarantine.add("images", path, number, "url", fields.get("url"),
+                               f"download failed: {fields['reason']}", fields["image_id"])
                 continue
-            label = get("label").strip()
+            label = fields["label"].strip()
             abnormal = int(float(label)) if label in ("0", "1", "0.0", "1.0") else None
-            rows.append({"image_id": get("image_id"), "dataset": f"url:{name}",
-                         "image_path": str(raw_root / get("file")), "mask_path": None, "melanoma": None,
+            rows.append({"image_id": fields["image_id"], "dataset": f"url:{name}",
+                         "image_path": str(raw_root / fields["file"]), "mask_path": None, "melanoma": None,
                          "seborrheic_keratosis": None, "diagnosis": label or None, "abnormal": abnormal,
                          "group_id": None, "origin_file": str(path)})
             kept += 1
@@ -57,8 +57,9 @@ def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: l
     quarantine, counts = Quarantine(), Counts()
     parts = [ingest_diagnosis(ingest_config.get("diagnosis", []), raw_root, quarantine, counts),
              _url_list_images(list(url_lists), raw_root, quarantine, counts)]
-    images = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
-    known: dict[str, str] = dict(zip(images.get("image_id", []), images.get("dataset", [])))
+    non_empty = [p for p in parts if len(p)]
+    images = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
+    known: dict[str, str] = dict(zip(images.get("image_id", []), images.get("dataset", []), strict=True))
     registered: list[dict[str, object]] = []
     register_datasets = {e["dataset"] for e in ingest_config.get("crowd", []) if e.get("register_unknown")}
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from crowdskin.ingest.common import (
-    Counts, MalformedFileError, Quarantine, parse_number, read_records, require_columns, snake_case,
+    Counts,
+    MalformedFileError,
+    Quarantine,
+    parse_number,
+    read_records,
+    require_columns,
+    snake_case,
 )
 
 #: image_id -> dataset, or None when the lesion is unknown (and not to be registered)
@@ -67,7 +73,8 @@ def ingest_crowd(entries: list[dict], raw_root: Path, lookup: LesionLookup, quar
                 if dataset is None:
                     for i, h, raw in cells:
                         quarantine.add("annotations", path, number, f"{i + 1}:{h}", raw,
-                                       "lesion unknown to the image table" if image_id else "empty ID", image_id or None)
+                                       "lesion unknown to the image table" if image_id else "empty ID",
+                                       image_id or None)
                     continue
                 for i, h, raw in cells:
                     n_kept += _emit(out, seen, quarantine, path=path, number=number, column=f"{i + 1}:{h}", raw=raw,
@@ -86,7 +93,8 @@ def read_data_types(path: Path) -> dict[int, list[str]]:
         try:
             group = int(record[0])
         except ValueError:
-            raise MalformedFileError(f"{path}: record {number}, column group_num: not a group number: {record[0]!r}") from None
+            raise MalformedFileError(
+                f"{path}: record {number}, column group_num: not a group number: {record[0]!r}") from None
         types[group] = [snake_case(t) for t in record[1:]]
     return types
 

@@ -146,7 +146,8 @@ def ingest_diagnosis(
     for entry in entries:
         path = raw_root / entry["csv"]
         if not path.is_file():
-            raise MalformedFileError(f"{path}: diagnosis table not found (ingest.diagnosis, dataset {entry['dataset']})")
+            raise MalformedFileError(
+                f"{path}: diagnosis table not found (ingest.diagnosis, dataset {entry['dataset']})")
         mask_dir = raw_root / entry["masks"] if entry.get("masks") else None
         masks = _index_folder(mask_dir) if mask_dir else {}
         image_dirs = [(raw_root / d, _index_folder(raw_root / d)) for d in entry.get("images", [])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -88,11 +89,11 @@ def ingest_mturk(entries: list[dict], raw_root: Path, quarantine: Quarantine, co
             n_kept = 0
             for number, record in enumerate(records, start=1):
                 record = record + [""] * (len(header) - len(record))
-                get = lambda name: record[at[name]]  # noqa: E731
-                assignment = get("AssignmentId")
+                fields = {name: record[i] for name, i in at.items()}
+                assignment = fields["AssignmentId"]
 
-                def reject(column: str | None, raw: object, reason: str) -> None:
-                    quarantine.add("mturk_assignments", path, number, column, raw, reason, assignment)
+                # reject(column, raw_value, reason), with this record's file, row and id bound now
+                reject = partial(quarantine.add, "mturk_assignments", path, number, record_id=assignment)
 
                 if not choice_cols:
                     reject("Answer.*", None, "no choice recorded: the export has no Answer column with A/B values")
@@ -106,49 +107,51 @@ def ingest_mturk(entries: list[dict], raw_root: Path, quarantine: Quarantine, co
                     continue
                 confidences = _coalesce(record, confidence_cols)
                 if len(confidences) > 1:
-                    reject(",".join(header[i] for i in confidence_cols), "/".join(confidences), "conflicting confidences")
+                    reject(",".join(header[i] for i in confidence_cols), "/".join(confidences),
+                           "conflicting confidences")
                     continue
                 if assignment in seen:
                     reject("AssignmentId", assignment, "duplicate assignment")
                     continue
                 try:
-                    accept = parse_mturk_time(get("AcceptTime"))
+                    accept = parse_mturk_time(fields["AcceptTime"])
                 except ValueError as error:
-                    reject("AcceptTime", get("AcceptTime"), str(error))
+                    reject("AcceptTime", fields["AcceptTime"], str(error))
                     continue
                 try:
-                    submit = parse_mturk_time(get("SubmitTime"))
+                    submit = parse_mturk_time(fields["SubmitTime"])
                 except ValueError as error:
-                    reject("SubmitTime", get("SubmitTime"), str(error))
+                    reject("SubmitTime", fields["SubmitTime"], str(error))
                     continue
                 try:
-                    work_time = float(get("WorkTimeInSeconds"))
+                    work_time = float(fields["WorkTimeInSeconds"])
                     if work_time < 0:
                         raise ValueError
                 except ValueError:
-                    reject("WorkTimeInSeconds", get("WorkTimeInSeconds"), "work time is not a non-negative number")
+                    reject("WorkTimeInSeconds", fields["WorkTimeInSeconds"], "work time is not a non-negative number")
                     continue
                 try:
-                    rate, approved, total = parse_approval_rate(get("LifetimeApprovalRate"))
+                    rate, approved, total = parse_approval_rate(fields["LifetimeApprovalRate"])
                 except ValueError as error:
-                    reject("LifetimeApprovalRate", get("LifetimeApprovalRate"), str(error))
+                    reject("LifetimeApprovalRate", fields["LifetimeApprovalRate"], str(error))
                     continue
                 labels = {}
                 for role, n in (("anchor", 1), ("candidate_a", 2), ("candidate_b", 3)):
                     column = f"Input.image{n}_label"
                     try:
-                        labels[role] = _label(get(column))
+                        labels[role] = _label(fields[column])
                     except ValueError:
-                        reject(column, get(column), "diagnosis label is not 0 or 1")
+                        reject(column, fields[column], "diagnosis label is not 0 or 1")
                         break
                 if len(labels) < 3:
                     continue
                 seen.add(assignment)
                 rows.append({
-                    "batch": batch, "hit_id": get("HITId"), "assignment_id": assignment, "worker_id": get("WorkerId"),
-                    "anchor_id": get("Input.image1_title"), "anchor_label": labels["anchor"],
-                    "candidate_a_id": get("Input.image2_title"), "candidate_a_label": labels["candidate_a"],
-                    "candidate_b_id": get("Input.image3_title"), "candidate_b_label": labels["candidate_b"],
+                    "batch": batch, "hit_id": fields["HITId"], "assignment_id": assignment,
+                    "worker_id": fields["WorkerId"],
+                    "anchor_id": fields["Input.image1_title"], "anchor_label": labels["anchor"],
+                    "candidate_a_id": fields["Input.image2_title"], "candidate_a_label": labels["candidate_a"],
+                    "candidate_b_id": fields["Input.image3_title"], "candidate_b_label": labels["candidate_b"],
                     "choice": choices[0], "confidence": confidences[0] if confidences else None,
                     "work_time_s": work_time, "accept_time": accept, "submit_time": submit,
                     "approval_rate": rate, "approval_approved": approved, "approval_total": total,

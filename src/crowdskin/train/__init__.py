@@ -1,7 +1,8 @@
-"""Training stage (issue 5): folds, image cache, input pipeline, models, resumable jobs, MLflow.
+"""Training stage: folds, image cache, input pipeline, models, resumable jobs, MLflow.
 
 Modules, in the order a job uses them:
 
+- `settings`: the slice of the config each job receives (its science settings, nothing else).
 - `splits`: which lesions are trainable, and the 5 folds (`results/splits/folds.parquet`).
 - `tasks`: the task grid (baseline, multi-task per source x feature, randomized control, CROWDSIM)
   derived from config alone, so the DAG is built before any data exists.
@@ -11,7 +12,9 @@ Modules, in the order a job uses them:
 - `models`: Keras 3 backbones, heads, the masked multi-task loss.
 - `weights`: `none | imagenet | <file>` without any silent fallback.
 - `runtime`: threads, GPU memory growth, mixed precision, XLA, determinism, MirroredStrategy.
-- `loop`: one (task, backbone, fold) job, checkpointed every epoch and resumable.
+- `loop`: one (task, backbone, fold) job as steps (examples, fit, predict, write, log), resumable
+  through Keras' BackupAndRestore and CSVLogger.
+- `job`: a job as a plain request (its inputs, settings and execution), in-process or in `worker`.
 - `tracking`: MLflow logging that never loses a finished training.
 - `summary`: `runs.csv` and test AUC per (task, backbone) over the folds.
 - `bench`: input-pipeline and training-step throughput.

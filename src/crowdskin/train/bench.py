@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import statistics
+import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ def _random_cache(n: int, size: int, seed: int = 0) -> np.ndarray:
 def bench_pipeline(*, size: int = 384, batch: int = 20, steps: int = 30, augment: bool = True,
                    n_images: int = 200, warmup: int = 3) -> dict[str, Any]:
     """Images/s out of make_dataset (cache -> batches -> augmentation -> prefetch), no model."""
+    from crowdskin.config import section
     from crowdskin.train import models
     from crowdskin.train.pipeline import make_dataset
-    from crowdskin.config import section
 
     cache = _random_cache(n_images, size)
     layers = models.augmentation(section("train")["augment"]) if augment else None
@@ -108,7 +109,7 @@ def run(data_dir: Path, repeat: int) -> dict[str, Any]:
     result["pipeline_384px_augmented"] = _median_of(repeat, lambda: bench_pipeline(size=384, batch=20, steps=20))
     for backbone, size in (("vgg16", 64), ("resnet50", 64), ("inceptionv3", 75)):
         result[f"train_step_{backbone}_{size}px"] = _median_of(
-            repeat, lambda: bench_train_step(backbone, size=size, batch=16, steps=5))  # noqa: B023 - called at once
+            repeat, partial(bench_train_step, backbone, size=size, batch=16, steps=5))
     return result
 
 

@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-INDEX_COLUMNS = ["image_id", "row", "reason"]
-
 
 def load_resized(path: str | Path, size: int) -> np.ndarray:
     """RGB uint8 image of `size` x `size` (the study squashes to a square too, no padding)."""

@@ -325,7 +325,8 @@ def _history_plot(history: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame, out: Path) -> tuple[str | None, str | None]:
+def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame,
+                   out: Path) -> tuple[str | None, str | None]:
     """Returns (run id, None) or (None, error); never raises: the outputs are already written."""
     from crowdskin.train import tracking
 

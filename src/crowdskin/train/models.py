@@ -135,7 +135,10 @@ def build_model(
     base_class, _ = BASES[backbone]
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = augment(inputs) if augment is not None else inputs
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x) if preprocess == "rescale" else BackbonePreprocess(backbone, name="preprocess")(x)
+    if preprocess == "rescale":
+        x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+    else:
+        x = BackbonePreprocess(backbone, name="preprocess")(x)
     base = base_class(include_top=False, weights=str(weights) if weights else None,
                       input_shape=(input_size, input_size, 3))
     base.trainable = True

@@ -123,6 +123,6 @@ def split_hash(folds: pd.DataFrame, *, scheme: str, seed: int) -> str:
     """A short content hash of the assignment, recorded with every run to tie results to a split."""
     ordered = folds.sort_values(["fold", "image_id"])
     text = "\n".join(
-        f"{i}\t{f}\t{s}" for i, f, s in zip(ordered["image_id"], ordered["fold"], ordered["split"])
+        f"{i}\t{f}\t{s}" for i, f, s in zip(ordered["image_id"], ordered["fold"], ordered["split"], strict=True)
     )
     return hashlib.sha256(f"{scheme}\t{seed}\n{text}".encode()).hexdigest()[:16]

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: fl
     for attempt in range(1, attempts + 1):
         try:
             return call()
-        except Exception as error:  # noqa: BLE001 - any store error is retried, then reported
+        except Exception as error:  # any store error is retried, then reported
             if attempt == attempts:
                 raise
             log.warning("MLflow %s failed (attempt %d/%d): %s", what, attempt, attempts, error)
@@ -103,11 +104,11 @@ def log_run(
     # MLflow caps a batch at 1000 metrics and 100 params.
     for start in range(0, len(param_rows), 100):
         chunk_params = param_rows[start:start + 100]
-        _retry(lambda: client.log_batch(run_id, params=chunk_params), what="log params")
+        _retry(partial(client.log_batch, run_id, params=chunk_params), what="log params")
     for start in range(0, len(metric_rows), 1000):
         chunk = metric_rows[start:start + 1000]
-        _retry(lambda: client.log_batch(run_id, metrics=chunk), what="log metrics")
+        _retry(partial(client.log_batch, run_id, metrics=chunk), what="log metrics")
     for artifact in artifacts:
-        _retry(lambda: client.log_artifact(run_id, str(artifact)), what=f"log artifact {artifact}")
+        _retry(partial(client.log_artifact, run_id, str(artifact)), what=f"log artifact {artifact}")
     _retry(lambda: client.set_terminated(run_id), what="set_terminated")
     return run_id

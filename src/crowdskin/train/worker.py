@@ -11,7 +11,7 @@ outputs; the job's script only hands the request to this process and waits for t
   safe: each child initialises its own runtime and thread pools.
 - If the job's client dies (Snakemake killed it), the server kills the child: a killed job
   behaves as when it runs in its own process, and resumes from its checkpoint.
-- Opt-in (`train.warm_worker`), local runs only: under Slurm each job is its own process.
+- Opt-in (`execution.train.warm_worker`), local runs only: under Slurm each job is its own process.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 PRELOADED_SOURCES = [*Path(__file__).resolve().parent.glob("*.py"), Path(__file__).resolve().parents[1] / "config.py"]
 
 
-class WorkerUnavailable(RuntimeError):
+class WorkerUnavailableError(RuntimeError):
     """No worker could be reached or started; the caller runs the job in its own process."""
 
 
@@ -89,8 +89,9 @@ def submit(request: dict[str, Any], *, path: Path | None = None, server_log: str
     return int(json.loads(reply)["exit"])
 
 
-def _start_server(path: Path, server_log: str | Path | None, idle_timeout: float, start_timeout: float) -> socket.socket:
-    output = open(server_log, "a") if server_log else subprocess.DEVNULL  # noqa: SIM115
+def _start_server(path: Path, server_log: str | Path | None, idle_timeout: float,
+                  start_timeout: float) -> socket.socket:
+    output = open(server_log, "a") if server_log else subprocess.DEVNULL  # noqa: SIM115 - the detached server's stdout
     process = subprocess.Popen(
         [sys.executable, "-m", "crowdskin.train.worker", str(path), str(idle_timeout)],
         stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
@@ -98,13 +99,13 @@ def _start_server(path: Path, server_log: str | Path | None, idle_timeout: float
     deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise WorkerUnavailable(f"the training worker exited at start with code {process.returncode}")
+            raise WorkerUnavailableError(f"the training worker exited at start with code {process.returncode}")
         client = _connect(path)
         if client is not None:
             return client
         time.sleep(0.1)
     process.kill()
-    raise WorkerUnavailable(f"the training worker did not start within {start_timeout:.0f} s")
+    raise WorkerUnavailableError(f"the training worker did not start within {start_timeout:.0f} s")
 
 
 def _preload() -> None:
@@ -112,14 +113,14 @@ def _preload() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    import mlflow.tracking  # noqa: F401
+    import matplotlib.pyplot
+    import mlflow.store.tracking.sqlalchemy_store
+    import mlflow.tracking  # noqa: F401 - preloaded for the jobs, like the imports above
 
-    import crowdskin.train.job  # noqa: F401
-    import crowdskin.train.models  # noqa: F401  (imports keras and tensorflow)
-    import crowdskin.train.pipeline  # noqa: F401
-    import crowdskin.train.runtime  # noqa: F401
+    import crowdskin.train.job
+    import crowdskin.train.models  # imports keras and tensorflow
+    import crowdskin.train.pipeline
+    import crowdskin.train.runtime  # noqa: F401 - preloaded for the jobs, like the imports above
 
 
 def _child(request: dict[str, Any], listener: socket.socket, connections: list[socket.socket]) -> None:
@@ -135,7 +136,7 @@ def _child(request: dict[str, Any], listener: socket.socket, connections: list[s
         log_to(request.get("log"))
         run_request(request)
         code = 0
-    except BaseException:  # noqa: BLE001 - everything goes to the job's log, then the exit code
+    except BaseException:  # everything goes to the job's log, then the exit code
         logging.getLogger("crowdskin.train").exception("job failed")
     finally:
         logging.shutdown()
@@ -181,7 +182,8 @@ def serve(path: Path, idle_timeout: float = 30.0) -> None:
                     if pid == 0:
                         _child(request, listener, list(buffers))
                     running[pid] = ready
-                    log.info("child %d: %s/%s/fold%s", pid, request.get("task"), request.get("backbone"), request.get("fold"))
+                    log.info("child %d: %s/%s/fold%s", pid, request.get("task"), request.get("backbone"),
+                             request.get("fold"))
             while running:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
