@@ -66,7 +66,7 @@ def test_repeated_holdout_proportions_and_overlapping_tests():
 
 def test_groups_never_span_train_and_test():
     lesions = _lesions(120, 36, groups=True)
-    folds = make_folds(lesions, scheme="kfold", seed=7).merge(lesions, on="image_id")
+    folds = make_folds(lesions, scheme="kfold", n_folds=5, seed=7).merge(lesions, on="image_id")
     for _, fold in folds.groupby("fold"):
         splits_per_group = fold.groupby("group_id")["split"].nunique()
         assert splits_per_group.eq(1).all()
@@ -74,14 +74,14 @@ def test_groups_never_span_train_and_test():
 
 def test_folds_are_stable_and_seed_dependent():
     lesions = _lesions(80, 20)
-    first = make_folds(lesions, seed=5)
-    again = make_folds(lesions.sample(frac=1, random_state=0).reset_index(drop=True), seed=5)
+    first = make_folds(lesions, scheme="kfold", n_folds=5, seed=5)
+    again = make_folds(lesions.sample(frac=1, random_state=0).reset_index(drop=True), scheme="kfold", n_folds=5, seed=5)
     pd.testing.assert_frame_equal(first, again)
-    other = make_folds(lesions, seed=6)
+    other = make_folds(lesions, scheme="kfold", n_folds=5, seed=6)
     assert other["split_hash"].iloc[0] != first["split_hash"].iloc[0]
     assert first["split_hash"].nunique() == 1
 
 
 def test_one_class_is_a_clear_error():
     with pytest.raises(SplitError, match="both classes"):
-        make_folds(_lesions(20, 0))
+        make_folds(_lesions(20, 0), scheme="kfold", n_folds=5, seed=0)

@@ -23,7 +23,7 @@ def data():
     n = 50
     lesions = pd.DataFrame({"image_id": [f"I{i:03d}" for i in range(n)],
                             "abnormal": [int(i % 3 == 0) for i in range(n)], "group_id": pd.NA})
-    folds = make_folds(lesions, seed=0)
+    folds = make_folds(lesions, scheme="kfold", n_folds=5, seed=0)
     targets = pd.DataFrame({
         "image_id": lesions["image_id"], "source": "crowd", "feature": "asymmetry",
         "target": [0.0 if i % 2 == 0 else float(i) for i in range(n)],

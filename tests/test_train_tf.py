@@ -47,7 +47,7 @@ def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.
               "cache_array": tmp_path / "cache.npy", "cache_index": tmp_path / "cache.parquet",
               "experiment": tmp_path / "experiment.json"}
     images.to_parquet(inputs["images"])
-    make_folds(lesions, seed=0).to_parquet(inputs["folds"])
+    make_folds(lesions, scheme="kfold", n_folds=5, seed=0).to_parquet(inputs["folds"])
     np.save(inputs["cache_array"], cache[0])
     cache[1].to_parquet(inputs["cache_index"])
     inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",

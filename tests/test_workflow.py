@@ -135,8 +135,19 @@ CROWD_CHANGES = {
                                                       "train_summary"},
     "crowd: {mturk: {min_approval_rate: 0.99}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
     "crowd: {mturk: {rules: [confidence]}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {mturk: {excluded_confidence: [neutral]}}": {"crowd_mturk_filter", "crowd_labels",
+                                                          "crowd_spammer_detection"},
+    "crowd: {mturk: {first_hit_min_s: 30}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {mturk: {later_hit_min_s: 5}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {mturk: {later_hit_max_s: 300}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
+    "crowd: {mturk: {reject_no_history: true}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
     "crowd: {labels: {method: glad}}": {"crowd_labels"},
+    "crowd: {labels: {n_iter: 50}}": {"crowd_labels"},
     "crowd: {disagreement: {folds: 5}}": {"crowd_disagreement"},
+    "crowd: {disagreement: {experiments: []}}": {"crowd_disagreement"},
+    # without the automated scores as a source: every rule that reads the annotations
+    "crowd: {use_automated: false}": {"crowd_targets", "crowd_analysis", "crowd_disagreement",
+                                      "train_job_without_model", "train_summary"},
 }
 
 

@@ -76,7 +76,7 @@ def _one_part(
 
 
 def make_folds(
-    lesions: pd.DataFrame, *, scheme: str = "kfold", n_folds: int = 5, seed: int = 42
+    lesions: pd.DataFrame, *, scheme: str, n_folds: int, seed: int
 ) -> pd.DataFrame:
     """Long table image_id, fold, split (`train`/`val`/`test`), split_hash: one row per lesion and fold.
 
