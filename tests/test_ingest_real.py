@@ -13,7 +13,7 @@ import pytest
 
 from workflow_runner import REPO, snakemake
 
-pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.xdist_group("real-ingest")]
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,6 @@ def test_dry_run_lists_acquisition_and_ingestion(tmp_path):
         assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
 
 
-def test_default_ingest_runs_offline_and_second_run_does_nothing(tmp_path):
-    targets = ["results/data/annotations.parquet", "results/data/download_report.csv"]
-    snakemake(tmp_path, *targets)
-    assert (tmp_path / "results/data/mturk_assignments.parquet").stat().st_size > 0
-    again = snakemake(tmp_path, "-n", *targets)
-    assert "Nothing to be done" in again.stdout + again.stderr
-
-
 def test_unknown_config_key_stops_the_run(tmp_path):
     result = snakemake(tmp_path, "-n", "--config", "synthetic={'n_imgs': 3}", check=False)
     assert result.returncode != 0
@@ -48,6 +40,8 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert "crowd_spammer_detection" not in out
 
 
+# `make test` runs pytest-xdist with --dist loadfile, so this module's tests share one worker and
+# build the finished run once.
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """The default DAG run to its end once with the small test config (.test/config.yaml: baseline +
@@ -69,10 +63,10 @@ def planned_jobs(workdir, change: str = "") -> dict[str, int]:
     return {rule: int(n) for rule, n in counts.items() if rule != "all"}
 
 
-@pytest.mark.xdist_group("finished_run")
 def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     from mlflow.tracking import MlflowClient
 
+    assert (finished_run / "results/data/mturk_assignments.parquet").stat().st_size > 0  # offline, synthetic
     automated = pd.read_parquet(finished_run / "results/annotations/automated.parquet")
     images = pd.read_parquet(finished_run / "results/data/images.parquet")
     assert set(automated["image_id"]) == set(images["image_id"]) and automated["status"].notna().all()
@@ -114,11 +108,10 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert len(client.search_runs([experiment["experiment_id"]])) == len(runs)
 
 
-@pytest.mark.xdist_group("finished_run")
 def test_execution_settings_re_run_nothing(finished_run):
     """Every execution setting changed at once: a rule that took any of them as a param would re-run
     (Snakemake re-runs a job when any of its params differs), so none does."""
-    assert planned_jobs(finished_run) == {}
+    assert planned_jobs(finished_run) == {}  # a second run of a finished DAG has nothing to do
     every_execution_setting = """
 execution:
   automated: {threads: 1}
@@ -128,39 +121,38 @@ execution:
     assert planned_jobs(finished_run, every_execution_setting) == {}
 
 
+# What each group of crowd settings re-runs in the small grid: the rules that read it, and what
+# depends on their outputs (the multi-task jobs read the targets; the baselines do not).
+TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"}
+MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"}
+LABELS = {"crowd_labels"}
+DISAGREEMENT = {"crowd_disagreement"}
+ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
+# Every crowd setting once. A change may hold settings whose sets are disjoint: if one of them did
+# not reach its rule, that rule would be missing from the plan, so each is still tested on its own
+# (and with one Snakemake call per change instead of one per setting).
 CROWD_CHANGES = {
-    # setting -> the rules that read it, and what depends on their outputs in the small grid
-    "crowd: {multi_group: first}": {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"},
-    "crowd: {target_features: [asymmetry, border]}": {"crowd_targets", "crowd_analysis", "train_job_without_model",
-                                                      "train_summary"},
-    "crowd: {mturk: {min_approval_rate: 0.99}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {mturk: {rules: [confidence]}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {mturk: {excluded_confidence: [neutral]}}": {"crowd_mturk_filter", "crowd_labels",
-                                                          "crowd_spammer_detection"},
-    "crowd: {mturk: {first_hit_min_s: 30}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {mturk: {later_hit_min_s: 5}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {mturk: {later_hit_max_s: 300}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {mturk: {reject_no_history: true}}": {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"},
-    "crowd: {labels: {method: glad}}": {"crowd_labels"},
-    "crowd: {labels: {n_iter: 50}}": {"crowd_labels"},
-    "crowd: {disagreement: {folds: 5}}": {"crowd_disagreement"},
-    "crowd: {disagreement: {experiments: []}}": {"crowd_disagreement"},
-    # without the automated scores as a source: every rule that reads the annotations
-    "crowd: {use_automated: false}": {"crowd_targets", "crowd_analysis", "crowd_disagreement",
-                                      "train_job_without_model", "train_summary"},
+    "crowd: {multi_group: first, mturk: {min_approval_rate: 0.99}, disagreement: {folds: 5}}":
+        TARGETS | MTURK | DISAGREEMENT,
+    "crowd: {target_features: [asymmetry, border], mturk: {rules: [confidence]}, disagreement: {experiments: []}}":
+        TARGETS | MTURK | DISAGREEMENT,
+    "crowd: {mturk: {excluded_confidence: [neutral]}}": MTURK,
+    "crowd: {mturk: {first_hit_min_s: 30}}": MTURK,
+    "crowd: {mturk: {later_hit_min_s: 5}}": MTURK,
+    "crowd: {mturk: {later_hit_max_s: 300}}": MTURK,
+    "crowd: {mturk: {reject_no_history: true}}": MTURK,
+    "crowd: {use_automated: false, labels: {method: glad}}": ANNOTATIONS | LABELS,
+    "crowd: {labels: {n_iter: 50}}": LABELS,
 }
 
 
-@pytest.mark.xdist_group("finished_run")
-@pytest.mark.parametrize("setting", list(CROWD_CHANGES))
-def test_a_crowd_setting_re_runs_the_rule_that_reads_it_and_what_depends_on_it(finished_run, setting):
-    planned = planned_jobs(finished_run, setting)
-    assert set(planned) == CROWD_CHANGES[setting]
-    if "train_job_without_model" in planned:  # the multi-task jobs read the targets; the baselines do not
-        assert planned["train_job_without_model"] == 2
+def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_them(finished_run):
+    planned = {change: planned_jobs(finished_run, change) for change in CROWD_CHANGES}
+    assert {change: set(jobs) for change, jobs in planned.items()} == CROWD_CHANGES
+    for jobs in planned.values():
+        assert jobs.get("train_job_without_model", 2) == 2  # the two multi-task jobs, never the baselines
 
 
-@pytest.mark.xdist_group("finished_run")
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
     retrain_all = {"train_job_without_model": 4, "train_summary": 1}
     assert planned_jobs(finished_run, "train: {learning_rate: 0.001}") == retrain_all

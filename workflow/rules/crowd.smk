@@ -24,6 +24,8 @@ rule crowd_mturk_filter:
     input:
         assignments=f"{DATA}/mturk_assignments.parquet",
         quarantine=f"{DATA}/quarantine.parquet",
+        # the MTurk exports it reads to count workers and HITs, as their fetch markers stand for them
+        raw=fetched_markers(),
     output:
         decisions=f"{CROWD}/mturk_decisions.parquet",
         kept=f"{CROWD}/mturk_kept.parquet",

@@ -29,6 +29,8 @@ rule train_cache:
     input:
         images=f"{DATA}/images.parquet",
         folds=rules.split_folds.output.folds,
+        # the image files it decodes, as their fetch markers stand for them
+        raw=fetched_markers(),
     output:
         array=f"{TRAIN}/cache/images_{{size}}px.npy",
         index=f"{TRAIN}/cache/images_{{size}}px.parquet",
