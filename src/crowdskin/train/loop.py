@@ -289,18 +289,15 @@ def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batc
 
 
 def auc(predictions: pd.DataFrame) -> float | None:
-    """ROC AUC, or None when the part holds one class only (AUC undefined).
+    """ROC AUC of a predictions table, or None when the part holds one class only (AUC undefined).
 
-    The Mann-Whitney form with average ranks for ties equals sklearn's roc_auc_score (tested); it is
-    written out because importing sklearn.metrics costs each of the ~200 jobs about a second.
+    crowdskin.evaluate.stats.auc (ranks, ties counted one half; equal to sklearn's roc_auc_score):
+    importing sklearn.metrics would cost each of the ~200 jobs about a second.
     """
-    labels = predictions["label"].to_numpy().astype(int)
-    n_positive = int(labels.sum())
-    n_negative = len(labels) - n_positive
-    if n_positive == 0 or n_negative == 0:
-        return None
-    ranks = predictions["score"].rank(method="average").to_numpy()
-    return float((ranks[labels == 1].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+    from crowdskin.evaluate.stats import auc as rank_auc
+
+    value = rank_auc(predictions["label"].to_numpy().astype(int), predictions["score"].to_numpy())
+    return None if math.isnan(value) else value
 
 
 def _history_plot(history: pd.DataFrame, path: Path) -> None:
