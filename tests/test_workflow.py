@@ -101,7 +101,8 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert run.data.params["task"] == "multitask-automated-asymmetry" and run.data.params["source"] == "automated"
     assert run.data.tags["backbone"] == "vgg16" and "test_auc" in run.data.metrics
     # execution settings are tags, never parameters; the default config's jobs ran in the warm worker
-    assert not {"threads", "runtime", "mem_mb", "gpus", "warm_worker"} & set(run.data.params)
+    assert not {"threads", "runtime", "mem_mb", "gpus", "warm_worker", "weights_file"} & set(run.data.params)
+    assert run.data.tags["execution.weights_file"] == ""  # train.weights: none
     assert run.data.tags["execution.threads"] == "1" and run.data.tags["execution.warm_worker"] == "true"
     assert "serving on" in (finished_run / "results/logs/train_worker.log").read_text()
     assert runs["mlflow_run_id"].notna().all()

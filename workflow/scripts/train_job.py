@@ -21,6 +21,7 @@ if request["execution"]["warm_worker"] and "SLURM_JOB_ID" not in os.environ:
     except WorkerUnavailableError as error:
         logging.basicConfig(filename=sm.log[0], level=logging.INFO)
         logging.warning("%s; running the job in this process instead", error)
+        request["execution"]["warm_worker"] = False  # what MLflow records is how the job really ran
 
 from crowdskin.train.job import log_to, run_request  # noqa: E402 - after the warm worker's early exit
 

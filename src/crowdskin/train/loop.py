@@ -332,11 +332,13 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     params = {**{k: v for k, v in spec.settings.items() if k != "task"}, "backbone": spec.backbone,
               "task": task.name, "kind": task.kind, "source": task.source, "feature": task.feature,
               "fold": spec.fold, "seed": spec.seed, "split_hash": spec.split_hash,
-              "data_version": spec.data_version, "weights_file": spec.weights,
+              "data_version": spec.data_version,
               "class_weight": metrics["class_weight"], "counts": metrics["counts"], "run_name": spec.experiment}
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
             "source": str(task.source), "feature": str(task.feature), "multitask": str(task.multitask).lower(),
             "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
+            # where this machine keeps the weights is not part of the experiment (train.weights is)
+            "execution.weights_file": str(spec.weights or ""),
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
     final = {"test_auc": metrics["test_auc"], "val_auc_final": metrics["val_auc"],
              "train_seconds": metrics["train_seconds"]}
