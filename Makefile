@@ -21,8 +21,11 @@ endif
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The workflow, then Snakemake's report of it (results/report.html; open it in a browser).
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "report: $(CURDIR)/results/report.html"
 
 # loadfile: a module's tests share a worker, so module fixtures (the workflow tests' finished run)
 # are built once; pytest-xdist's xdist_group marks are not honoured under pytest 9.

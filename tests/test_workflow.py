@@ -106,7 +106,11 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert run.data.tags["execution.threads"] == "1" and run.data.tags["execution.warm_worker"] == "true"
     assert "serving on" in (finished_run / "results/logs/train_worker.log").read_text()
     assert runs["mlflow_run_id"].notna().all()
-    assert len(client.search_runs([experiment["experiment_id"]])) == len(runs)
+    # one run per job, besides the evaluation's parent (one per task) and ensemble runs
+    logged = client.search_runs([experiment["experiment_id"]])
+    assert len([r for r in logged if "crowdskin.role" not in r.data.tags]) == len(runs)
+    assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == [
+        "ensemble", "parent", "parent"]
 
 
 def test_execution_settings_re_run_nothing(finished_run):
@@ -123,11 +127,14 @@ execution:
 
 
 # What each group of crowd settings re-runs in the small grid: the rules that read it, and what
-# depends on their outputs (the multi-task jobs read the targets; the baselines do not).
-TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"}
-MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection"}
-LABELS = {"crowd_labels"}
-DISAGREEMENT = {"crowd_disagreement"}
+# depends on their outputs (the multi-task jobs read the targets; the baselines do not). Every crowd
+# table is a page of the report; the funnel is also a figure.
+REPORT = {"report_tables"}
+EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | REPORT
+TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"} | EVALUATION
+MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection", "figures"} | REPORT
+LABELS = {"crowd_labels"} | REPORT
+DISAGREEMENT = {"crowd_disagreement"} | REPORT
 ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
 # Every crowd setting once. A change may hold settings whose sets are disjoint: if one of them did
 # not reach its rule, that rule would be missing from the plan, so each is still tested on its own
@@ -155,9 +162,76 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
+    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "report_tables": 1}
     assert planned_jobs(finished_run, "train: {learning_rate: 0.001}") == {"train_job_without_model": 4,
-                                                                           "train_summary": 1}
+                                                                           "train_summary": 1} | evaluation
     # The multi-task loss weights reach the two multi-task jobs only, and a new task (the randomized
     # control, two folds) trains only itself: 2 + 2 jobs; a baseline re-trained would make it 6.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
-        "train_job_without_model": 4, "train_summary": 1}
+        "train_job_without_model": 4, "train_summary": 1} | evaluation
+
+
+def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
+    after_scores = {"scores": 1, "figures": 1, "mlflow_comparisons": 1, "report_tables": 1}
+    assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
+    # a new ensemble is one job; the existing one is not re-run
+    assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "
+                                      "multitask-automated-asymmetry], only-baseline: [baseline]}}") == {
+        "ensemble": 1} | after_scores
+
+
+def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
+    from mlflow.tracking import MlflowClient
+
+    job = "vgg16/fold1/predictions.parquet"
+    ensemble = pd.read_parquet(finished_run / f"results/ensembles/baseline-and-asymmetry/{job}")
+    members = [pd.read_parquet(finished_run / f"results/train/{task}/{job}")
+               for task in ("baseline", "multitask-automated-asymmetry")]
+    tests = [m[m["split"] == "test"].set_index("image_id")["score"] for m in members]
+    expected = (tests[0] + tests[1].reindex(tests[0].index)) / 2
+    assert ensemble.set_index("image_id")["score"].reindex(expected.index).to_numpy() == pytest.approx(
+        expected.to_numpy())
+
+    scores = finished_run / "results/scores"
+    folds = pd.read_csv(scores / "auc_folds.csv")
+    assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "multitask-automated-asymmetry"]
+    assert len(folds) == 3 * 2 and (folds["n_test"] > 0).all()
+    table = pd.read_csv(scores / "auc_table.csv")
+    assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "baseline-and-asymmetry"]
+    assert "vgg16_pooled_auc" in table.columns
+    comparisons = pd.read_csv(scores / "comparisons.csv")
+    assert sorted(comparisons["model"]) == ["baseline-and-asymmetry", "multitask-automated-asymmetry"]
+    assert (comparisons["reference"] == "baseline").all() and (comparisons["scope"] == "pooled").all()
+    metrics = json.loads((scores / "metrics.json").read_text())
+    assert set(metrics["vgg16"]) == set(folds["model"])
+    assert set(pd.read_csv(scores / "roc.csv").columns) == {"model", "backbone", "fpr", "tpr"}
+    for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel"):
+        assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure
+
+    experiment = json.loads((finished_run / "results/train/mlflow_experiment.json").read_text())
+    client = MlflowClient(experiment["tracking_uri"])
+    logged = pd.read_csv(scores / "mlflow_runs.csv").set_index(["role", "model"])
+    parent = client.get_run(logged.loc[("parent", "baseline"), "run_id"])
+    assert parent.data.tags["backbone"] == "vgg16" and "mean_test_auc" in parent.data.metrics
+    children = client.search_runs([experiment["experiment_id"]],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    runs = pd.read_csv(finished_run / "results/train/runs.csv")
+    assert sorted(r.info.run_id for r in children) == sorted(runs.loc[runs["task"] == "baseline", "mlflow_run_id"])
+    ensemble_run = client.get_run(logged.loc[("ensemble", "baseline-and-asymmetry"), "run_id"])
+    assert ensemble_run.data.tags["kind"] == "ensemble"
+    assert set(ensemble_run.data.tags["crowdskin.member_runs"].split(",")) == {
+        parent.info.run_id, logged.loc[("parent", "multitask-automated-asymmetry"), "run_id"]}
+
+
+def test_report_shows_every_table_and_figure(finished_run):
+    snakemake(finished_run, "--report", "results/report.html", "--configfile", str(TEST_CONFIG))
+    report = (finished_run / "results/report.html").read_text()
+    for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config"):
+        assert f"{page}.html" in report, page
+    for figure in ("roc.png", "forest.png", "fold_auc.png", "training_curves.png", "mturk_funnel.png",
+                   "raincloud.png", "source_agreement.png"):
+        assert figure in report, figure
+    for category in ("Data and quarantine", "Automated ABC", "Crowd layer", "Training", "Ensembles and statistics"):
+        assert category in report, category
+    auc_page = (finished_run / "results/report/auc_table.html").read_text()
+    assert "baseline-and-asymmetry" in auc_page and " ± " in auc_page

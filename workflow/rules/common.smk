@@ -5,11 +5,13 @@
 # the slice of the config that job reads (so a change re-runs exactly the jobs that read it).
 # Where and how fast a job runs (the `execution:` section) is `threads:` and `resources:`, which
 # Snakemake never treats as a reason to re-run.
+import re
 from pathlib import Path
 
 from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
+from crowdskin.evaluate.ensemble import ALL_BACKBONES, plan_ensembles
 from crowdskin.train.settings import job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 
@@ -30,6 +32,9 @@ CROWD = "results/crowd"
 ANALYSIS = "results/analysis"
 SPLITS = "results/splits"
 TRAIN = "results/train"
+ENSEMBLES = "results/ensembles"
+SCORES = "results/scores"
+REPORT = "results/report"
 
 # Each stage's file appends the outputs that `snakemake` (the `all` target) should build.
 ALL_TARGETS = []
@@ -212,3 +217,132 @@ def train_job_outputs(with_model):
 def tasks_pattern(names):
     # A pattern that matches nothing keeps a rule valid when no task falls under it.
     return "|".join(names) if names else "(?!)"
+
+
+def train_predictions(task, backbone, fold):
+    return f"{TRAIN}/{task}/{backbone}/fold{fold}/predictions.parquet"
+
+
+# --- evaluate -----------------------------------------------------------------------------
+EVALUATE = config["evaluate"]
+try:
+    ENSEMBLE_PLAN = {
+        e.name: e for e in plan_ensembles(list(TRAIN_TASKS.values()), TRAIN_BACKBONES, EVALUATE)
+    }
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
+# Ensembles of several tasks (per backbone and over the backbones), and each task over the backbones.
+GROUP_ENSEMBLES = [name for name in ENSEMBLE_PLAN if name not in TRAIN_TASKS]
+BACKBONE_ENSEMBLES = [name for name in ENSEMBLE_PLAN if name in TRAIN_TASKS]
+GROUP_ENSEMBLE_BACKBONES = ENSEMBLE_PLAN[GROUP_ENSEMBLES[0]].backbones if GROUP_ENSEMBLES else ()
+
+
+def names_pattern(names):
+    return "|".join(map(re.escape, names)) if names else "(?!)"
+
+
+def ensemble_predictions(name, backbone, fold):
+    return f"{ENSEMBLES}/{name}/{backbone}/fold{fold}/predictions.parquet"
+
+
+def ensemble_outputs(backbones):
+    return [
+        ensemble_predictions("{ensemble}", backbone, fold)
+        for backbone in backbones
+        for fold in TRAIN_FOLDS
+    ]
+
+
+def ensemble_layout(wildcards):
+    """Each output of one ensemble job -> the member predictions it averages."""
+    ensemble = ENSEMBLE_PLAN[wildcards.ensemble]
+    return {
+        ensemble_predictions(ensemble.name, backbone, fold): [
+            train_predictions(task, member_backbone, fold)
+            for task, member_backbone in ensemble.member_jobs(backbone, TRAIN_BACKBONES)
+        ]
+        for backbone in ensemble.backbones
+        for fold in TRAIN_FOLDS
+    }
+
+
+def ensemble_members(wildcards):
+    return sorted({path for paths in ensemble_layout(wildcards).values() for path in paths})
+
+
+def _scored_predictions():
+    """Every prediction file the scores read, with the model, kind, source, backbone and fold it is."""
+    entries = []
+    for task in TRAIN_TASKS.values():
+        for backbone in TRAIN_BACKBONES:
+            for fold in TRAIN_FOLDS:
+                path = train_predictions(task.name, backbone, fold)
+                entries.append((path, task.name, task.kind, task.source, backbone, fold))
+    for ensemble in ENSEMBLE_PLAN.values():
+        # a task averaged over the backbones stays that task's row of the table
+        kind = TRAIN_TASKS[ensemble.name].kind if ensemble.name in TRAIN_TASKS else "ensemble"
+        for backbone in ensemble.backbones:
+            for fold in TRAIN_FOLDS:
+                path = ensemble_predictions(ensemble.name, backbone, fold)
+                entries.append((path, ensemble.name, kind, ensemble.source, backbone, fold))
+    return entries
+
+
+SCORED = _scored_predictions()
+SCORED_FILES = [entry[0] for entry in SCORED]
+SCORED_INDEX = [
+    {"model": m, "kind": k, "source": s or "", "backbone": b, "fold": f}
+    for _, m, k, s, b, f in SCORED
+]
+SCORED_BACKBONES = list(TRAIN_BACKBONES) + (
+    [ALL_BACKBONES] if ALL_BACKBONES in GROUP_ENSEMBLE_BACKBONES or BACKBONE_ENSEMBLES else []
+)
+HISTORY_FILES = [
+    f"{TRAIN}/{task}/{backbone}/fold{fold}/history.csv"
+    for task in TRAIN_TASKS
+    for backbone in TRAIN_BACKBONES
+    for fold in TRAIN_FOLDS
+]
+HISTORY_INDEX = [
+    {"task": task.name, "kind": task.kind, "backbone": backbone, "fold": fold}
+    for task in TRAIN_TASKS.values()
+    for backbone in TRAIN_BACKBONES
+    for fold in TRAIN_FOLDS
+]
+
+
+# --- report -------------------------------------------------------------------------------
+def report_page(name, category, subcategory=None):
+    """An HTML table page of the report, with its caption in workflow/report/<name>.rst."""
+    return report(
+        f"{REPORT}/{name}.html",
+        caption=f"../report/{name}.rst",
+        category=category,
+        subcategory=subcategory,
+    )
+
+
+def report_table_inputs(wildcards):
+    inputs = {
+        "download_report": f"{DATA}/download_report.csv",
+        "ingest_counts": f"{DATA}/ingest_counts.csv",
+        "quarantine": f"{DATA}/quarantine.parquet",
+        "automated": rules.automated_collect.output.wide,
+        "funnel": rules.crowd_mturk_filter.output.funnel,
+        "label_accuracy": rules.crowd_labels.output.accuracy,
+        "annotation_counts": rules.crowd_analysis.output.counts,
+        "label_correlation": rules.crowd_analysis.output.correlation,
+        "source_agreement": rules.crowd_analysis.output.agreement,
+        "disagreement": rules.crowd_disagreement.output.auc,
+        "train_summary": rules.train_summary.output.summary,
+        "auc_table": rules.scores.output.auc_table,
+        "comparisons": rules.scores.output.comparisons,
+        "auc_folds": rules.scores.output.auc_folds,
+    }
+    if TRUTH_WORKERS:
+        inputs["spammer_detection"] = rules.crowd_spammer_detection.output.detection
+    return inputs
+
+
+# What the report shows of the config: everything that can change a result.
+REPORT_CONFIG = {key: value for key, value in config.items() if key != "execution"}

@@ -1,0 +1,564 @@
+"""Figures of the evaluation stage, as PNG files: pooled ROC curves, a forest plot of the AUC differences,
+per-fold AUC dots, training curves and the MTurk filtering funnel.
+
+Each public function takes the stage's tables (results/scores/*.csv, the training histories, the MTurk
+funnel), writes one PNG and returns None. A private `_*_figure` builds the matplotlib Figure, so tests
+can read its legends and labels.
+
+Colours are the Okabe–Ito palette, which stays distinguishable with the common colour-vision deficiencies;
+every colour comes with its own marker (and, for lines, line style) so the figures also read in greyscale.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import matplotlib
+
+# Workflow jobs run without a display. The figures below never touch pyplot, but a caller that imports it
+# after this module must not pick an interactive backend.
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from crowdskin.evaluate.ensemble import ALL_BACKBONES
+from crowdskin.evaluate.scores import KIND_ORDER, REFERENCE
+
+# Okabe & Ito (2008), "Color Universal Design".
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+}
+# Yellow is last because it is faint on white; black is kept for the baseline and reference lines.
+COLOR_CYCLE = tuple(OKABE_ITO[name] for name in ("blue", "orange", "bluish green", "vermillion", "reddish purple",
+                                                 "sky blue", "yellow"))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+LINE_STYLES: tuple[Any, ...] = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)))
+NEUTRAL = "#7F7F7F"  # reference lines (chance, zero) that must not compete with the data
+DPI = 150
+_RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7.5,
+       "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False}
+
+TRAINING_FAMILIES = tuple(kind for kind in KIND_ORDER if kind != "ensemble")
+
+
+@dataclass(frozen=True)
+class _Style:
+    color: str
+    marker: str
+    linestyle: Any = "-"
+
+
+_P = ParamSpec("_P")
+
+
+def _themed(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    # rc settings are read when artists are created, so the whole build runs inside the context.
+    @functools.wraps(build)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
+        with matplotlib.rc_context(_RC):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    # A bare Figure, not pyplot's: nothing global keeps it alive, so figures returned to callers need no close().
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(_RC):
+        fig.savefig(path, dpi=DPI)
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(frame.columns)}")
+
+
+def _explain(ax: Axes, text: str) -> None:
+    """A panel that says why there is nothing to draw."""
+    ax.text(0.5, 0.5, textwrap.fill(text, 48), ha="center", va="center", transform=ax.transAxes, color="#333333")
+    ax.set_axis_off()
+
+
+def _nan(value: Any) -> bool:
+    """Missing or not a number (NaN, None, pd.NA, text)."""
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _backbone_order(values: Iterable[Any]) -> list[str]:
+    """Backbones as they first appear, the average over backbones last."""
+    seen = [str(v) for v in dict.fromkeys(values)]
+    return [b for b in seen if b != ALL_BACKBONES] + ([ALL_BACKBONES] if ALL_BACKBONES in seen else [])
+
+
+def _backbone_styles(backbones: Sequence[str]) -> dict[str, _Style]:
+    return {b: _Style(COLOR_CYCLE[i % len(COLOR_CYCLE)], MARKERS[i % len(MARKERS)]) for i, b in enumerate(backbones)}
+
+
+def _backbone_title(backbone: str) -> str:
+    return "all backbones (averaged)" if backbone == ALL_BACKBONES else backbone
+
+
+def _model_order(frame: pd.DataFrame) -> list[str]:
+    """Models in Table 5's order (by kind, then as they first appear), as the scores tables list them."""
+    models = list(dict.fromkeys(frame["model"]))
+    if "kind" not in frame.columns:
+        return models
+    # A task averaged over the backbones keeps its own kind; prefer a per-backbone row's kind anyway.
+    per_backbone = frame[frame["backbone"] != ALL_BACKBONES] if "backbone" in frame.columns else frame
+    kind = dict(zip(frame["model"], frame["kind"], strict=True))
+    kind |= dict(zip(per_backbone["model"], per_backbone["kind"], strict=True))
+    return sorted(models, key=lambda m: KIND_ORDER.get(kind[m], len(KIND_ORDER)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# ROC curves
+
+
+def _auc_label(model: str, row: pd.Series | None) -> str:
+    if row is None or _nan(row.get("pooled_auc")):
+        return f"{model}: pooled AUC n/a"
+    text = f"{model}: AUC {row['pooled_auc']:.2f}"
+    if not (_nan(row.get("pooled_ci_low")) or _nan(row.get("pooled_ci_high"))):
+        text += f" [{row['pooled_ci_low']:.2f}, {row['pooled_ci_high']:.2f}]"
+    return text
+
+
+def _why_no_roc(auc_table: pd.DataFrame) -> str:
+    """The scores' own reason for having no pooled predictions, or a generic one."""
+    reasons: dict[str, int] = {}
+    if "note" in auc_table.columns:
+        for note in auc_table["note"].dropna().astype(str):
+            for part in note.split("; "):
+                if part and not part.startswith("fold "):  # per-fold notes do not explain pooling
+                    reasons[part] = reasons.get(part, 0) + 1
+    reason = max(reasons, key=reasons.__getitem__) if reasons else "roc.csv has no points"
+    return f"No pooled out-of-fold ROC curves: {reason}."
+
+
+@_themed
+def _roc_figure(roc: pd.DataFrame, auc_table: pd.DataFrame) -> Figure:
+    if len(auc_table):
+        _require(auc_table, ["model", "kind", "backbone", "pooled_auc", "pooled_ci_low", "pooled_ci_high"],
+                 "auc_table")
+    if roc.empty:
+        fig = _new_figure(6.0, 3.0)
+        _explain(fig.subplots(), _why_no_roc(auc_table))
+        return fig
+    _require(roc, ["model", "backbone", "fpr", "tpr"], "roc")
+
+    shown = auc_table[(auc_table["model"] == REFERENCE) | (auc_table["kind"] == "ensemble")] if len(auc_table) \
+        else pd.DataFrame(columns=["model", "backbone"])
+    backbones = _backbone_order([*shown["backbone"], *roc["backbone"]])
+    models = _model_order(shown) if len(shown) else []
+    # The same model keeps its style in every panel; the baseline is black and solid.
+    others = [m for m in models if m != REFERENCE]
+    styles = {m: _Style(COLOR_CYCLE[i % len(COLOR_CYCLE)], MARKERS[(i + 1) % len(MARKERS)],
+                        LINE_STYLES[i % len(LINE_STYLES)]) for i, m in enumerate(others)}
+    styles[REFERENCE] = _Style(OKABE_ITO["black"], MARKERS[0], "-")
+
+    n_cols = 2 if len(backbones) == 4 else min(len(backbones), 3)
+    n_rows = math.ceil(len(backbones) / n_cols)
+    fig = _new_figure(4.3 * n_cols, 4.6 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[len(backbones):]:
+        ax.set_axis_off()
+    for ax, backbone in zip(axes, backbones, strict=False):
+        rows = shown[shown["backbone"] == backbone].set_index("model")
+        points = roc[roc["backbone"] == backbone]
+        ax.plot([0, 1], [0, 1], color=NEUTRAL, linestyle="--", linewidth=0.8, label="_chance")
+        drawn = 0
+        for model in [m for m in models if m in rows.index]:
+            curve = points[points["model"] == model].sort_values(["fpr", "tpr"], kind="stable")
+            style = styles[model]
+            # An empty line still gives the model its legend entry with "n/a".
+            ax.plot(curve["fpr"], curve["tpr"], color=style.color, linestyle=style.linestyle, marker=style.marker,
+                    markevery=0.1, markersize=4, linewidth=1.4, label=_auc_label(model, rows.loc[model]))
+            drawn += len(curve) > 0
+        if not drawn:
+            ax.text(0.5, 0.55, "no pooled ROC curve for this backbone", ha="center", va="center",
+                    transform=ax.transAxes, color="#333333")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("false positive rate (1 − specificity)")
+        ax.set_ylabel("true positive rate (sensitivity)")
+        ax.set_title(_backbone_title(backbone))
+        if len(rows):
+            ax.legend(loc="lower right", title="pooled AUC [95 % CI]", title_fontsize=7.5, frameon=True)
+    return fig
+
+
+def roc_curves(roc: pd.DataFrame, auc_table: pd.DataFrame, path: str | Path) -> None:
+    """One panel per backbone (the average over backbones last): the pooled out-of-fold ROC curves of the
+    baseline and the ensembles, the legend giving each pooled AUC with its bootstrap CI.
+
+    `roc`: roc.csv (model, backbone, fpr, tpr). `auc_table`: auc_table.csv in its long form, one row per
+    (model, backbone). An empty `roc` (repeated hold-out: test sets overlap, nothing is pooled) gives one
+    panel that says so, with the scores' note as the reason.
+    """
+    _save(_roc_figure(roc, auc_table), path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forest plot
+
+
+def _p_text(p: Any) -> str:
+    if _nan(p):
+        return "p_Holm = n/a"
+    p = float(p)
+    if p < 0.001:
+        return "p_Holm < 0.001"
+    return f"p_Holm = {p:.3f}" if p < 0.01 else f"p_Holm = {p:.2f}"
+
+
+@_themed
+def _forest_figure(comparisons: pd.DataFrame) -> Figure:
+    if comparisons.empty:
+        fig = _new_figure(6.0, 2.5)
+        _explain(fig.subplots(), "No comparisons: no model shares a backbone with its reference.")
+        return fig
+    _require(comparisons, ["model", "reference", "backbone", "difference", "ci_low", "ci_high", "holm_p"],
+             "comparisons")
+    pooled = "scope" in comparisons.columns and (comparisons["scope"] == "pooled").any()
+    table = comparisons[comparisons["scope"] == "pooled"] if pooled else comparisons
+    per_fold = not pooled and "scope" in table.columns
+    backbones = _backbone_order(table["backbone"])
+    styles = _backbone_styles(backbones)
+
+    # One header line per backbone, then its comparisons, top to bottom.
+    labels: list[str] = []
+    p_labels: list[str] = []
+    headers: list[int] = []
+    entries: list[tuple[int, pd.Series]] = []
+    for backbone in backbones:
+        headers.append(len(labels))
+        labels.append(_backbone_title(backbone))
+        p_labels.append("")
+        for _, row in table[table["backbone"] == backbone].iterrows():
+            label = f"{row['model']} vs {row['reference']}"
+            if per_fold:
+                label += f" ({row['scope']})"
+            entries.append((len(labels), row))
+            labels.append(label)
+            p_labels.append(_p_text(row["holm_p"]))
+
+    fig = _new_figure(8.0, 1.4 + 0.3 * len(labels))
+    ax = fig.subplots()
+    ax.axvline(0, color=OKABE_ITO["black"], linewidth=0.9)
+    for y, row in entries:
+        style = styles[str(row["backbone"])]
+        if _nan(row["difference"]):
+            ax.text(0, y, "n/a", ha="center", va="center", fontsize=8, color="#333333",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            continue
+        if not (_nan(row["ci_low"]) or _nan(row["ci_high"])):
+            ax.hlines(y, row["ci_low"], row["ci_high"], color=style.color, linewidth=1.8)
+        ax.plot([row["difference"]], [y], marker=style.marker, color=style.color, markersize=6, linestyle="none")
+
+    values = table[["difference", "ci_low", "ci_high"]].to_numpy(np.float64)
+    finite = np.abs(values[np.isfinite(values)])
+    # Symmetric about 0 so "which side of zero" is read at a glance.
+    half = max(float(finite.max()) * 1.15 if finite.size else 0.0, 0.05)
+    ax.set_xlim(-half, half)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.tick_params(axis="y", length=0)
+    for index, tick in enumerate(ax.get_yticklabels()):
+        if index in headers:
+            tick.set_fontweight("bold")
+            tick.set_color(styles[backbones[headers.index(index)]].color)
+    for index in headers[1:]:
+        ax.axhline(index - 0.5, color="#DDDDDD", linewidth=0.8)
+    ax.set_xlabel("AUC difference (model − reference), paired bootstrap 95 % CI")
+    scope = "pooled out-of-fold predictions" if pooled else "per fold"
+    ax.set_title(f"AUC difference against the reference ({scope})", pad=16)
+    ax.text(0.01, 1.0, "← reference better", transform=ax.transAxes, ha="left", va="bottom", fontsize=7.5,
+            color="#555555")
+    ax.text(0.99, 1.0, "model better →", transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5,
+            color="#555555")
+
+    # The p-values as a right-hand column of tick labels: the layout engine makes room for them.
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(range(len(labels)), p_labels)
+    right.tick_params(axis="y", length=0)
+    right.spines["right"].set_visible(False)
+    return fig
+
+
+def forest_plot(comparisons: pd.DataFrame, path: str | Path) -> None:
+    """One row per comparison (model vs reference), grouped and coloured by backbone: the AUC difference
+    with its paired bootstrap CI and, in a right-hand column, the Holm-adjusted DeLong p-value.
+
+    `comparisons`: comparisons.csv. The pooled rows are drawn when there are any, otherwise the per-fold
+    rows (labelled with their fold). A row without a difference shows "n/a" and no point.
+    """
+    _save(_forest_figure(comparisons), path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-fold AUC
+
+
+@_themed
+def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
+    if len(auc_folds):
+        _require(auc_folds, ["model", "backbone", "fold", "auc"], "auc_folds")
+    defined = auc_folds[auc_folds["auc"].notna()] if len(auc_folds) else auc_folds
+    missing = len(auc_folds) - len(defined)
+    if defined.empty:
+        fig = _new_figure(6.0, 3.0)
+        why = f"all {missing} fold AUCs are undefined (a test set with one class only)" if missing \
+            else "auc_folds.csv has no rows"
+        _explain(fig.subplots(), f"No per-fold AUC to show: {why}.")
+        return fig
+
+    models = _model_order(auc_folds)
+    backbones = _backbone_order(auc_folds["backbone"])
+    styles = _backbone_styles(backbones)
+    slot = 0.8 / len(backbones)
+    # Many models wrap onto several rows of panels instead of one unreadably wide strip.
+    model_width = 0.3 * len(backbones) + 0.4
+    per_row = max(1, min(len(models), int(12.0 // model_width)))
+    per_row = math.ceil(len(models) / math.ceil(len(models) / per_row))  # rows of even length
+    rows = [models[i:i + per_row] for i in range(0, len(models), per_row)]
+    fig = _new_figure(max(6.0, model_width * per_row + 2.8), 0.6 + 3.6 * len(rows))
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, row_models in zip(axes, rows, strict=True):
+        ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
+        for b, backbone in enumerate(backbones):
+            style = styles[backbone]
+            for x, model in enumerate(row_models):
+                part = defined[(defined["model"] == model) & (defined["backbone"] == backbone)].sort_values("fold")
+                if part.empty:
+                    continue
+                centre = x - 0.4 + slot * (b + 0.5)
+                # Deterministic jitter: the folds spread evenly across the slot, so no two dots coincide in x.
+                spread = np.linspace(-0.3, 0.3, len(part)) * slot if len(part) > 1 else np.zeros(1)
+                ax.scatter(centre + spread, part["auc"], s=22, color=style.color, marker=style.marker,
+                           edgecolors="white", linewidths=0.5, zorder=3, clip_on=False)
+                ax.hlines(part["auc"].mean(), centre - 0.4 * slot, centre + 0.4 * slot, color=style.color,
+                          linewidth=2.2, zorder=2)
+        # Every row keeps the first row's scale, so a model's place is comparable across rows.
+        ax.set_xlim(-0.6, per_row - 0.4)
+        ax.set_ylim(0, 1)
+        ax.set_xticks(range(len(row_models)), row_models, rotation=30, ha="right", rotation_mode="anchor")
+        ax.set_ylabel("test AUC")
+    fig.suptitle("Test AUC per fold", x=0.02, ha="left")
+    subtitle = "dots: folds; bar: mean over folds; dotted: chance (0.5)"
+    if missing:
+        subtitle += f"\n{missing} fold AUC{'s' if missing > 1 else ''} undefined (one class in the test set) left out"
+    axes[0].set_title(subtitle, loc="left", fontsize=7.5, color="#555555")
+    handles = [Line2D([], [], color=styles[b].color, marker=styles[b].marker, linestyle="none",
+                      label=_backbone_title(b)) for b in backbones]
+    # Outside the axes: a legend inside would hide the dots of a model near AUC 0 or 1.
+    axes[0].legend(handles=handles, title="backbone", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def fold_auc_dots(auc_folds: pd.DataFrame, path: str | Path) -> None:
+    """Test AUC of every fold per model (x) and backbone (colour and marker), the mean over folds as a
+    short bar, on [0, 1] with chance (0.5) dotted.
+
+    `auc_folds`: auc_folds.csv. Undefined AUCs (NaN: one class in the test set) are left out, and the
+    subtitle counts them.
+    """
+    _save(_fold_auc_figure(auc_folds), path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training curves
+
+
+def _short_task(task: str, kind: str) -> str:
+    return task.removeprefix(f"{kind}-") if task != kind else ""
+
+
+def _epoch_axis(ax: Axes, epochs: Sequence[Any]) -> None:
+    if len(epochs) == 1:
+        # matplotlib would widen a single epoch to fractional ticks around it.
+        ax.set_xlim(float(epochs[0]) - 1, float(epochs[0]) + 1)
+        ax.set_xticks([epochs[0]])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+@_themed
+def _training_figure(histories: pd.DataFrame) -> Figure:
+    if histories.empty:
+        fig = _new_figure(6.0, 3.0)
+        _explain(fig.subplots(), "No training histories to show.")
+        return fig
+    _require(histories, ["task", "kind", "backbone", "epoch"], "histories")
+    present = list(dict.fromkeys(histories["kind"].astype(str)))
+    families = [k for k in TRAINING_FAMILIES if k in present] + [k for k in present if k not in TRAINING_FAMILIES]
+    backbones = _backbone_order(histories["backbone"])
+    backbone_styles = _backbone_styles(backbones)
+    metrics = [c for c in ("loss", "val_loss", "val_auc") if c in histories.columns]
+    # Folds that stopped early leave later epochs averaged over fewer folds.
+    mean = (histories.groupby(["kind", "task", "backbone", "epoch"], sort=False)[metrics].mean().reset_index()
+            if metrics else histories[["kind", "task", "backbone", "epoch"]].drop_duplicates())
+
+    lines_per_family = [len(mean[mean["kind"] == k][["task", "backbone"]].drop_duplicates()) for k in families]
+    legend_rows = math.ceil(max(lines_per_family) / 2)
+    fig = _new_figure(max(4.0 * len(families), 5.0), 5.4 + 0.16 * legend_rows)
+    axes = fig.subplots(2, len(families), squeeze=False)
+    for col, family in enumerate(families):
+        loss_ax, auc_ax = axes[0][col], axes[1][col]
+        part = mean[mean["kind"] == family]
+        tasks = list(dict.fromkeys(part["task"]))
+        has_loss = any(c in part and part[c].notna().any() for c in ("loss", "val_loss"))
+        has_auc = "val_auc" in part and part["val_auc"].notna().any()
+        for (task, backbone), line in part.groupby(["task", "backbone"], sort=False):
+            line = line.sort_values("epoch")
+            color = backbone_styles[str(backbone)].color
+            marker = MARKERS[tasks.index(task) % len(MARKERS)]
+            # Markers keep a one-epoch history visible and tell tasks apart without colour.
+            common = {"color": color, "marker": marker, "markersize": 4, "linewidth": 1.3,
+                      "markevery": max(1, len(line) // 10)}
+            name = " · ".join(x for x in (_short_task(str(task), family), str(backbone)) if x)
+            for column, linestyle in (("loss", "-"), ("val_loss", "--")):
+                if column in line and line[column].notna().any():
+                    loss_ax.plot(line["epoch"], line[column], linestyle=linestyle, **common)
+            if has_auc:
+                auc_ax.plot(line["epoch"], line["val_auc"], linestyle="-", label=name, **common)
+        loss_ax.set_title(f"{family} ({len(tasks)} task{'s' if len(tasks) != 1 else ''})")
+        epochs = sorted(part["epoch"].dropna().unique())
+        if has_loss:
+            loss_ax.set_ylabel("loss")
+            _epoch_axis(loss_ax, epochs)
+            key = [Line2D([], [], color=NEUTRAL, linestyle=s, label=lab)
+                   for s, lab, column in (("-", "train", "loss"), ("--", "validation", "val_loss"))
+                   if column in part and part[column].notna().any()]
+            loss_ax.legend(handles=key, loc="upper right")
+        else:
+            _explain(loss_ax, "no loss recorded in the histories")
+        if has_auc:
+            auc_ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
+            auc_ax.set_ylabel("validation AUC")
+            auc_ax.set_xlabel("epoch (mean over folds)")
+            _epoch_axis(auc_ax, epochs)
+            auc_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=6.5, frameon=False)
+        else:
+            _explain(auc_ax, "no validation AUC recorded in the histories")
+    return fig
+
+
+def training_curves(histories: pd.DataFrame, path: str | Path) -> None:
+    """One column per task family (baseline, multitask, random, crowdsim-retrain, crowdsim-incremental,
+    those present): loss per epoch (train solid, validation dashed) above, validation AUC below; one
+    line per (task, backbone), the mean over its folds (colour: backbone, marker: task).
+
+    `histories`: the history.csv files concatenated, with columns task, kind, backbone and fold added.
+    A missing loss or val_auc column gives a panel saying so.
+    """
+    _save(_training_figure(histories), path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# MTurk funnel
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (np.ndim(value) == 0 and pd.isna(value)) else str(value)
+
+
+def _step_label(row: pd.Series) -> str:
+    rule = _text(row.get("rule")).replace("_", " ")
+    description = _text(row.get("description"))
+    if not rule and not description:
+        return f"step {_text(row.get('step')) or '?'}"
+    text = f"{rule}: {description}" if rule and description and description != rule else rule or description
+    return textwrap.fill(text, 34)
+
+
+@_themed
+def _funnel_figure(funnel: pd.DataFrame) -> Figure:
+    if funnel.empty:
+        fig = _new_figure(6.0, 3.0)
+        _explain(fig.subplots(), "No MTurk funnel: the table has no steps.")
+        return fig
+    _require(funnel, ["assignments"], "funnel")
+    if "rule" not in funnel.columns and "description" not in funnel.columns:
+        raise ValueError("funnel needs a rule or a description column to name its steps")
+    table = funnel.sort_values("step", kind="stable") if "step" in funnel.columns else funnel
+    table = table.reset_index(drop=True)
+    x = np.arange(len(table))
+    fig = _new_figure(max(6.5, 1.25 * len(table) + 2.0), 5.2)
+    ax = fig.subplots()
+    bars = ax.bar(x, table["assignments"].astype(float), color=OKABE_ITO["sky blue"], edgecolor=OKABE_ITO["blue"],
+                  hatch="//", linewidth=0.8, label="assignments left")
+    counts = [f"{int(n):,}" if not _nan(n) else "" for n in table["assignments"]]
+    if "removed" in table.columns:
+        counts = [c + (f"\n(−{int(r):,})" if not _nan(r) and r else "") for c, r in zip(counts, table["removed"],
+                                                                                     strict=True)]
+    ax.bar_label(bars, labels=counts, fontsize=7.5, padding=2)
+    # The bars take the lower ~60 % of the height, the accuracy line the band above them, so the
+    # counts written on the bars never sit under the line.
+    ax.set_ylim(0, float(np.nanmax(table["assignments"].astype(float))) * 1.7 or 1.0)
+    ax.set_xticks(x, [_step_label(row) for _, row in table.iterrows()], rotation=30, ha="right",
+                  rotation_mode="anchor", fontsize=7)
+    ax.set_ylabel("assignments left after the step")
+    ax.set_title("MTurk filtering funnel")
+
+    handles: list[Any] = [bars]
+    accuracy_columns = [(c, label, style) for c, label, style in
+                        (("accuracy", "accuracy of the answers left", ("-", "o", OKABE_ITO["vermillion"])),
+                         ("accuracy_possible_triplets", "accuracy on possible triplets",
+                          ("--", "s", OKABE_ITO["black"])))
+                        if c in table.columns and table[c].notna().any()]
+    if accuracy_columns:
+        right = ax.twinx()
+        right.spines["right"].set_visible(True)
+        percent = np.concatenate([table[c].astype(float).to_numpy() * 100 for c, _, _ in accuracy_columns])
+        low, high = float(np.nanmin(percent)), float(np.nanmax(percent))
+        span = max(high - low, 2.0)
+        for column, label, (linestyle, marker, color) in accuracy_columns:
+            (line,) = right.plot(x, table[column].astype(float) * 100, linestyle=linestyle, marker=marker,
+                                 color=color, markersize=5, linewidth=1.5, label=label)
+            handles.append(line)
+        right.set_ylabel("accuracy (%)")
+        right.yaxis.set_major_formatter(PercentFormatter(xmax=100))
+        right.set_ylim(low - 2.4 * span, high + 0.25 * span)
+        # The band's lower limit can fall below 0 %; no tick may claim an impossible accuracy.
+        right.set_yticks([t for t in right.get_yticks() if 0 <= t <= 100])
+        right.set_ylim(low - 2.4 * span, high + 0.25 * span)
+    # Below the step labels, where neither the bars nor the accuracy line can run under it.
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig
+
+
+def funnel_chart(funnel: pd.DataFrame, path: str | Path) -> None:
+    """The MTurk filtering funnel: bars of the assignments left after each step (annotated with the count
+    and what the step removed), and on a second axis the accuracy of the answers left, in %.
+
+    `funnel`: mturk_funnel.csv (step, rule, description, removed, assignments, ..., accuracy as a fraction).
+    """
+    _save(_funnel_figure(funnel), path)

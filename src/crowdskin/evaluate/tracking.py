@@ -1,0 +1,296 @@
+"""MLflow comparisons: the evaluation's numbers beside the training runs, in the same experiment.
+
+Every training job logs one run (crowdskin.train.tracking). At the end of the workflow this module adds
+
+- per (task, backbone), a parent run with the fold-averaged and pooled test AUCs and `test_auc` at step k
+  for fold k; the job's fold runs are nested under it by their `mlflow.parentRunId` tag, which is all
+  the MLflow UI needs to show them as children;
+- per (ensemble, backbone), including backbone `all`, a run with the ensemble's scores and, in the tag
+  `crowdskin.member_runs`, the ids of its members' parent runs. An ensemble has no training job, so this
+  is its only run.
+
+Runs are found again by their tags (`crowdskin.role`, `task`, `backbone`), so a second call (after a
+re-train, say) updates them instead of adding more: metrics are logged again with a newer timestamp,
+which MLflow shows as the latest, and a fold run that runs.csv no longer lists leaves its parent and is
+tagged `crowdskin.superseded=true`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from crowdskin.evaluate.ensemble import ALL_BACKBONES
+from crowdskin.train.tracking import _retry, ensure_experiment
+
+log = logging.getLogger(__name__)
+
+ROLE_TAG = "crowdskin.role"
+PARENT_TAG = "mlflow.parentRunId"
+SUPERSEDED_TAG = "crowdskin.superseded"
+MEMBER_RUNS_TAG = "crowdskin.member_runs"
+# metric name -> auc_table column
+SUMMARY_METRICS = {"mean_test_auc": "mean_auc", "sd_test_auc": "sd_auc", "pooled_test_auc": "pooled_auc",
+                   "pooled_ci_low": "pooled_ci_low", "pooled_ci_high": "pooled_ci_high", "n_folds": "n_folds"}
+COLUMNS = ["role", "model", "backbone", "run_id", "n_children", "n_members", "created"]
+_PAGE = 1000
+# Run ids go into a filter string unquoted by MLflow; anything else in runs.csv is not a run id.
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# MLflow's limits for one log_batch call (mlflow.utils.validation).
+_BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
+_MAX_TAG_VALUE, _MAX_PARAM_VALUE = 8000, 6000
+
+
+@dataclass
+class _Target:
+    """One parent or ensemble run, as this call wants it."""
+
+    role: str
+    model: str
+    backbone: str
+    kind: str | None
+    source: str | None
+    summary: dict[str, float] = field(default_factory=dict)
+    folds: dict[int, float] = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)  # fold run ids (parents)
+    members: list[str] | None = None  # member model names (ensembles; None when the mapping lacks it)
+    member_runs: list[str] = field(default_factory=list)
+    run_id: str = ""
+    created: bool = False
+    params: dict[str, str] = field(default_factory=dict)  # what the run already has
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.role, self.model, self.backbone
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return str(value)
+
+
+def _fold_metrics(auc_folds: pd.DataFrame, model: str, backbone: str) -> dict[int, float]:
+    rows = auc_folds[(auc_folds["model"] == model) & (auc_folds["backbone"] == backbone)]
+    folds = {}
+    for fold, value in zip(rows["fold"], rows["auc"], strict=True):
+        number = _number(value)
+        if number is not None and _number(fold) is not None:
+            folds[int(fold)] = number
+    return folds
+
+
+def _targets(auc_table: pd.DataFrame, auc_folds: pd.DataFrame, runs: pd.DataFrame,
+             members: Mapping[str, Sequence[str]]) -> tuple[list[_Target], list[_Target], list[str]]:
+    """Parents, ensembles and the real backbones (in order of appearance), from the tables alone."""
+    for name, frame, needed in (("auc_table", auc_table, ["model", "kind", "source", "backbone",
+                                                          *SUMMARY_METRICS.values()]),
+                                ("auc_folds", auc_folds, ["model", "backbone", "fold", "auc"]),
+                                ("runs", runs, ["task", "backbone", "mlflow_run_id"])):
+        missing = [column for column in needed if column not in frame.columns]
+        if missing:  # e.g. the wide table, one row per model, instead of the long one
+            raise ValueError(f"{name} lacks column(s) {missing}; it has {list(frame.columns)}")
+    children: dict[tuple[str, str], list[str]] = {}
+    for task, backbone, run_id in zip(runs["task"], runs["backbone"], runs["mlflow_run_id"], strict=True):
+        text = _text(run_id)
+        if not text or not text.strip():
+            continue  # the job's logging failed: nothing to nest
+        if not _RUN_ID.match(text.strip()):
+            log.warning("runs.csv: %s/%s has %r, not a run id; left out", task, backbone, text)
+            continue
+        children.setdefault((str(task), str(backbone)), []).append(text.strip())
+    children = {key: list(dict.fromkeys(ids)) for key, ids in children.items()}  # a row listed twice
+
+    parents: dict[tuple[str, str], _Target] = {}
+    ensembles: dict[tuple[str, str], _Target] = {}
+    backbones: list[str] = []
+    for row in auc_table.to_dict("records"):
+        model, backbone, kind = str(row["model"]), str(row["backbone"]), _text(row.get("kind"))
+        summary = {name: value for name, column in SUMMARY_METRICS.items()
+                   if (value := _number(row.get(column))) is not None}
+        # backbone `all` is an average over the backbones, always an ensemble whatever its kind says
+        role = "ensemble" if kind == "ensemble" or backbone == ALL_BACKBONES else "parent"
+        target = _Target(role, model, backbone, "ensemble" if role == "ensemble" else kind, _text(row.get("source")),
+                         summary, _fold_metrics(auc_folds, model, backbone))
+        if role == "ensemble":
+            listed = members.get(model)
+            target.members = None if listed is None else [str(m) for m in listed]
+            ensembles[(model, backbone)] = target
+        else:
+            target.children = children.get((model, backbone), [])
+            parents[(model, backbone)] = target
+        if backbone != ALL_BACKBONES and backbone not in backbones:
+            backbones.append(backbone)
+    # A job in runs.csv without a row in the table (its evaluation failed) still gets its parent;
+    # kind and source then come from its fold runs' tags.
+    for (task, backbone), ids in children.items():
+        if (task, backbone) not in parents and backbone != ALL_BACKBONES:
+            parents[(task, backbone)] = _Target("parent", task, backbone, None, None, children=ids)
+            if backbone not in backbones:
+                backbones.append(backbone)
+    return list(parents.values()), list(ensembles.values()), backbones
+
+
+def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every active run of the experiment that matches, oldest first, over all result pages."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = _retry(partial(client.search_runs, [experiment_id], filter_string, max_results=_PAGE,
+                              order_by=["attributes.start_time ASC"], page_token=token),
+                      what=f"search_runs {filter_string!r}")
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _log_batch(client: Any, run_id: str, *, metrics: Sequence[Any] = (), params: Sequence[Any] = (),
+               tags: Sequence[Any] = ()) -> None:
+    """One log_batch call for what fits MLflow's per-call limits (all of it here, in practice)."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while metrics or params or tags:
+        _retry(partial(client.log_batch, run_id, metrics=metrics[:_BATCH_METRICS], params=params[:_BATCH_PARAMS],
+                       tags=tags[:_BATCH_TAGS]), what=f"log_batch {run_id}")
+        metrics, params, tags = metrics[_BATCH_METRICS:], params[_BATCH_PARAMS:], tags[_BATCH_TAGS:]
+
+
+def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_folds: pd.DataFrame,
+                    runs: pd.DataFrame, members: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Add (or update) the parent runs of the training tasks and the ensemble runs in `experiment`.
+
+    `auc_table`, `auc_folds` and `runs` are results/scores/auc_table.csv, results/scores/auc_folds.csv and
+    results/train/runs.csv (formats in crowdskin.evaluate); `members` maps an ensemble's name to its
+    member models (crowdskin.evaluate.ensemble.Ensemble.members; for backbone `all` each member counts on
+    every real backbone). A training task gets one parent per real backbone (run name `task/backbone`,
+    tag `crowdskin.role=parent`) and its fold runs from runs.csv are nested under it; a row of
+    `auc_table` with kind `ensemble` gets an ensemble run (`crowdskin.role=ensemble`). NaN scores are
+    left out, fold runs with no run id are skipped, and fold runs not in the experiment are skipped with a
+    warning. Idempotent: runs are found again by tags and updated, never duplicated.
+
+    Returns one row per parent or ensemble run: role, model, backbone, run_id, n_children (fold runs
+    nested under it), n_members (member parent runs named), created (made by this call). Raises ValueError
+    when a table lacks a column it needs, and the store's error after `_retry`'s attempts when it stays
+    unreachable.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    started = time.time()
+    parents, ensembles, backbones = _targets(auc_table, auc_folds, runs, members)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = ensure_experiment(uri, experiment)
+    targets = parents + ensembles
+
+    # A few searches fetch all this call needs from the store, rather than one query per run.
+    existing: dict[tuple[str, str, str], Any] = {}
+    for run in _search(client, experiment_id, f'tags."{ROLE_TAG}" IS NOT NULL'):
+        tags = run.data.tags
+        key = (tags.get(ROLE_TAG, ""), tags.get("task", ""), tags.get("backbone", ""))
+        if key in existing:
+            log.warning("MLflow: more than one %s run for %s/%s (%s, %s); updating the oldest",
+                        *key, existing[key].info.run_id, run.info.run_id)
+            continue
+        existing[key] = run
+    listed = sorted({run_id for target in parents for run_id in target.children})
+    fold_runs: dict[str, Any] = {}
+    for start in range(0, len(listed), 500):
+        ids = ", ".join(f"'{run_id}'" for run_id in listed[start:start + 500])
+        page_runs = _search(client, experiment_id, f"attributes.run_id IN ({ids})")
+        fold_runs.update((run.info.run_id, run) for run in page_runs)
+    nested = _search(client, experiment_id, f'tags."{PARENT_TAG}" IS NOT NULL')
+
+    for target in targets:
+        if target.role == "parent":
+            missing = [run_id for run_id in target.children if run_id not in fold_runs]
+            if missing:
+                log.warning("MLflow: fold run(s) %s of %s/%s are not active runs of experiment %r; not nested",
+                            ", ".join(missing), target.model, target.backbone, experiment)
+            target.children = [run_id for run_id in target.children if run_id in fold_runs]
+            for run_id in target.children:  # a parent found only in runs.csv takes kind and source from its folds
+                tags = fold_runs[run_id].data.tags
+                target.kind = target.kind or tags.get("kind")
+                target.source = target.source or tags.get("source")
+        found = existing.get(target.key)
+        if found is not None:
+            target.run_id, target.params = found.info.run_id, dict(found.data.params)
+            continue
+        tags = {ROLE_TAG: target.role, "task": target.model, "backbone": target.backbone}
+        run = _retry(partial(client.create_run, experiment_id, run_name=f"{target.model}/{target.backbone}",
+                             tags=tags), what=f"create_run {target.model}/{target.backbone}")
+        target.run_id, target.created = run.info.run_id, True
+
+    parent_ids = {(t.model, t.backbone): t.run_id for t in parents}
+    ensemble_ids = {(t.model, t.backbone): t.run_id for t in ensembles}
+    for target in ensembles:
+        over = backbones if target.backbone == ALL_BACKBONES else [target.backbone]
+        for member in target.members or []:
+            for backbone in over:
+                run_id = parent_ids.get((member, backbone)) or ensemble_ids.get((member, backbone))
+                if run_id:
+                    target.member_runs.append(run_id)
+                else:
+                    log.warning("MLflow: ensemble %s/%s: member %s/%s has no run", target.model, target.backbone,
+                                member, backbone)
+
+    now = int(time.time() * 1000)
+    for target in targets:
+        tags = {ROLE_TAG: target.role, "task": target.model, "backbone": target.backbone,
+                "kind": str(target.kind), "source": str(target.source)}  # str(None) as the fold runs have it
+        params: dict[str, str] = {}
+        if target.role == "ensemble":
+            tags[MEMBER_RUNS_TAG] = ",".join(target.member_runs)[:_MAX_TAG_VALUE]
+            if target.members is not None:
+                value = ",".join(target.members)[:_MAX_PARAM_VALUE]
+                # MLflow params are write-once: a changed member list would fail every retry.
+                if target.params.get("members", value) == value:
+                    params["members"] = value
+                else:
+                    log.warning("MLflow: ensemble %s/%s had members %s, now %s; the param keeps the old list "
+                                "(tag %s is current)", target.model, target.backbone, target.params["members"],
+                                value, MEMBER_RUNS_TAG)
+        metrics = [Metric(name, value, now, 0) for name, value in target.summary.items()]
+        metrics += [Metric("test_auc", value, now, fold) for fold, value in sorted(target.folds.items())]
+        _log_batch(client, target.run_id, metrics=metrics,
+                   params=[Param(k, v) for k, v in params.items() if k not in target.params],
+                   tags=[RunTag(k, v) for k, v in tags.items()])
+        if target.created:
+            _retry(partial(client.set_terminated, target.run_id), what=f"set_terminated {target.run_id}")
+
+    # Nest the listed fold runs; touch only those whose tags are not already right.
+    wanted: dict[str, str] = {run_id: t.run_id for t in parents for run_id in t.children}
+    for run_id, parent_id in wanted.items():
+        tags = fold_runs[run_id].data.tags
+        if tags.get(PARENT_TAG) != parent_id:
+            _log_batch(client, run_id, tags=[RunTag(PARENT_TAG, parent_id)])
+        if SUPERSEDED_TAG in tags:  # listed again (runs.csv restored): no longer superseded
+            _retry(partial(client.delete_tag, run_id, SUPERSEDED_TAG), what=f"delete_tag {run_id}")
+    ours = set(parent_ids.values())
+    superseded = [run.info.run_id for run in nested
+                  if run.data.tags.get(PARENT_TAG) in ours and run.info.run_id not in wanted]
+    for run_id in superseded:
+        _retry(partial(client.delete_tag, run_id, PARENT_TAG), what=f"delete_tag {run_id}")
+        _log_batch(client, run_id, tags=[RunTag(SUPERSEDED_TAG, "true")])
+
+    log.info("MLflow comparisons in %r: %d parents, %d ensemble runs (%d new), %d fold runs nested, "
+             "%d superseded, in %.1f s", experiment, len(parents), len(ensembles),
+             sum(t.created for t in targets), len(wanted), len(superseded), time.time() - started)
+    rows = [(t.role, t.model, t.backbone, t.run_id, len(t.children) if t.role == "parent" else 0,
+             len(t.member_runs), t.created) for t in targets]
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,230 @@
+"""MLflow comparisons: parent runs over the fold runs, ensemble runs, and a second call that updates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from crowdskin.evaluate.tracking import log_comparisons
+from crowdskin.train.tracking import ensure_experiment, log_run
+
+pytest.importorskip("mlflow")
+
+EXPERIMENT = "crowdskin-test"
+TASKS = {"baseline": ("baseline", None), "multitask-crowd-asymmetry": ("multitask", "crowd"),
+         "multitask-crowd-border": ("multitask", "crowd"), "random": ("random", None)}
+BACKBONES = ["vgg16", "resnet50"]
+FOLDS = [0, 1]
+MEMBERS = {"ensemble-crowd": ["multitask-crowd-asymmetry", "multitask-crowd-border"], "baseline": ["baseline"]}
+ENSEMBLES = [("ensemble-crowd", "crowd", b) for b in [*BACKBONES, "all"]] + [("baseline", None, "all"),
+                                                                              ("mystery", None, "vgg16")]
+NO_RUN = ("random", "resnet50", 1)  # its job's MLflow logging failed: no run id in runs.csv
+RETRAINED = ("baseline", "vgg16", 1)
+
+
+def fold_auc(model: str, backbone: str, fold: int) -> float:
+    if (model, backbone, fold) == ("random", "vgg16", 1):
+        return float("nan")  # a test fold with one class only
+    base = 0.6 + 0.01 * sorted(TASKS).index(model) if model in TASKS else 0.7
+    return round(base + 0.1 * (backbone == "resnet50") + 0.05 * (backbone == "all") + 0.02 * fold, 4)
+
+
+def tables(runs_ids: dict[tuple[str, str, int], str | None], *, baseline_vgg16_mean: float = 0.75):
+    """auc_table, auc_folds and runs.csv in the formats of results/scores and results/train."""
+    folds, table, runs = [], [], []
+    models = [(t, kind, source, b) for t, (kind, source) in TASKS.items() for b in BACKBONES]
+    models += [(name, "ensemble", source, b) for name, source, b in ENSEMBLES]
+    for model, kind, source, backbone in models:
+        aucs = [fold_auc(model, backbone, k) for k in FOLDS]
+        folds += [{"model": model, "kind": kind, "source": source, "backbone": backbone, "fold": k, "auc": a,
+                   "n_test": 40, "n_abnormal": 8, "note": "" if a == a else "one class"}
+                  for k, a in zip(FOLDS, aucs, strict=True)]
+        mean = float(pd.Series(aucs).mean(skipna=False))
+        if (model, backbone) == ("baseline", "vgg16"):
+            mean = baseline_vgg16_mean
+        table.append({"model": model, "kind": kind, "source": source, "backbone": backbone, "n_folds": len(FOLDS),
+                      "mean_auc": mean, "sd_auc": 0.01, "pooled_auc": mean + 0.001, "pooled_ci_low": mean - 0.1,
+                      "pooled_ci_high": mean + 0.1, "n_pooled": 80, "note": ""})
+    for (task, backbone, fold), run_id in runs_ids.items():
+        runs.append({"task": task, "backbone": backbone, "fold": fold, "test_auc": 0.7, "val_auc": 0.7, "epochs": 2,
+                     "split_hash": "abc", "train_seconds": 1.0, "job_seconds": 2.0, "mlflow_run_id": run_id,
+                     "mlflow_error": None if run_id else "ConnectionError: store down", "warnings": ""})
+    return pd.DataFrame(table), pd.DataFrame(folds), pd.DataFrame(runs)
+
+
+def fold_run(uri: str, task: str, backbone: str, fold: int) -> str:
+    kind, source = TASKS.get(task, ("crowdsim-retrain", "crowd"))
+    tags = {"task": task, "kind": kind, "backbone": backbone, "fold": str(fold), "source": str(source),
+            "feature": "None"}
+    return log_run(uri, EXPERIMENT, run_name=f"{task}/{backbone}/fold{fold}", params={"task": task, "fold": fold},
+                   tags=tags, history=[{"epoch": 1, "loss": 0.5}], metrics={"test_auc": 0.7}, artifacts=[])
+
+
+def snapshot(client, experiment_id: str) -> dict[str, SimpleNamespace]:
+    runs = client.search_runs([experiment_id], max_results=1000)
+    return {r.info.run_id: SimpleNamespace(name=r.info.run_name, tags=r.data.tags, metrics=r.data.metrics,
+                                           params=r.data.params, status=r.info.status) for r in runs}
+
+
+def find(store: dict[str, SimpleNamespace], role: str, task: str, backbone: str) -> tuple[str, SimpleNamespace]:
+    found = [(i, r) for i, r in store.items() if (r.tags.get("crowdskin.role"), r.tags.get("task"),
+                                                   r.tags.get("backbone")) == (role, task, backbone)]
+    assert len(found) == 1, f"{len(found)} {role} runs for {task}/{backbone}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store after a first and a second call (the second after re-training one job); snapshots of each."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    experiment_id = ensure_experiment(uri, EXPERIMENT)
+    client = MlflowClient(tracking_uri=uri)
+    ids: dict[tuple[str, str, int], str | None] = {
+        (t, b, k): None if (t, b, k) == NO_RUN else fold_run(uri, t, b, k) for t in TASKS for b in BACKBONES
+        for k in FOLDS}
+    ids[("crowdsim-retrain", "vgg16", 0)] = fold_run(uri, "crowdsim-retrain", "vgg16", 0)  # not in the tables
+    auc_table, auc_folds, runs = tables(ids)
+    first = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, auc_folds=auc_folds, runs=runs, members=MEMBERS)
+    after_first = snapshot(client, experiment_id)
+    history_first = client.get_metric_history(find(after_first, "parent", "baseline", "vgg16")[0], "mean_test_auc")
+
+    retrained = dict(ids)
+    retrained[RETRAINED] = fold_run(uri, *RETRAINED)
+    before_second = snapshot(client, experiment_id)
+    time.sleep(0.01)  # a strictly newer timestamp, as any real second call has
+    auc_table, auc_folds, runs = tables(retrained, baseline_vgg16_mean=0.81)
+    started = time.perf_counter()
+    second = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, auc_folds=auc_folds, runs=runs, members=MEMBERS)
+    seconds = time.perf_counter() - started
+    after_second = snapshot(client, experiment_id)
+    parent_id = find(after_second, "parent", "baseline", "vgg16")[0]
+    return SimpleNamespace(uri=uri, client=client, ids=ids, retrained=retrained, first=first, second=second,
+                           after_first=after_first, before_second=before_second, after_second=after_second,
+                           history_first=history_first, second_seconds=seconds,
+                           mean_history=client.get_metric_history(parent_id, "mean_test_auc"),
+                           fold_history=client.get_metric_history(parent_id, "test_auc"))
+
+
+def test_a_parent_per_task_and_backbone_with_the_tables_scores(store):
+    runs = store.after_first
+    parents = [r for r in runs.values() if r.tags.get("crowdskin.role") == "parent"]
+    assert len(parents) == len(TASKS) * len(BACKBONES) + 1  # + crowdsim-retrain, found in runs.csv only
+    run_id, parent = find(runs, "parent", "multitask-crowd-asymmetry", "resnet50")
+    assert parent.name == "multitask-crowd-asymmetry/resnet50" and parent.status == "FINISHED"
+    assert {k: parent.tags[k] for k in ("task", "kind", "backbone", "source")} == {
+        "task": "multitask-crowd-asymmetry", "kind": "multitask", "backbone": "resnet50", "source": "crowd"}
+    mean = (fold_auc("multitask-crowd-asymmetry", "resnet50", 0) + fold_auc("multitask-crowd-asymmetry",
+                                                                            "resnet50", 1)) / 2
+    assert parent.metrics["mean_test_auc"] == pytest.approx(mean)
+    assert parent.metrics["pooled_test_auc"] == pytest.approx(mean + 0.001)
+    assert parent.metrics["pooled_ci_low"] == pytest.approx(mean - 0.1)
+    assert parent.metrics["pooled_ci_high"] == pytest.approx(mean + 0.1)
+    assert parent.metrics["sd_test_auc"] == pytest.approx(0.01) and parent.metrics["n_folds"] == 2
+    history = store.client.get_metric_history(run_id, "test_auc")
+    assert {m.step: m.value for m in history} == pytest.approx(
+        {k: fold_auc("multitask-crowd-asymmetry", "resnet50", k) for k in FOLDS})
+    only_runs = find(runs, "parent", "crowdsim-retrain", "vgg16")[1]
+    assert only_runs.tags["kind"] == "crowdsim-retrain" and "mean_test_auc" not in only_runs.metrics
+
+
+def test_nan_scores_are_left_out(store):
+    run_id, parent = find(store.after_first, "parent", "random", "vgg16")
+    assert "mean_test_auc" not in parent.metrics and "pooled_test_auc" not in parent.metrics
+    assert parent.metrics["n_folds"] == 2 and parent.tags["source"] == "None"
+    assert {m.step for m in store.client.get_metric_history(run_id, "test_auc")} == {0}
+
+
+def test_every_fold_run_is_nested_under_its_parent(store):
+    runs = store.after_first
+    for (task, backbone, _fold), run_id in store.ids.items():
+        if run_id is not None:
+            assert runs[run_id].tags["mlflow.parentRunId"] == find(runs, "parent", task, backbone)[0]
+    children = store.first.set_index(["role", "model", "backbone"])["n_children"]
+    assert children[("parent", "random", "resnet50")] == 1  # fold 1 has no run id
+    assert children[("parent", "baseline", "vgg16")] == 2 and children[("parent", "crowdsim-retrain", "vgg16")] == 1
+    nested = [r for r in runs.values() if "mlflow.parentRunId" in r.tags]
+    assert len(nested) == sum(run_id is not None for run_id in store.ids.values())
+
+
+def test_ensemble_runs_name_their_members_parent_runs(store):
+    runs = store.after_first
+    parent = {(t, b): find(runs, "parent", t, b)[0] for t in TASKS for b in BACKBONES}
+    asymmetry, border = MEMBERS["ensemble-crowd"]
+    ensembles = [r for r in runs.values() if r.tags.get("crowdskin.role") == "ensemble"]
+    assert len(ensembles) == len(ENSEMBLES)
+
+    run_id, vgg16 = find(runs, "ensemble", "ensemble-crowd", "vgg16")
+    assert vgg16.name == "ensemble-crowd/vgg16" and vgg16.tags["kind"] == "ensemble"
+    assert vgg16.tags["source"] == "crowd" and vgg16.params["members"] == f"{asymmetry},{border}"
+    assert vgg16.tags["crowdskin.member_runs"] == f"{parent[(asymmetry, 'vgg16')]},{parent[(border, 'vgg16')]}"
+    assert vgg16.metrics["mean_test_auc"] == pytest.approx(0.71)
+    assert {m.step: m.value for m in store.client.get_metric_history(run_id, "test_auc")} == pytest.approx(
+        {k: fold_auc("ensemble-crowd", "vgg16", k) for k in FOLDS})
+
+    over_all = find(runs, "ensemble", "ensemble-crowd", "all")[1]
+    assert over_all.tags["crowdskin.member_runs"].split(",") == [parent[(m, b)] for m in (asymmetry, border)
+                                                                 for b in BACKBONES]
+    baseline_all = find(runs, "ensemble", "baseline", "all")[1]
+    assert baseline_all.tags["crowdskin.member_runs"].split(",") == [parent[("baseline", b)] for b in BACKBONES]
+    assert baseline_all.tags["kind"] == "ensemble" and baseline_all.metrics["mean_test_auc"] == pytest.approx(
+        (fold_auc("baseline", "all", 0) + fold_auc("baseline", "all", 1)) / 2)
+    mystery = find(runs, "ensemble", "mystery", "vgg16")[1]  # not in the members mapping
+    assert mystery.tags["crowdskin.member_runs"] == "" and "members" not in mystery.params
+    members = store.first.set_index(["role", "model", "backbone"])["n_members"]
+    assert members[("ensemble", "ensemble-crowd", "all")] == 4 and members[("ensemble", "mystery", "vgg16")] == 0
+
+
+def test_a_second_call_updates_instead_of_adding(store):
+    assert len(store.after_second) == len(store.before_second)  # the re-train's run was logged before both
+    assert store.second["run_id"].tolist() == store.first["run_id"].tolist()
+    assert store.first["created"].all() and not store.second["created"].any()
+    parent = find(store.after_second, "parent", "baseline", "vgg16")[1]
+    assert parent.metrics["mean_test_auc"] == pytest.approx(0.81)
+    assert [m.value for m in sorted(store.mean_history, key=lambda m: m.timestamp)] == pytest.approx([0.75, 0.81])
+    assert len(store.history_first) == 1
+    assert sorted(m.step for m in store.fold_history) == [0, 0, 1, 1]  # every fold logged again
+    assert store.second_seconds < 10
+
+
+def test_a_superseded_fold_run_leaves_its_parent(store):
+    runs = store.after_second
+    parent_id = find(runs, "parent", "baseline", "vgg16")[0]
+    old, new = store.ids[RETRAINED], store.retrained[RETRAINED]
+    assert store.after_first[old].tags["mlflow.parentRunId"] == parent_id
+    assert "mlflow.parentRunId" not in runs[old].tags and runs[old].tags["crowdskin.superseded"] == "true"
+    assert runs[new].tags["mlflow.parentRunId"] == parent_id and "crowdskin.superseded" not in runs[new].tags
+    still = [i for key, i in store.ids.items() if i is not None and key != RETRAINED]
+    assert all(runs[i].tags["mlflow.parentRunId"] == store.after_first[i].tags["mlflow.parentRunId"] for i in still)
+    assert store.second.set_index(["role", "model", "backbone"])["n_children"][("parent", "baseline", "vgg16")] == 2
+
+
+def test_fold_runs_of_another_experiment_are_left_alone(store):
+    ours = store.ids[("baseline", "vgg16", 0)]  # a run of EXPERIMENT, not of "elsewhere"
+    auc_table, auc_folds, runs = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): float("nan")})
+    auc_table = auc_table.query("model == 'baseline' and backbone == 'vgg16'")
+    result = log_comparisons(store.uri, "elsewhere", auc_table=auc_table, auc_folds=auc_folds, runs=runs, members={})
+    assert result[["role", "model", "backbone", "n_children"]].values.tolist() == [["parent", "baseline", "vgg16", 0]]
+    assert result["run_id"].iloc[0] != find(store.after_second, "parent", "baseline", "vgg16")[0]
+    assert store.client.get_run(ours).data.tags["mlflow.parentRunId"] == store.after_second[ours].tags[
+        "mlflow.parentRunId"]
+
+
+def test_the_wide_table_is_refused_before_the_store_is_touched(tmp_path):
+    auc_table, auc_folds, runs = tables({("baseline", "vgg16", 0): None})
+    wide = auc_table.pivot(index="model", columns="backbone", values="mean_auc").reset_index()
+    with pytest.raises(ValueError, match="auc_table lacks column"):
+        log_comparisons(f"sqlite:///{tmp_path}/mlflow.db", EXPERIMENT, auc_table=wide, auc_folds=auc_folds, runs=runs,
+                        members={})
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_module_imports_without_mlflow():
+    code = "import sys, crowdskin.evaluate.tracking; assert 'mlflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

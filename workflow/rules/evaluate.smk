@@ -1,0 +1,122 @@
+# The evaluation stage: ensembles, scores with their statistics, figures, MLflow comparisons.
+# Every job here averages or tabulates small tables, so all run on the submitting machine (a
+# cluster job's queueing would cost more than the work). One ensemble job covers every backbone
+# and fold of one ensemble: its members are the only inputs, so it re-runs when one of them does.
+
+
+localrules:
+    ensemble,
+    ensemble_over_backbones,
+    scores,
+    figures,
+    mlflow_comparisons,
+
+
+rule ensemble:
+    input:
+        ensemble_members,
+    output:
+        ensemble_outputs(GROUP_ENSEMBLE_BACKBONES),
+    log:
+        f"{LOGS}/ensemble/{{ensemble}}.log",
+    wildcard_constraints:
+        ensemble=names_pattern(GROUP_ENSEMBLES),
+    params:
+        layout=ensemble_layout,
+    script:
+        script_path("evaluate_ensemble.py")
+
+
+use rule ensemble as ensemble_over_backbones with:
+    output:
+        ensemble_outputs([ALL_BACKBONES]),
+    wildcard_constraints:
+        ensemble=names_pattern(BACKBONE_ENSEMBLES),
+
+
+rule scores:
+    input:
+        SCORED_FILES,
+    output:
+        auc_folds=f"{SCORES}/auc_folds.csv",
+        auc_summary=f"{SCORES}/auc_summary.csv",
+        auc_table=f"{SCORES}/auc_table.csv",
+        auc_table_md=f"{SCORES}/auc_table.md",
+        comparisons=f"{SCORES}/comparisons.csv",
+        roc=f"{SCORES}/roc.csv",
+        metrics=f"{SCORES}/metrics.json",
+    log:
+        f"{LOGS}/scores.log",
+    params:
+        index=SCORED_INDEX,
+        backbones=SCORED_BACKBONES,
+        scheme=config["split"]["scheme"],
+        bootstrap=EVALUATE["bootstrap"],
+        seed=config["seed"],
+    script:
+        script_path("evaluate_scores.py")
+
+
+rule figures:
+    input:
+        auc_folds=rules.scores.output.auc_folds,
+        auc_summary=rules.scores.output.auc_summary,
+        comparisons=rules.scores.output.comparisons,
+        roc=rules.scores.output.roc,
+        funnel=rules.crowd_mturk_filter.output.funnel,
+        histories=HISTORY_FILES,
+    output:
+        roc=report(
+            f"{SCORES}/figures/roc.png",
+            caption="../report/roc.rst",
+            category="Ensembles and statistics",
+        ),
+        forest=report(
+            f"{SCORES}/figures/forest.png",
+            caption="../report/forest.rst",
+            category="Ensembles and statistics",
+        ),
+        folds=report(
+            f"{SCORES}/figures/fold_auc.png",
+            caption="../report/fold_auc.rst",
+            category="Ensembles and statistics",
+        ),
+        training=report(
+            f"{SCORES}/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+        funnel=report(
+            f"{SCORES}/figures/mturk_funnel.png",
+            caption="../report/mturk_funnel.rst",
+            category="Crowd layer",
+        ),
+    log:
+        f"{LOGS}/figures.log",
+    params:
+        history_index=HISTORY_INDEX,
+    script:
+        script_path("evaluate_figures.py")
+
+
+rule mlflow_comparisons:
+    input:
+        auc_summary=rules.scores.output.auc_summary,
+        auc_folds=rules.scores.output.auc_folds,
+        runs=rules.train_summary.output.runs,
+        experiment=rules.train_mlflow_init.output[0],
+    output:
+        f"{SCORES}/mlflow_runs.csv",
+    log:
+        f"{LOGS}/mlflow_comparisons.log",
+    params:
+        members={name: list(e.members) for name, e in ENSEMBLE_PLAN.items()},
+    script:
+        script_path("evaluate_mlflow.py")
+
+
+ALL_TARGETS += [
+    *rules.scores.output,
+    *rules.figures.output,
+    rules.mlflow_comparisons.output[0],
+]

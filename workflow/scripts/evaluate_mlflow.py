@@ -1,0 +1,22 @@
+"""Snakemake adapter: MLflow parent runs over each model's folds, and a run per ensemble
+(crowdskin.evaluate.tracking.log_comparisons), in the experiment the training jobs logged to."""
+import json
+
+import pandas as pd
+
+from crowdskin.evaluate.tracking import log_comparisons
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
+
+log = to_rule_log(snakemake)
+with open(snakemake.input.experiment, encoding="utf-8") as handle:
+    experiment = json.load(handle)
+logged = log_comparisons(
+    experiment["tracking_uri"], experiment["experiment"],
+    auc_table=pd.read_csv(snakemake.input.auc_summary, keep_default_na=False, na_values=[""]),
+    auc_folds=pd.read_csv(snakemake.input.auc_folds, keep_default_na=False, na_values=[""]),
+    runs=pd.read_csv(snakemake.input.runs),
+    members=snakemake.params.members,
+)
+write_csv_atomic(logged, snakemake.output[0])
+log.info("%d parent and ensemble runs in experiment %s", len(logged), experiment["experiment"])

@@ -1,0 +1,33 @@
+"""Snakemake adapter: every model's and ensemble's test predictions -> results/scores/
+(crowdskin.evaluate.scores)."""
+import json
+
+import pandas as pd
+
+from crowdskin.evaluate.scores import Settings, format_table, score
+from crowdskin.logs import to_rule_log
+from crowdskin.tables import write_csv_atomic
+
+log = to_rule_log(snakemake)
+params = snakemake.params
+parts = []
+for path, entry in zip(snakemake.input, params.index, strict=True):
+    frame = pd.read_parquet(path, columns=["image_id", "split", "score", "label"])
+    frame = frame[frame["split"] == "test"].drop(columns="split")
+    parts.append(frame.assign(**entry))
+test = pd.concat(parts, ignore_index=True)
+bootstrap = params.bootstrap
+settings = Settings(scheme=params.scheme, resamples=bootstrap["resamples"], confidence=bootstrap["confidence"],
+                    seed=params.seed if bootstrap["seed"] is None else bootstrap["seed"])
+scores = score(test, settings, backbones=params.backbones)
+out = snakemake.output
+write_csv_atomic(scores.auc_folds, out.auc_folds)
+write_csv_atomic(scores.auc_summary, out.auc_summary)
+write_csv_atomic(scores.auc_table, out.auc_table)
+write_csv_atomic(scores.comparisons, out.comparisons)
+write_csv_atomic(scores.roc, out.roc)
+with open(out.auc_table_md, "w", encoding="utf-8") as handle:
+    handle.write(format_table(scores.auc_table, params.backbones).to_markdown(index=False) + "\n")
+with open(out.metrics, "w", encoding="utf-8") as handle:
+    json.dump(scores.metrics, handle, indent=2)
+log.info("%d models x backbones, %d comparisons", len(scores.auc_summary), len(scores.comparisons))

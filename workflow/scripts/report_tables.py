@@ -1,0 +1,65 @@
+"""Snakemake adapter: the report's table pages (crowdskin.report; Table 5 via crowdskin.evaluate.scores)."""
+from pathlib import Path
+
+import pandas as pd
+
+from crowdskin import report
+from crowdskin.evaluate.scores import format_table
+from crowdskin.logs import to_rule_log
+
+log = to_rule_log(snakemake)
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
+run = params.config["run_name"]
+
+
+def csv(name):
+    return pd.read_csv(inp[name], keep_default_na=True)
+
+
+def write(path, title, *sections):
+    Path(path).write_text(report.page(f"{run}: {title}", *sections), encoding="utf-8")
+
+
+write(out.data, "data",
+      report.table_section(csv("ingest_counts"), "Rows read, kept and quarantined per file",
+                           "rows in = rows kept + rows quarantined, per file and table"),
+      report.table_section(report.quarantine_summary(pd.read_parquet(inp.quarantine)), "Quarantined rows by reason",
+                           "results/data/quarantine.parquet holds every row with its file, row, column and raw value"),
+      report.table_section(csv("download_report"), "Download report", "every file acquired, with its checksum"))
+
+status, distribution = report.automated_summary(pd.read_parquet(inp.automated))
+write(out.automated, "automated ABC",
+      report.table_section(status, "Lesions per dataset and status"),
+      report.table_section(distribution, "Automated scores"))
+
+crowd_sections = [
+    report.table_section(csv("funnel"), "MTurk filtering funnel",
+                         "assignments, workers, HITs and accuracy left after each filter"),
+    report.table_section(csv("label_accuracy"), "Crowd labels against the expert labels"),
+]
+if hasattr(inp, "spammer_detection"):
+    crowd_sections.append(report.table_section(csv("spammer_detection"),
+                                               "Spammer detection against the simulated truth"))
+crowd_sections += [
+    report.table_section(csv("annotation_counts"), "Annotations per source and feature"),
+    report.table_section(csv("label_correlation"), "Correlation of the targets with the diagnosis"),
+    report.table_section(csv("source_agreement"), "Agreement between sources"),
+    report.table_section(csv("disagreement"), "Disagreement as a feature: AUC per experiment"),
+]
+write(out.crowd, "crowd layer", *crowd_sections)
+
+write(out.training, "training",
+      report.table_section(csv("train_summary"), "Test AUC per task and backbone (folds)"))
+
+write(out.auc_table, "AUC table",
+      report.table_section(format_table(csv("auc_table"), params.backbones), "AUC per model and backbone (Table 5)",
+                           "each cell: mean ± sd of the test AUC over the folds · AUC of the pooled out-of-fold "
+                           "predictions [95 % stratified bootstrap CI]; 'all backbones' averages the backbones' "
+                           "predicted probabilities"))
+write(out.comparisons, "comparisons",
+      report.table_section(csv("comparisons"), "Comparisons",
+                           "difference = AUC(model) - AUC(reference) with its paired stratified bootstrap 95 % CI; "
+                           "paired DeLong z and p; p Holm-adjusted over every row"))
+write(out.auc_folds, "AUC per fold", report.table_section(csv("auc_folds"), "AUC per model, backbone and fold"))
+Path(out.config).write_text(report.config_page(params.config, run), encoding="utf-8")
+log.info("wrote %d report pages", len(out))
