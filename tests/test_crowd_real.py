@@ -34,6 +34,8 @@ def test_crowd_label_correlation_reproduces_enhance_table3(real):
 
 
 def test_real_funnel_counts_every_exported_assignment_and_raises_accuracy(real, shared_data):
+    """The funnel's removed and remaining counts match counts made from the decisions and the ingest.
+    Fails if funnel_table counts undecided (kept) assignments as removed."""
     ingested, settings = real
     quarantined = mturk.quarantined_assignments(ingested.quarantine)
     exports = sorted((shared_data / "crowdsim" / "batch_results").glob("*.csv"))
@@ -43,8 +45,16 @@ def test_real_funnel_counts_every_exported_assignment_and_raises_accuracy(real, 
     exported = sum(len(pd.read_csv(p)) for p in exports)
     assert funnel.loc["exported", "assignments"] == exported == 299
     assert funnel.loc["no_choice", "removed"] >= 150  # the whole Batch_4607797 has no choice
-    steps = funnel["assignments"].to_numpy()
-    assert (steps[:-1] - steps[1:] == funnel["removed"].to_numpy()[1:]).all()
+    # the funnel against counts made here: each assignment's decision, the ingest quarantine, the labels
+    decided = result.decisions["rejected_by"]
+    by_rule = decided.value_counts()
+    assert set(by_rule.index) <= set(funnel.index[1:])
+    assert funnel["removed"].iloc[1:].to_dict() == {rule: int(by_rule.get(rule, 0)) for rule in funnel.index[1:]}
+    assert funnel["assignments"].iloc[-1] == decided.isna().sum()
+    mturk_q = ingested.quarantine[ingested.quarantine.table == "mturk_assignments"]
+    assert funnel.loc[["unparseable", "no_choice"], "removed"].sum() == mturk_q.groupby(["origin_file", "row"]).ngroups
+    usable = ingested.mturk_assignments
+    assert funnel.loc["impossible_triplet", "removed"] == (usable.candidate_a_label == usable.candidate_b_label).sum()
     before, after = funnel["accuracy"].iloc[0], funnel["accuracy"].iloc[-1]
     assert after > before + 0.15  # CROWDSIM reports about +20 points from its filters combined
     assert len(result.kept) == funnel["assignments"].iloc[-1] > 0

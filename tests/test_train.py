@@ -71,13 +71,19 @@ def test_crowd_pool_trains_only_in_crowdsim_tasks(data):
 
 
 def test_availability_flag_not_the_value_marks_an_annotation(data):
+    """The notes count annotated training images, recounted from the folds, pool and targets tables.
+    Fails if job_examples keeps crowd-pool images in a multitask training set."""
     examples, notes = _examples(data, "multitask-crowd-asymmetry")
     indexed = examples.set_index("image_id")
     # I000: target 0.0 and available -> counts; I005: flagged unavailable
     zero = indexed.loc[[i for i in indexed.index if int(i[1:]) % 2 == 0 and int(i[1:]) % 5 != 0]]
     assert (zero["target"] == 0.0).all() and zero["available"].all()
     assert not indexed.loc[[i for i in indexed.index if int(i[1:]) % 5 == 0], "available"].any()
-    assert notes.counts["train_with_annotation"] == int(examples.query("split == 'train'")["available"].sum())
+    _, folds, targets, crowd = data
+    train = set(folds.query("fold == 0 and split == 'train'")["image_id"]) - set(crowd["image_id"])
+    annotated = set(targets.query("source == 'crowd' and feature == 'asymmetry' and available")["image_id"])
+    assert notes.counts["train_with_annotation"] == len(train & annotated) > 0
+    assert notes.counts["n_train"] == len(train)
 
 
 def test_missing_target_rows_are_unavailable_and_a_flag_without_value_is_an_error(data):

@@ -47,14 +47,21 @@ def load_manifest(path: str | Path) -> dict[str, Source]:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     sources: dict[str, Source] = {}
     for name, entry in raw.get("sources", {}).items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: source {name}: expected a mapping of fields, got {entry!r}")
         entry = dict(entry)
         archive = str(entry.pop("archive", "none"))
         if archive not in ARCHIVE_TYPES:
             raise ValueError(f"{path}: source {name}: archive must be one of {ARCHIVE_TYPES}, got {archive!r}")
-        members = tuple(Member(m["pattern"], m["to"]) for m in entry.pop("members", []))
+        members = []
+        for i, m in enumerate(entry.pop("members", []) or [], start=1):
+            if not isinstance(m, dict) or not {"pattern", "to"} <= m.keys():
+                raise ValueError(f"{path}: source {name}: member {i} must be a mapping with 'pattern' and 'to', "
+                                 f"got {m!r}")
+            members.append(Member(m["pattern"], m["to"]))
         known = {k: entry.pop(k) for k in ("dest", "description", "url", "sha256", "checksums", "licence")
                  if k in entry}
         if "dest" not in known:
             raise ValueError(f"{path}: source {name}: missing 'dest'")
-        sources[name] = Source(name=name, archive=archive, members=members, extra=entry, **known)
+        sources[name] = Source(name=name, archive=archive, members=tuple(members), extra=entry, **known)
     return sources

@@ -33,6 +33,8 @@ class MaskedMSE(keras.losses.Loss):
         target = ops.cast(y_true[:, 0], "float32")
         available = ops.cast(y_true[:, 1], "float32")
         prediction = ops.cast(ops.reshape(y_pred, (-1,)), "float32")
+        # An unavailable row's target may be NaN, and 0 x NaN is NaN: blank it, not just weight it 0.
+        target = ops.where(available > 0, target, ops.zeros_like(target))
         squared = available * ops.square(target - prediction)
         # max(count, 1): with no annotation in the batch the sum is 0, and so is the loss.
         return ops.sum(squared) / ops.maximum(ops.sum(available), 1.0)

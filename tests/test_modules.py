@@ -1,0 +1,274 @@
+"""Direct tests of module logic: archive entry refusal, manifest errors, atomic table writes, the
+synthetic generator's seeding, MLflow helpers (flatten, URI precedence, retry) and the CLI parser.
+
+`train/runtime.py` is not tested here: it only forwards settings to TensorFlow and Keras.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pandera.errors
+import pytest
+
+from crowdskin import cli
+from crowdskin.acquire.archive import UnsafeArchiveError, safe_extract
+from crowdskin.acquire.manifest import load_manifest
+from crowdskin.config import section
+from crowdskin.synthetic import SyntheticSettings, generate
+from crowdskin.tables import CROWD_LABELS, write_atomic, write_table
+from crowdskin.train import tracking
+
+# --- acquire/archive.py -------------------------------------------------------------------------
+
+ESCAPING = {
+    "../x.txt": "outside",
+    "a/../../x.txt": "outside",
+    "..\\x.txt": "outside",
+    "a\\..\\..\\x.txt": "outside",
+    "/tmp/x.txt": "absolute",
+    "\\x.txt": "absolute",
+    "C:\\x.txt": "absolute",
+    "C:/x.txt": "absolute",
+    "c:x.txt": "absolute",
+}
+
+
+def _tar(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as tf:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tf.addfile(entry)
+            else:
+                info = tarfile.TarInfo(entry[0])
+                info.size = len(entry[1])
+                tf.addfile(info, io.BytesIO(entry[1]))
+    return path
+
+
+def _zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+@pytest.mark.parametrize("name", list(ESCAPING))
+def test_archive_entry_escaping_the_destination_is_refused(tmp_path, kind, name):
+    """Catches: dropping the `\\` -> `/` normalisation, the drive-letter check or the `..` check."""
+    box = tmp_path / "box"
+    box.mkdir()
+    archive = (_tar(box / "evil.tar", [(name, b"evil")]) if kind == "tar"
+               else _zip(box / "evil.zip", {name: b"evil"}))
+    with pytest.raises(UnsafeArchiveError, match=ESCAPING[name]) as error:
+        safe_extract(archive, box / "deep" / "out", kind=kind)
+    assert repr(name) in str(error.value)  # the message names the entry
+    assert [p.name for p in _files_under(tmp_path)] == [archive.name]  # nothing written anywhere
+
+
+def _link(name: str, kind: bytes, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize("link", [
+    _link("hard", tarfile.LNKTYPE, "ok.txt"),
+    _link("soft", tarfile.SYMTYPE, "ok.txt"),
+    _link("soft_out", tarfile.SYMTYPE, "../../outside"),
+    _link("fifo", tarfile.FIFOTYPE, ""),
+], ids=["hardlink", "symlink", "symlink-out", "fifo"])
+def test_tar_links_and_special_files_are_refused(tmp_path, link):
+    """Catches: refusing symlinks only (`info.issym()`), which lets a hard link through."""
+    archive = _tar(tmp_path / "links.tar", [("ok.txt", b"ok"), link])
+    with pytest.raises(UnsafeArchiveError, match=rf"'{link.name}' is a link or device"):
+        safe_extract(archive, tmp_path / "out", kind="tar")
+    assert not any(p.is_symlink() for p in (tmp_path / "out").rglob("*"))
+    assert not (tmp_path / "out" / link.name).exists()
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    """Catches: dropping the zip symlink check (the Unix mode bits in external_attr)."""
+    path = tmp_path / "link.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.create_system = 3
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "../../etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match="'link' is a symbolic link"):
+        safe_extract(path, tmp_path / "out", kind="zip")
+    assert _files_under(tmp_path / "out") == []
+
+
+def test_safe_entries_are_extracted(tmp_path):
+    """Catches: an over-eager check refusing names that only contain dots or colons (`a..b`, `x:y`)."""
+    entries = [("a/b.txt", b"1"), ("a..b/c.txt", b"2"), ("dir/x:y.txt", b"3")]
+    written = safe_extract(_tar(tmp_path / "ok.tar", entries), tmp_path / "out", kind="tar")
+    assert sorted(written) == sorted(name for name, _ in entries)
+    assert (tmp_path / "out" / "a..b" / "c.txt").read_bytes() == b"2"
+
+
+# --- acquire/manifest.py ------------------------------------------------------------------------
+
+MALFORMED = {
+    "bad_archive": ("{dest: d, archive: 7z}", r"source bad_archive: archive must be one of"),
+    "no_dest": ("{url: 'https://example.org/x'}", r"source no_dest: missing 'dest'"),
+    "member_without_to": ("{dest: d, archive: zip, members: [{pattern: 'x'}]}",
+                          r"source member_without_to: member 1 .*'to'"),
+    "member_not_mapping": ("{dest: d, archive: zip, members: ['x']}", r"source member_not_mapping: member 1"),
+    "not_a_mapping": ("just a string", r"source not_a_mapping: expected a mapping"),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_manifest_entry_names_the_file_and_source(tmp_path, name):
+    """Catches: member fields read without a check (a bare KeyError 'to' naming no source)."""
+    entry, message = MALFORMED[name]
+    path = tmp_path / "manifest.yaml"
+    path.write_text(f"sources:\n  fine: {{dest: a/b.csv, url: 'https://example.org/b.csv'}}\n  {name}: {entry}\n")
+    with pytest.raises(ValueError, match=message) as error:
+        load_manifest(path)
+    assert str(path) in str(error.value)
+
+
+def test_wellformed_manifest_loads(tmp_path):
+    """Catches: unknown keys dropped instead of kept in `extra`, or members not parsed."""
+    path = tmp_path / "manifest.yaml"
+    path.write_text("sources:\n  s:\n    dest: d\n    archive: zip\n    mirror_note: hi\n"
+                    "    members: [{pattern: 'top/(.*)', to: '\\1'}]\n")
+    source = load_manifest(path)["s"]
+    assert (source.dest, source.archive, source.extra) == ("d", "zip", {"mirror_note": "hi"})
+    assert source.members[0].target("top/a.png") == "a.png"
+
+
+# --- tables.py ----------------------------------------------------------------------------------
+
+def _crowd_labels(agreement: float) -> pd.DataFrame:
+    return pd.DataFrame({"image_id": ["a"], "n_votes": [3], "votes_abnormal": [2], "agreement": [agreement],
+                         "label_majority": [1], "label_reliability": [1], "p_abnormal": [0.8],
+                         "reliability_method": ["dawid_skene"], "true_label": [None]})
+
+
+def test_write_table_rejects_a_frame_violating_its_schema(tmp_path):
+    """Catches: write_table writing the frame without validating it (conform skipped)."""
+    path = tmp_path / "t" / "crowd_labels.parquet"
+    written = write_table(_crowd_labels(2 / 3), CROWD_LABELS, path)
+    assert str(written["label_majority"].dtype) == "Int8"
+    path.unlink()
+    with pytest.raises(pandera.errors.SchemaErrors, match="agreement"):
+        write_table(_crowd_labels(0.2), CROWD_LABELS, path)  # agreement of the larger side is >= 0.5
+    assert list(path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("frame, fmt", [
+    (pd.DataFrame({"x": [1]}), "xml"),  # unknown format
+    (pd.DataFrame({"x": [1, "a", object()]}), "parquet"),  # pyarrow cannot convert the column
+], ids=["bad-format", "unwritable-column"])
+def test_write_atomic_leaves_no_temporary_file_on_failure(tmp_path, frame, fmt):
+    """Catches: the temporary file not removed when writing fails."""
+    target = tmp_path / "table.parquet"
+    target.write_bytes(b"previous")
+    with pytest.raises((ValueError, TypeError)):  # pyarrow errors subclass these
+        write_atomic(frame, target, format=fmt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]
+    assert target.read_bytes() == b"previous"  # the old file is untouched
+
+
+# --- synthetic.py -------------------------------------------------------------------------------
+
+def _synthetic(root: Path, seed: int) -> dict[str, bytes]:
+    values = {"n_images": 8, "image_size": 32, "student_groups": 1, "students_per_group": 1,
+              "mturk": {"n_hits": 3, "n_workers": 3, "assignments_per_hit": 2}}
+    written = generate(root, SyntheticSettings.from_config(section("synthetic", values), seed=seed))
+    assert sorted(written) == sorted(p.relative_to(root).as_posix() for p in _files_under(root))
+    return {name: (root / name).read_bytes() for name in written}
+
+
+def test_synthetic_dataset_is_a_function_of_its_seed(tmp_path):
+    """Catches: a generator seeded from entropy (`default_rng()`) or ignoring the seed (`default_rng(0)`)."""
+    first, again, other = (_synthetic(tmp_path / name, seed) for name, seed in (("a", 7), ("b", 7), ("c", 8)))
+    assert first == again
+    assert first.keys() == other.keys()
+    images = [name for name in first if name.startswith("images/")]
+    assert len(images) == 8
+    assert all(first[name] != other[name] for name in [*images, "truth/images.csv"])
+
+
+# --- train/tracking.py --------------------------------------------------------------------------
+
+def test_flatten_gives_dotted_string_params():
+    """Catches: nested keys joined without their parent's prefix (`zoom` instead of `augment.zoom`)."""
+    nested = {"lr": 0.001, "augment": {"zoom": 0.2, "flip": {"h": True}}, "backbones": ["vgg16"], "none": None}
+    assert tracking.flatten(nested) == {"lr": "0.001", "augment.zoom": "0.2", "augment.flip.h": "True",
+                                        "backbones": "['vgg16']", "none": "None"}
+    assert tracking.flatten({}) == {}
+
+
+def test_tracking_uri_precedence(tmp_path, monkeypatch):
+    """Catches: the configured URI overriding MLFLOW_TRACKING_URI (precedence reversed)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = f"sqlite:///{(tmp_path / 'results' / 'mlflow' / 'mlflow.db').resolve()}"
+    assert tracking.tracking_uri(None, workdir=tmp_path) == default
+    assert tracking.tracking_uri("", workdir=tmp_path) == default
+    assert tracking.tracking_uri("http://configured:5000", workdir=tmp_path) == "http://configured:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert tracking.tracking_uri("http://configured:5000", workdir=tmp_path) == "http://env:5000"
+    assert tracking.tracking_uri(None, workdir=tmp_path) == "http://env:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # empty counts as unset
+    assert tracking.tracking_uri("http://configured:5000", workdir=tmp_path) == "http://configured:5000"
+
+
+class _Flaky:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"store down ({self.calls})")
+        return "ok"
+
+
+def test_retry_backs_off_then_succeeds_or_raises_the_last_error(monkeypatch):
+    """Catches: giving up after the first failure, or swallowing the error once attempts are spent."""
+    waits: list[float] = []
+    monkeypatch.setattr(tracking.time, "sleep", waits.append)
+    flaky = _Flaky(failures=2)
+    assert tracking._retry(flaky, what="test", attempts=4, backoff_s=0.5) == "ok"
+    assert (flaky.calls, waits) == (3, [0.5, 1.0])
+
+    waits.clear()
+    down = _Flaky(failures=10)
+    with pytest.raises(ConnectionError, match=r"store down \(3\)"):
+        tracking._retry(down, what="test", attempts=3, backoff_s=0.5)
+    assert (down.calls, waits) == (3, [0.5, 1.0])
+
+
+# --- cli.py -------------------------------------------------------------------------------------
+
+def test_cli_help_exits_zero_and_lists_the_subcommands(capsys):
+    """Catches: the parser built without its help option (`add_help=False`)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "bench" in out and "checksums" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["bench", "nosuch", "--data", "."]],
+                         ids=["none", "unknown-subcommand", "unknown-benchmark"])
+def test_cli_without_or_with_unknown_subcommand_exits_non_zero(argv, capsys):
+    """Catches: argparse's exit swallowed, the subcommand made optional, or unknown benchmark names ignored."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code != 0
+    assert "usage:" in capsys.readouterr().err
