@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdskin.automated.annotate import Settings, annotate_image, annotate_table, plan_shards, to_annotations
+from crowdskin.automated.annotate import (
+    NO_SHARD,
+    Settings,
+    annotate_image,
+    annotate_table,
+    plan_shards,
+    rows_without_work,
+    to_annotations,
+)
 from crowdskin.automated.asymmetry import asymmetry
 from crowdskin.automated.border import border
 from crowdskin.automated.color import COLOR_NAMES, REFERENCE_COLORS, color, reference_distances
@@ -205,22 +213,43 @@ def test_truncated_and_corrupt_files(files, tmp_path):
     assert "cannot read" in annotate(jpeg, tmp_path / "missing.png")["reason"]
 
 
-def test_tiny_lesion_fails_with_reason_not_exception():
-    mask = np.zeros((50, 50), bool)
-    mask[25, 25] = True
+def test_tiny_lesion_fails_with_reason_not_exception(files):
+    """A one-pixel lesion that border() rejects gets a partial row with the reason. Fails if
+    annotate_image lets border's BadInputError escape."""
+    mask = np.zeros((200, 240), np.uint8)
+    mask[100, 120] = 255
     with pytest.raises(BadInputError):
-        border(find_lesion(mask, []))
+        border(find_lesion(mask.astype(bool), []))
+    row = annotate(files("i.png", rgb_image()), files("m.png", mask))
+    assert row["status"] in ("partial", "failed") and row["border_score"] is None
+    assert row["reason"] and row["reason"].startswith("border: ")
 
 
 # --- shards and tables ------------------------------------------------------------------------
 
-def test_plan_is_deterministic_and_sized():
-    images = pd.DataFrame({"image_id": [f"I{k:03d}" for k in range(45)][::-1], "dataset": "d",
-                           "image_path": None, "mask_path": None})
+def test_plan_shards_only_lesions_with_a_mask_deterministically():
+    """Fails if lesions without a mask get a shard job, or if shards are not sized by masks."""
+    ids = [f"I{k:03d}" for k in range(60)]
+    images = pd.DataFrame({"image_id": ids[::-1], "dataset": "d", "image_path": "img.png",
+                           "mask_path": [None if k % 4 == 0 else f"m{k}.png" for k in range(60)][::-1]})
     plan = plan_shards(images, 20)
-    assert plan["shard"].value_counts().sort_index().tolist() == [20, 20, 5]
-    assert plan["image_id"].is_monotonic_increasing
+    assert plan["image_id"].tolist() == ids
+    without_mask = plan["mask_path"].isna()
+    assert (plan.loc[without_mask, "shard"] == NO_SHARD).all() and without_mask.sum() == 15
+    assert plan.loc[~without_mask, "shard"].value_counts().sort_index().tolist() == [20, 20, 5]
     assert plan_shards(images.sample(frac=1, random_state=1), 20).equals(plan)
+
+
+def test_rows_without_work_fail_with_the_reason():
+    """Fails if a lesion without a mask is dropped or scored instead of failed with its reason."""
+    plan = plan_shards(pd.DataFrame({"image_id": ["A", "B", "C"], "dataset": "d",
+                                     "image_path": ["a.png", None, "c.png"],
+                                     "mask_path": [None, None, "c_mask.png"]}), 10)
+    rows = rows_without_work(plan, SETTINGS).set_index("image_id")
+    assert list(rows.index) == ["A", "B"]
+    assert (rows["status"] == "failed").all()
+    assert rows.loc["A", "reason"] == "no mask: no asymmetry, border or color"
+    assert rows.loc["B", "reason"] == "no mask: no asymmetry, border or color; no image: no color score"
 
 
 def test_table_and_long_rows(files, tmp_path):

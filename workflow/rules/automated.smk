@@ -1,7 +1,8 @@
 # The automated stage: asymmetry, border and color scores per image, in shards.
-# Logic: src/crowdskin/automated/. A checkpoint splits the sorted image ids into shards of
-# `automated.shard_size`; each shard's job depends only on its own masks and images (its rows travel
-# as params), so a changed mask re-runs only its shard.
+# Logic: src/crowdskin/automated/. A checkpoint splits the sorted ids of the lesions with a mask
+# into shards of `automated.shard_size`; each shard's job depends only on its own masks and images
+# (its rows travel as params), so a changed mask re-runs only its shard. Lesions without a mask have
+# nothing to score: no shard holds them, and the collect job writes their `failed` rows.
 
 
 checkpoint automated_plan:
@@ -40,12 +41,15 @@ rule automated_shard:
 
 rule automated_collect:
     input:
-        automated_shard_outputs,
+        shards=automated_shard_outputs,
+        plan=rules.automated_plan.output.plan,
     output:
         wide=f"{ANNOTATIONS_DIR}/automated.parquet",
         long=f"{ANNOTATIONS_DIR}/automated_annotations.parquet",
     log:
         f"{LOGS}/automated/collect.log",
+    params:
+        settings=AUTOMATED_SETTINGS,
     script:
         script_path("automated_collect.py")
 

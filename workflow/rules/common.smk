@@ -115,7 +115,8 @@ def automated_shard_files(wildcards):
 
 
 def automated_shard_outputs(wildcards):
-    shards = sorted(set(_automated_plan()["shard"]))
+    # shard -1 holds the lesions without a mask: no job (crowdskin.automated.annotate.NO_SHARD)
+    shards = sorted(k for k in set(_automated_plan()["shard"]) if k >= 0)
     return [f"{AUTOMATED_SHARDS}/shard_{k:04d}.parquet" for k in shards]
 
 

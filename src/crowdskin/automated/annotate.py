@@ -181,14 +181,29 @@ def to_annotations(table: pd.DataFrame, origin_file: str) -> pd.DataFrame:
     return ANNOTATIONS.validate(frame)
 
 
+NO_SHARD = -1  # a plan row with nothing to compute: no job reads it
+
+
 def plan_shards(images: pd.DataFrame, shard_size: int) -> pd.DataFrame:
-    """image_id, dataset, image_path, mask_path, shard: shard = position in sorted ids // shard_size.
-    Rows with neither a mask nor an image are kept (they get a `failed` row with a reason)."""
+    """image_id, dataset, image_path, mask_path, shard.
+
+    Shards hold work: the lesions with a mask, in sorted-id order, `shard_size` per shard. A lesion
+    without a mask has nothing to score (asymmetry and border need the mask, colour the lesion it
+    outlines), so it gets shard NO_SHARD and no job: `rows_without_work` gives its `failed` row.
+    """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     ordered = images.sort_values("image_id", kind="stable").reset_index(drop=True)
     plan = ordered[["image_id", "dataset", "image_path", "mask_path"]].copy()
     for column in ("image_path", "mask_path"):
         plan[column] = plan[column].astype(object).where(plan[column].notna(), None)
-    plan["shard"] = np.arange(len(plan)) // shard_size
+    has_mask = plan["mask_path"].map(lambda value: _path(value, Path(".")) is not None).to_numpy(bool)
+    plan["shard"] = NO_SHARD
+    plan.loc[has_mask, "shard"] = np.arange(int(has_mask.sum())) // shard_size
     return plan
+
+
+def rows_without_work(plan: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The rows of the lesions that no shard scores (no mask), each `failed` with its reason."""
+    unplanned = plan[plan["shard"] == NO_SHARD]
+    return annotate_table(unplanned[["image_id", "dataset", "image_path", "mask_path"]], settings)
