@@ -108,6 +108,19 @@ def test_rows_in_equal_rows_kept_plus_quarantined(raw):
         "mturk/Batch_2_batch_results.csv": 1}
 
 
+def test_crowd_value_under_an_empty_header_is_counted_and_quarantined(raw):
+    """Fails if the crowd ingest drops a value in an empty-header column inside the header's width
+    without counting or quarantining it (the bug where `ID,i,,iii` gave 2 in, 2 kept, 0 quarantined)."""
+    _write(raw / "crowd/asymmetry.csv", "ID,i,,iii\nISIC_1,0,1,2\n")
+    result = ingest_all(CONFIG, raw)
+    sheet = assert_ingest_balances(CONFIG, raw, result).set_index("origin_file")
+    row = sheet.loc[str(raw / "crowd/asymmetry.csv")]
+    assert (row.n_in, row.n_kept, row.n_quarantined) == (3, 2, 1)
+    q = result.quarantine[result.quarantine.origin_file == str(raw / "crowd/asymmetry.csv")]
+    assert q[["row", "column", "raw_value", "reason", "record_id"]].values.tolist() == [
+        [1, "3:", "1", "value in a column with no header", "ISIC_1"]]
+
+
 def test_mturk_choice_columns_are_found_per_file(raw):
     result = ingest_all(CONFIG, raw)
     kept = result.mturk_assignments.set_index("assignment_id")

@@ -131,34 +131,67 @@ def test_killed_job_resumes_from_its_last_epoch(tmp_path, caplog):
     assert not (tmp_path / "job" / "checkpoint").exists()
 
 
+def _until(condition, what: str, timeout: float = 30):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.02)
+    return value
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie keeps /proc/PID until its parent reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_warm_worker_stops_the_job_of_a_killed_client_and_resumes(tmp_path):
+    """Kills the client while its forked child trains, then requires that the child is killed and
+    reaped before it finishes (no metrics, predictions or model), and that the same server resumes
+    the job. Fails if the worker does not kill the child of a disconnected client (the child runs
+    to the end and writes its outputs)."""
     from crowdskin.train.worker import socket_path, submit
 
-    request = _request(tmp_path, epochs=4)
+    epochs = 6  # the job is still training when its client is killed, the resume stays short
+    request = _request(tmp_path, epochs=epochs)
+    job, worker_log = tmp_path / "job", tmp_path / "worker.log"
     sock = socket_path(tmp_path)
     client_code = ("import json, sys; from pathlib import Path; from crowdskin.train.worker import submit; "
                    f"sys.exit(submit(json.loads(Path({str(tmp_path / 'request.json')!r}).read_text()), "
-                   f"path=Path({str(sock)!r}), server_log={str(tmp_path / 'worker.log')!r}, idle_timeout=5))")
+                   f"path=Path({str(sock)!r}), server_log={str(worker_log)!r}, idle_timeout=5))")
     (tmp_path / "request.json").write_text(json.dumps(request))
+
+    def log_pids(pattern: str) -> list[int]:
+        text = worker_log.read_text() if worker_log.exists() else ""
+        return [int(pid) for pid in re.findall(pattern, text)]
+
     client = subprocess.Popen([sys.executable, "-c", client_code])
     try:
-        killed_after = _wait_for_epoch(tmp_path / "job", 1, client, timeout=180)
+        [child] = _until(lambda: log_pids(r"child (\d+): baseline"), "child in the worker log", timeout=180)
+        killed_after = _wait_for_epoch(job, 1, client, timeout=180)
+        assert _running(child) and killed_after < epochs and not (job / "metrics.json").exists()
         client.send_signal(signal.SIGKILL)
     finally:
         client.wait()
-    # The worker stops the orphaned job: it says so, and no further epoch is backed up afterwards.
-    worker_log = tmp_path / "worker.log"
-    deadline = time.monotonic() + 30
-    while "disconnected; terminating" not in worker_log.read_text():
-        assert time.monotonic() < deadline, "the worker did not stop the job of its killed client"
-        time.sleep(0.05)
-    stopped_at = _epochs_backed_up(tmp_path / "job")
-    time.sleep(1.0)  # a job left running would back up its next epoch in about a tenth of that
-    assert _epochs_backed_up(tmp_path / "job") == stopped_at <= killed_after + 1 < 4
-    assert not (tmp_path / "job" / "metrics.json").exists()
+    assert client.returncode == -signal.SIGKILL
+    [server] = log_pids(r"serving on .* \(pid (\d+)\)")
 
-    assert submit(request, path=sock, server_log=tmp_path / "worker.log", idle_timeout=2) == 0
-    assert pd.read_csv(tmp_path / "job" / "history.csv")["epoch"].tolist() == list(range(1, 5))
+    # The orphaned child is killed and reaped by the server (no /proc entry, not even a zombie) ...
+    _until(lambda: not Path(f"/proc/{child}").exists(), f"end of child {child}")
+    assert _running(server)
+    # ... before it finished: the checkpoint is there, no output of a complete job is.
+    assert 1 <= _epochs_backed_up(job) < epochs
+    assert not [name for name in ("metrics.json", "predictions.parquet", "history.csv", "model.keras")
+                if (job / name).exists()]
+
+    # The same server serves the next job, which resumes from the checkpoint.
+    assert submit(request, path=sock, server_log=worker_log, idle_timeout=2) == 0
+    assert log_pids(r"serving on .* \(pid (\d+)\)") == [server]
+    assert len(log_pids(r"child (\d+): baseline")) == 2
+    assert pd.read_csv(job / "history.csv")["epoch"].tolist() == list(range(1, epochs + 1))
     assert "resuming from checkpoint" in Path(request["log"]).read_text()
 
 

@@ -60,15 +60,20 @@ def ingest_crowd(entries: list[dict], raw_root: Path, lookup: LesionLookup, quar
             require_columns(path, header, ["ID"])
             id_at = header.index("ID")
             workers = [(i, h) for i, h in enumerate(header) if i != id_at and h]
+            unnamed = [i for i, h in enumerate(header) if i != id_at and not h]
             n_in = n_kept = 0
             for number, record in enumerate(records, start=1):
                 record = record + [""] * (len(header) - len(record))
                 image_id = record[id_at]
                 cells = [(i, h, record[i]) for i, h in workers if record[i] != ""]
                 extra = [c for c in record[len(header):] if c]
-                n_in += len(cells) + len(extra)
+                headless = [(i, record[i]) for i in unnamed if record[i] != ""]
+                n_in += len(cells) + len(extra) + len(headless)
                 for raw in extra:
                     quarantine.add("annotations", path, number, None, raw, "value in a column with no header", image_id)
+                for i, raw in headless:
+                    quarantine.add("annotations", path, number, f"{i + 1}:", raw, "value in a column with no header",
+                                   image_id)
                 dataset = lookup(image_id, entry["dataset"], str(path)) if image_id else None
                 if dataset is None:
                     for i, h, raw in cells:
