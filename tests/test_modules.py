@@ -1,7 +1,7 @@
 """Direct tests of module logic: archive entry refusal, manifest errors, atomic table writes, the
 synthetic generator's seeding, MLflow helpers (flatten, URI precedence, retry) and the CLI parser.
 
-`train/runtime.py` is not tested here: it only forwards settings to TensorFlow and Keras.
+The image cache, crowd/io.py and train/runtime.py are tested in test_modules_train_crowd.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ rule fetch_source:
     params:
         mirror=config["mirror"],
         download=config["download"],
-        checksum_dir=str(CHECKSUM_DIR),
         raw=lambda wildcards, output: raw_root(output[0]),
     script:
         script_path("fetch_source.py")

@@ -31,7 +31,7 @@ rule automated_shard:
         shard=r"\d{4}",
     threads: EXECUTION["automated"]["threads"]
     resources:
-        mem_mb=lambda wildcards, threads: 1024 * threads + 512,
+        mem_mb=lambda wildcards, threads: 512 * threads + 1024,
     params:
         rows=automated_shard_rows,
         settings=AUTOMATED_SETTINGS,

@@ -1,4 +1,4 @@
-"""Snakemake adapter: annotate one shard with all the job's threads (a process pool)."""
+"""Snakemake adapter: annotate one shard with all the job's threads."""
 import time
 
 import pandas as pd
@@ -22,6 +22,4 @@ def main(snakemake) -> None:
         log.info("%s %s: %s", row.image_id, row.status, row.reason)
 
 
-# The pool's workers are spawned and re-import this file as __mp_main__: only __main__ may run it.
-if __name__ == "__main__":
-    main(snakemake)
+main(snakemake)

@@ -12,7 +12,9 @@ source = load_manifest(snakemake.input.manifest)[snakemake.wildcards.source]
 raw = Path(params.raw)
 if params.mirror:
     log.info("reading %s from mirror %s", source.name, params.mirror)
-    records = fetch_from_mirror(source, Path(params.mirror), raw, Path(params.checksum_dir))
+    # workflow/checksums/ beside the manifest: found from an input, so no param names this checkout's path
+    checksum_dir = Path(snakemake.input.manifest).parent / "checksums"
+    records = fetch_from_mirror(source, Path(params.mirror), raw, checksum_dir)
     mode = "mirror"
 else:
     log.info("downloading %s from %s", source.name, source.url)
