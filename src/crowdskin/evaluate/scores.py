@@ -149,11 +149,6 @@ def _pooled_bootstrap(pooled: Mapping[tuple[str, str], pd.DataFrame],
     return out
 
 
-def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(low), float(high)
-
-
 def auc_summary(folds: pd.DataFrame, pooled: Mapping[tuple[str, str], pd.DataFrame],
                 bootstrap: Mapping[tuple[str, str], _Bootstrap], pool_note: str | None,
                 order: Sequence[str], backbones: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
@@ -174,8 +169,8 @@ def auc_summary(folds: pd.DataFrame, pooled: Mapping[tuple[str, str], pd.DataFra
                 notes.append(f"pooled: {note}")
             boot = bootstrap.get((model, backbone))
             if boot is not None:
-                row["pooled_ci_low"], row["pooled_ci_high"] = _interval(boot.samples[:, boot.columns[model]],
-                                                                        confidence)
+                column = boot.samples[:, boot.columns[model]]
+                row["pooled_ci_low"], row["pooled_ci_high"] = stats.percentile_interval(column, confidence)
         elif pool_note:
             notes.append(pool_note)
         row["note"] = "; ".join(notes)
@@ -289,7 +284,7 @@ def _compare_one(joined: pd.DataFrame, settings: Settings, boot: _Bootstrap | No
         draws = stats.bootstrap_auc_samples(labels, np.column_stack([a, b]), n_resamples=settings.resamples,
                                             seed=settings.seed)
         samples = draws[:, 0] - draws[:, 1]
-    row["ci_low"], row["ci_high"] = _interval(samples, settings.confidence)
+    row["ci_low"], row["ci_high"] = stats.percentile_interval(samples, settings.confidence)
     if m < 2 or n < 2:
         return row | {"note": f"{m} abnormal and {n} normal: too few for DeLong"}
     result = stats.delong(labels, a, b)

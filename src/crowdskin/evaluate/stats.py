@@ -239,7 +239,8 @@ def bootstrap_auc_samples(labels: ArrayLike, scores_matrix: ArrayLike, *, n_resa
     return out
 
 
-def _percentiles(samples: FloatArray, confidence: float) -> tuple[float, float]:
+def percentile_interval(samples: FloatArray, confidence: float) -> tuple[float, float]:
+    """The percentile bootstrap interval of `samples` at `confidence` (e.g. 0.95: the 2.5th and 97.5th)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     low, high = np.quantile(samples, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
@@ -253,7 +254,7 @@ def bootstrap_auc_ci(labels: ArrayLike, scores: ArrayLike, *, n_resamples: int =
     if scores_array.ndim != 1:
         raise ValueError("bootstrap_auc_ci takes one score vector")
     samples = bootstrap_auc_samples(labels, scores_array, n_resamples=n_resamples, seed=seed)[:, 0]
-    low, high = _percentiles(samples, confidence)
+    low, high = percentile_interval(samples, confidence)
     return auc(labels, scores_array), low, high
 
 
@@ -266,7 +267,7 @@ def bootstrap_auc_difference(labels: ArrayLike, scores_a: ArrayLike, scores_b: A
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"scores_a and scores_b must be vectors of the same length, got {a.shape} and {b.shape}")
     samples = bootstrap_auc_samples(labels, np.column_stack([a, b]), n_resamples=n_resamples, seed=seed)
-    low, high = _percentiles(samples[:, 0] - samples[:, 1], confidence)
+    low, high = percentile_interval(samples[:, 0] - samples[:, 1], confidence)
     return auc(labels, a) - auc(labels, b), low, high
 
 
