@@ -102,6 +102,13 @@ def _explain(ax: Axes, text: str) -> None:
     ax.set_axis_off()
 
 
+def _explanation_figure(text: str, height: float = 3.0) -> Figure:
+    """A whole figure that says why there is nothing to draw (an empty table is not an error)."""
+    fig = _new_figure(6.0, height)
+    _explain(fig.subplots(), text)
+    return fig
+
+
 def _nan(value: Any) -> bool:
     """Missing or not a number (NaN, None, pd.NA, text)."""
     try:
@@ -167,9 +174,7 @@ def _roc_figure(roc: pd.DataFrame, auc_table: pd.DataFrame) -> Figure:
         _require(auc_table, ["model", "kind", "backbone", "pooled_auc", "pooled_ci_low", "pooled_ci_high"],
                  "auc_table")
     if roc.empty:
-        fig = _new_figure(6.0, 3.0)
-        _explain(fig.subplots(), _why_no_roc(auc_table))
-        return fig
+        return _explanation_figure(_why_no_roc(auc_table))
     _require(roc, ["model", "backbone", "fpr", "tpr"], "roc")
 
     shown = auc_table[(auc_table["model"] == REFERENCE) | (auc_table["kind"] == "ensemble")] if len(auc_table) \
@@ -241,9 +246,7 @@ def _p_text(p: Any) -> str:
 @_themed
 def _forest_figure(comparisons: pd.DataFrame) -> Figure:
     if comparisons.empty:
-        fig = _new_figure(6.0, 2.5)
-        _explain(fig.subplots(), "No comparisons: no model shares a backbone with its reference.")
-        return fig
+        return _explanation_figure("No comparisons: no model shares a backbone with its reference.", height=2.5)
     _require(comparisons, ["model", "reference", "backbone", "difference", "ci_low", "ci_high", "holm_p"],
              "comparisons")
     pooled = "scope" in comparisons.columns and (comparisons["scope"] == "pooled").any()
@@ -334,11 +337,9 @@ def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
     defined = auc_folds[auc_folds["auc"].notna()] if len(auc_folds) else auc_folds
     missing = len(auc_folds) - len(defined)
     if defined.empty:
-        fig = _new_figure(6.0, 3.0)
         why = f"all {missing} fold AUCs are undefined (a test set with one class only)" if missing \
             else "auc_folds.csv has no rows"
-        _explain(fig.subplots(), f"No per-fold AUC to show: {why}.")
-        return fig
+        return _explanation_figure(f"No per-fold AUC to show: {why}.")
 
     models = _model_order(auc_folds)
     backbones = _backbone_order(auc_folds["backbone"])
@@ -413,9 +414,7 @@ def _epoch_axis(ax: Axes, epochs: Sequence[Any]) -> None:
 @_themed
 def _training_figure(histories: pd.DataFrame) -> Figure:
     if histories.empty:
-        fig = _new_figure(6.0, 3.0)
-        _explain(fig.subplots(), "No training histories to show.")
-        return fig
+        return _explanation_figure("No training histories to show.")
     _require(histories, ["task", "kind", "backbone", "epoch"], "histories")
     present = list(dict.fromkeys(histories["kind"].astype(str)))
     families = [k for k in TRAINING_FAMILIES if k in present] + [k for k in present if k not in TRAINING_FAMILIES]
@@ -502,9 +501,7 @@ def _step_label(row: pd.Series) -> str:
 @_themed
 def _funnel_figure(funnel: pd.DataFrame) -> Figure:
     if funnel.empty:
-        fig = _new_figure(6.0, 3.0)
-        _explain(fig.subplots(), "No MTurk funnel: the table has no steps.")
-        return fig
+        return _explanation_figure("No MTurk funnel: the table has no steps.")
     _require(funnel, ["assignments"], "funnel")
     if "rule" not in funnel.columns and "description" not in funnel.columns:
         raise ValueError("funnel needs a rule or a description column to name its steps")
