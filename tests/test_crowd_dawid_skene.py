@@ -1,14 +1,16 @@
-"""crowdskin's Dawid-Skene labels agree with crowd-kit's DawidSkene called directly, class for class."""
+"""crowdskin's Dawid-Skene labels agree with crowd-kit's DawidSkene called directly, class for class,
+and its worker reliabilities are the fitted confusion matrices' prior-weighted diagonals."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pandas as pd
 import pytest
-from crowdkit.aggregation import DawidSkene
+from crowdkit.aggregation import GLAD, DawidSkene
 
-from crowdskin.crowd.labels import crowd_labels, reliability_labels
+from crowdskin.crowd.labels import crowd_labels, reliability_labels, worker_reliability
 
 # Votes of five workers on eight candidates. t1-t3: everyone says 1; t4-t6: everyone says 0 (the
 # unambiguous ones); t7, t8 are split, and w5 (who answers at random) decides nothing. More 0 than 1
@@ -83,3 +85,53 @@ def test_crowd_labels_from_answers_match_crowdkit():
     assert (table["n_votes"] == pd.Series({t: len(by) for t, by in VOTES.items()}).reindex(table.index)).all()
     for task, label in UNAMBIGUOUS.items():
         assert table.loc[task, "label_reliability"] == label
+
+
+def test_worker_reliability_is_the_prior_weighted_diagonal_of_crowdkit_errors():
+    """Each worker's P(vote = truth) = sum_k prior(k) * P(vote k | true k), read here cell by cell from
+    crowd-kit's fit (a class the worker never answered counts 0). w5, who answers at random, is the
+    least reliable. Without t1 and t2 the classes' priors differ (1/3 and 2/3: on all of VOTES they are
+    equal, and an unweighted mean would pass). Catches: the off-diagonal cell (P(vote 1 | true 0))
+    taken for the diagonal, or the priors left out (an unweighted mean of the diagonal)."""
+    votes = _votes()
+    votes = votes[~votes["task"].isin(["t1", "t2"])].reset_index(drop=True)
+    model = DawidSkene(n_iter=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(votes[["worker", "task", "label"]])
+    assert model.priors_.to_dict() == pytest.approx({0: 2 / 3, 1: 1 / 3}, abs=1e-3)
+    expected = {}
+    for worker in sorted(votes["worker"].unique()):
+        expected[worker] = sum(float(model.priors_[k]) * float(model.errors_.loc[(worker, k), k])
+                               if (worker, k) in model.errors_.index else 0.0 for k in model.priors_.index)
+    table = worker_reliability(_kept(votes)).set_index("worker_id")
+    assert table["reliability"].to_dict() == pytest.approx(expected)
+    assert table["reliability"].idxmin() == "w5"
+    assert table["n_votes"].to_dict() == votes.groupby("worker").size().to_dict()
+    assert (table["reliability_method"] == "dawid_skene").all()
+
+
+def test_worker_reliability_glad_is_sigmoid_alpha_beta_averaged_over_the_worker_tasks():
+    """GLAD: mean over a worker's tasks of sigmoid(alpha * exp(beta)), from crowd-kit's own fit.
+    Catches: beta used without exp (crowd-kit stores it on the log scale)."""
+    votes = _votes()
+    model = GLAD(n_iter=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(votes[["worker", "task", "label"]])
+    by_vote = [1 / (1 + math.exp(-model.alphas_[v.worker] * math.exp(model.betas_[v.task])))
+               for v in votes.itertuples()]
+    expected = pd.Series(by_vote, index=votes.index).groupby(votes["worker"]).mean()
+    table = worker_reliability(_kept(votes), "glad").set_index("worker_id")
+    assert table["reliability"].to_dict() == pytest.approx(expected.to_dict())
+    assert table["reliability"].between(0, 1).all()
+
+
+def test_worker_reliability_of_one_class_votes_is_unknown_not_perfect():
+    """Every vote 1: nothing tells a right vote from a wrong one, so no worker gets a reliability (NaN)
+    rather than a perfect 1. Catches: the one-class early exit removed (crowd-kit then rates all 1.0)."""
+    votes = _votes().assign(label=1)
+    table = worker_reliability(_kept(votes))
+    assert len(table) == votes["worker"].nunique() and table["reliability"].isna().all()
+    assert list(worker_reliability(_kept(votes).iloc[:0]).columns) == ["worker_id", "n_votes", "reliability",
+                                                                      "reliability_method"]

@@ -11,6 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import pytest
@@ -201,6 +202,21 @@ def test_synthetic_dataset_is_a_function_of_its_seed(tmp_path):
     images = [name for name in first if name.startswith("images/")]
     assert len(images) == 8
     assert all(first[name] != other[name] for name in [*images, "truth/images.csv"])
+
+
+def test_synthetic_diagnosis_shows_in_shape_colour_count_and_dark_colours():
+    """The label the default run must learn is drawn from the lesion's properties: abnormal lesions
+    are more asymmetric, more lobed, more colourful and mostly show blue-gray or black."""
+    from crowdskin.synthetic import DARK_COLORS, DARK_RATE, _lesion_truth
+
+    truth = _lesion_truth(np.random.default_rng(0), 4000, abnormal_fraction=0.35)
+    colors = truth["colors"].str.split("|")
+    assert (colors.map(len) == truth["color"]).all() and (colors.map(lambda c: len(set(c))) == truth["color"]).all()
+    dark = colors.map(lambda c: bool(set(c) & set(DARK_COLORS)))
+    for label in (0, 1):
+        assert dark[truth["abnormal"] == label].mean() == pytest.approx(DARK_RATE[bool(label)], abs=0.03)
+    means = truth.groupby("abnormal")[["asymmetry", "border", "color"]].mean()
+    assert (means.loc[1] > means.loc[0]).all()
 
 
 # --- train/tracking.py --------------------------------------------------------------------------

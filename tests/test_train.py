@@ -164,8 +164,19 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo):
     assert (paper_execution["gpus"], paper["batch_size"], paper["epochs"], paper["steps_per_epoch"]) == (1, 20, 30, 100)
     assert {input_size(paper, b) for b in paper["backbones"]} == {384}
     assert (paper["weights"], paper["run_eagerly"], paper_execution["warm_worker"]) == ("imagenet", False, False)
+    study_augment = {"enabled": True, "rotation_degrees": 360, "width_shift": 0.1, "height_shift": 0.1,
+                     "shear_degrees": 0.2, "zoom": 0.2, "channel_shift": 20, "horizontal_flip": True,
+                     "vertical_flip": True}
+    assert (paper["optimizer"], paper["learning_rate"], paper["deterministic"]) == ("rmsprop", 2e-5, False)
+    assert {k: paper["augment"][k] for k in study_augment} == study_augment
+    assert (paper["backbones"], paper["backbone_checks"]) == (["vgg16", "resnet50", "inceptionv3"], [])
+    sample = load_config(repo / "config/config.yaml", repo / "config/real-sample.yaml")["train"]
+    assert (sample["backbones"], sample["backbone_checks"], sample["optimizer"]) == (paper["backbones"], [], "rmsprop")
+    assert {k: sample["augment"][k] for k in study_augment} == study_augment
+    # The default trains the small CNN on the full grid and checks each study backbone once.
     default = load_config(repo / "config/config.yaml")["train"]
-    assert default["weights"] == "none" and default["epochs"] * default["steps_per_epoch"] <= 2
+    assert default["weights"] == "none" and default["backbones"] == ["smallcnn"]
+    assert sorted(default["backbone_checks"]) == sorted(paper["backbones"])
     with pytest.raises(ConfigError, match="train.optimizer"):
         section("train", {"optimizer": "adagrad"})
 

@@ -317,3 +317,17 @@ def test_deterministic_mode_reproduces_a_job_exactly(tmp_path):
     np.testing.assert_array_equal(scores_1, scores_2)
     np.testing.assert_array_equal(loss_1, loss_2)
     assert scores_1.std() > 0  # a model that learned nothing would be reproducible trivially
+
+
+def test_small_cnn_is_a_base_like_the_study_backbones_and_refuses_weights(tmp_path):
+    from crowdskin.train.models import build_model, small_cnn
+    from crowdskin.train.weights import WeightsError, resolve_weights
+
+    model = build_model("smallcnn", 32, multitask=True)
+    outputs = model.predict(np.zeros((3, 32, 32, 3), np.float32), verbose=0)
+    assert outputs["label"].shape == (3, 1) and outputs["target"].shape == (3, 1)
+    assert model.get_layer("smallcnn").output.shape[1:] == (4, 4, 64)  # three 2x2 poolings of 32 px
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        small_cnn(weights=str(tmp_path / "weights.h5"))
+    with pytest.raises(WeightsError, match="no ImageNet weights known for backbone 'smallcnn'"):
+        resolve_weights("imagenet", "smallcnn")

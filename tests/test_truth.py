@@ -14,16 +14,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdskin.automated.annotate import Settings, annotate_table
-from crowdskin.config import section
+from crowdskin.automated.annotate import Settings, annotate_table, to_annotations
+from crowdskin.config import load_config, section
+from crowdskin.crowd.consensus import consensus_targets
+from crowdskin.crowd.labels import worker_reliability
+from crowdskin.crowd.mturk import FilterSettings, apply_filters, quarantined_assignments
+from crowdskin.ingest import ingest_all
+from crowdskin.report import status_counts
 from crowdskin.synthetic import SyntheticSettings, generate
 from crowdskin.tables import AUTOMATED_COLORS
 from crowdskin.truth import (
+    AUC_COLUMNS,
+    FLOORS,
+    RELIABILITY_AUC,
+    RELIABILITY_SPEARMAN,
+    Floor,
     annotations_vs_truth,
     automated_vs_truth,
     consensus_vs_truth,
     funnel_vs_spammers,
+    reliability_per_worker,
+    reliability_vs_truth,
     spearman,
+    summarise,
+    training_auc,
 )
 
 # Four lesions: every feature and every colour flag varies, so every correlation is defined.
@@ -182,6 +196,155 @@ def test_funnel_unknown_worker_is_an_error():
         funnel_vs_spammers(decisions().assign(worker_id=["SP", "SP", "SP", "CA", "CA", "NEW"]), WORKERS)
 
 
+# --- reliability_per_worker and reliability_vs_truth -----------------------------------------
+
+def kept_answers(votes: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """Kept MTurk answers casting exactly `votes` (worker, chosen candidate, anchor label): the chosen
+    candidate sits in slot A, the other slot holds a candidate no vote goes to."""
+    return pd.DataFrame({
+        "worker_id": [w for w, _, _ in votes], "assignment_id": [f"A{i}" for i in range(len(votes))],
+        "choice": "A", "candidate_a_id": [t for _, t, _ in votes], "candidate_b_id": "S3",
+        "anchor_label": pd.array([label for _, _, label in votes], dtype="Int8"),
+    })
+
+
+# TRUTH's abnormal: S0 0, S1 1, S2 0. CA's votes: S0 0 right, S1 1 right, S2 1 wrong, NEW (a candidate
+# the truth does not know) not judged -> 2 of 3. SP's: S0 1 wrong, S1 1 right -> 1 of 2. IDLE: no vote.
+VOTES = [("CA", "S0", 0), ("CA", "S1", 1), ("CA", "S2", 1), ("CA", "NEW", 0), ("SP", "S0", 1), ("SP", "S1", 1)]
+RELIABILITY = pd.DataFrame({"worker_id": ["CA", "SP"], "n_votes": [4, 2], "reliability": [0.9, 0.6],
+                            "reliability_method": "dawid_skene"})
+
+
+def test_reliability_per_worker_accuracy_by_hand_and_every_worker_kept():
+    """CA 2/3 (the NEW vote out of n_votes_with_truth), SP 1/2; IDLE, filtered out entirely, keeps its
+    row with 0 votes and no estimate. Break: `true_label.notna()` mask dropped in reliability_per_worker
+    (the unjudged vote counts as wrong) -> CA 2/4 and n_votes_with_truth 4."""
+    result = reliability_per_worker(RELIABILITY, kept_answers(VOTES), TRUTH, WORKERS).set_index("worker_id")
+    assert list(result.index) == ["CA", "IDLE", "SP"]
+    assert result.loc["CA", "n_votes"] == 4 and result.loc["CA", "n_votes_with_truth"] == 3
+    assert result.loc["CA", "empirical_accuracy"] == pytest.approx(2 / 3)
+    assert result.loc["SP", "empirical_accuracy"] == pytest.approx(1 / 2)
+    assert result.loc["IDLE", "n_votes"] == 0 and math.isnan(result.loc["IDLE", "estimated_reliability"])
+    assert result.loc["CA", "estimated_reliability"] == 0.9 and bool(result.loc["SP", "is_spammer"])
+    assert (result["reliability_method"] == "dawid_skene").all()
+
+
+def test_reliability_per_worker_unknown_worker_is_an_error():
+    """A worker of the crowd stage missing from the truth would silently count as careful. Break:
+    remove the `unknown` check in reliability_per_worker -> no error."""
+    with pytest.raises(ValueError, match="NEWBIE"):
+        reliability_per_worker(RELIABILITY, kept_answers([*VOTES, ("NEWBIE", "S0", 0)]), TRUTH, WORKERS)
+
+
+def per_worker(estimates: list[float], accuracy: list[float], spam: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame({"worker_id": [f"W{i}" for i in range(len(spam))], "is_spammer": spam,
+                         "empirical_accuracy": accuracy, "estimated_reliability": estimates})
+
+
+def test_reliability_auc_and_spearman_by_hand():
+    """Careful 0.9, 0.7 vs spammers 0.7, 0.5: pairs 1 + 1 + 0.5 (the tie) + 1 = 3.5 of 4 -> AUC 0.875;
+    the fifth worker has no estimate: in n_truth (5), not in n (4). Accuracy (0.8, 0.6, 0.7, 0.4)
+    ranks 4,2,3,1 against the estimate's 4,2.5,2.5,1: Spearman = 4.5 / sqrt(5 * 4.5) = 0.9487.
+    Break: spammers as the positive class (`spammer[estimated]` for `~spammer[estimated]`) -> 0.125."""
+    table = per_worker([0.9, 0.7, 0.7, 0.5, math.nan], [0.8, 0.6, 0.7, 0.4, 0.9], [False, False, True, True, True])
+    result = reliability_vs_truth(table).set_index("statistic")
+    assert result.loc[RELIABILITY_AUC, "value"] == pytest.approx(0.875)
+    assert result.loc[RELIABILITY_SPEARMAN, "value"] == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    assert (result["n_truth"] == 5).all() and (result["n"] == 4).all() and (result["n_spammers"] == 2).all()
+
+
+def test_reliability_auc_undefined_without_an_estimated_spammer():
+    """The default data's case: the funnel left no spammer a kept answer, so no spammer has an estimate
+    and the AUC is NaN with n_spammers 0, not 1.0 or an error. Break: a missing estimate read as 0
+    (`estimate = estimate.fillna(0.0)` before `estimated` in reliability_vs_truth) -> AUC 1.0, n 3."""
+    table = per_worker([0.9, 0.8, math.nan], [0.9, 0.8, 0.5], [False, False, True])
+    row = reliability_vs_truth(table).set_index("statistic").loc[RELIABILITY_AUC]
+    assert math.isnan(row["value"]) and row["n"] == 2 and row["n_spammers"] == 0
+
+
+# --- training_auc ---------------------------------------------------------------------------------
+
+def auc_summary() -> pd.DataFrame:
+    rows = [("baseline", "baseline", "", "vgg16", 0.74, 0.70), ("baseline", "baseline", "", "all", 0.82, 0.81),
+            ("multitask-crowd-border", "multitask", "crowd", "vgg16", 0.76, 0.72),
+            ("ensemble-crowd", "ensemble", "crowd", "vgg16", 0.77, 0.75), ("random", "random", "", "vgg16", 0.5, 0.5)]
+    frame = pd.DataFrame(rows, columns=["model", "kind", "source", "backbone", "mean_auc", "pooled_auc"])
+    return frame.assign(n_folds=5, sd_auc=0.02, pooled_ci_low=0.6, pooled_ci_high=0.9, n_pooled=500, note="")
+
+
+def test_training_auc_keeps_the_baseline_and_multitask_models():
+    """Break: `TRAINED_KINDS = ("baseline", "multitask", "ensemble")` -> the ensemble row too."""
+    result = training_auc(auc_summary())
+    assert list(zip(result["model"], result["backbone"], strict=True)) == [
+        ("baseline", "vgg16"), ("baseline", "all"), ("multitask-crowd-border", "vgg16")]
+    assert list(result.columns) == AUC_COLUMNS
+
+
+# --- summarise ---------------------------------------------------------------------------------------
+
+CHECKS = (
+    Floor("border ranks", "automated", {"feature": "border"}, "spearman", 0.8),
+    Floor("colour ranks", "automated", {"feature": "color"}, "spearman", 0.8),
+    Floor("asymmetry ranks", "automated", {"feature": "asymmetry"}, "spearman", None, note="reported only"),
+    Floor("diameter ranks", "automated", {"feature": "diameter"}, "spearman", 0.5),
+    Floor("baseline AUC", "auc", {"model": "baseline"}, "pooled_auc", 0.80, kind="target", per="backbone"),
+)
+
+
+def automated_table() -> pd.DataFrame:
+    return pd.DataFrame({"feature": ["asymmetry", "border", "color"], "n_truth": [60, 60, 60], "n": [60, 58, 60],
+                         "exact_agreement": [0.4, 0.3, 0.1], "spearman": [0.05, 0.85, 0.79]})
+
+
+def test_summary_judges_each_check_and_reports_what_it_cannot():
+    """border 0.85 >= 0.8 pass; colour 0.79 < 0.8 fail; asymmetry without a floor 'no floor'; the
+    absent diameter row 'no value' with a note; the baseline AUC once per backbone (vgg16 0.70 fail,
+    all 0.81 pass), counted by n_pooled. Break: `value > floor` for `value >= floor` in _status and a
+    colour of exactly 0.8 fails (second assert)."""
+    result = summarise({"automated": automated_table(), "auc": training_auc(auc_summary())}, CHECKS)
+    assert list(result["status"]) == ["pass", "fail", "no floor", "no value", "fail", "pass"]
+    assert list(result["check"])[-2:] == ["baseline AUC (vgg16)", "baseline AUC (all)"]
+    assert list(result["kind"]) == ["floor"] * 4 + ["target"] * 2
+    assert "no row where feature=diameter" in result.loc[3, "note"] and result.loc[2, "note"] == "reported only"
+    assert (result.loc[0, "n_truth"], result.loc[0, "n"]) == (60, 58)
+    assert result.loc[4, "n"] == 500 and pd.isna(result.loc[4, "n_truth"])
+    at_floor = automated_table().assign(spearman=[0.05, 0.85, 0.8])
+    assert summarise({"automated": at_floor}, CHECKS[1:2]).loc[0, "status"] == "pass"
+
+
+def test_summary_nan_value_is_no_value_not_a_pass():
+    """Break: `np.isnan(value)` check dropped from _status -> NaN >= 0.8 is False, reported 'fail'."""
+    result = summarise({"automated": automated_table().assign(spearman=math.nan)}, CHECKS[:1])
+    assert result.loc[0, "status"] == "no value"
+
+
+def test_summary_errors_name_the_table_and_the_ambiguous_row():
+    """Break: drop the `len(selected) > 1` check in _select -> the first row is judged silently."""
+    with pytest.raises(ValueError, match="no table 'auc'"):
+        summarise({"automated": automated_table()}, CHECKS)
+    doubled = pd.concat([automated_table(), automated_table()], ignore_index=True)
+    with pytest.raises(ValueError, match="2 rows where feature=border"):
+        summarise({"automated": doubled}, CHECKS[:1])
+
+
+def test_report_status_counts_for_the_truth_page():
+    """The truth page's first line. Break: `value_counts(sort=False)` on `check` for `column` in
+    crowdskin.report.status_counts -> one count per check."""
+    summary = summarise({"automated": automated_table()}, CHECKS[:4])
+    assert status_counts(summary) == "4 checks: 1 pass, 1 fail, 1 no floor, 1 no value"
+    with pytest.raises(ValueError, match="missing column 'status'"):
+        status_counts(summary.drop(columns="status"))
+
+
+def test_floors_are_one_place_with_one_target():
+    """Every floor lies in [0, 1] (all statistics are shares, correlations or AUCs); the only target is
+    the baseline's pooled AUC of 0.80; names are unique, so summary rows are."""
+    assert all(f.floor is None or 0 <= f.floor <= 1 for f in FLOORS)
+    assert [(f.table, f.statistic, f.floor) for f in FLOORS if f.kind == "target"] == [("auc", "pooled_auc", 0.80)]
+    assert len({f.check for f in FLOORS}) == len(FLOORS)
+    assert all(f.note for f in FLOORS if f.floor is None)  # an unjudged value says why
+
+
 # --- input validation --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("call", "missing"), [
@@ -192,6 +355,16 @@ def test_funnel_unknown_worker_is_an_error():
      "available"),
     (lambda: funnel_vs_spammers(decisions().drop(columns="rejected_by"), WORKERS), "rejected_by"),
     (lambda: funnel_vs_spammers(decisions(), WORKERS.drop(columns="is_spammer")), "is_spammer"),
+    (lambda: reliability_per_worker(RELIABILITY.drop(columns="reliability"), kept_answers(VOTES), TRUTH, WORKERS),
+     "reliability"),
+    (lambda: reliability_per_worker(RELIABILITY, kept_answers(VOTES).drop(columns="choice"), TRUTH, WORKERS),
+     "choice"),
+    (lambda: reliability_per_worker(RELIABILITY, kept_answers(VOTES), TRUTH.drop(columns="abnormal"), WORKERS),
+     "abnormal"),
+    (lambda: reliability_vs_truth(per_worker([0.5], [0.5], [False]).drop(columns="empirical_accuracy")),
+     "empirical_accuracy"),
+    (lambda: training_auc(auc_summary().drop(columns="pooled_auc")), "pooled_auc"),
+    (lambda: summarise({"automated": automated_table().drop(columns="spearman")}, CHECKS[:1]), "spearman"),
 ])
 def test_missing_column_is_named(call, missing):
     """Break: require_columns returns early (`return` as its first line) -> a KeyError or no error."""
@@ -259,3 +432,45 @@ def test_automated_recovers_the_drawn_lesions(synthetic_automated):
     paper = by_feature(automated_vs_truth(tables["paper"], truth))
     assert paper.loc["asymmetry", "exact_agreement"] >= 0.55
     assert paper.loc["asymmetry", "spearman"] >= 0.55
+
+
+def test_floors_hold_on_the_default_synthetic_data(tmp_path, repo):
+    """Every floored check before training passes on freshly generated data with config/config.yaml's
+    `synthetic` settings and seed, run through the same package functions as the workflow's rules
+    (ingest, automated ABC with the default variant, consensus targets, MTurk funnel, crowd labels'
+    worker reliabilities). The AUC target needs training and is not judged here ("no value")."""
+    config = load_config(repo / "config" / "config.yaml")
+    generate(tmp_path / "synthetic", SyntheticSettings.from_config(config["synthetic"], seed=config["seed"]))
+    ingested = ingest_all(config["ingest"], tmp_path)
+    images = ingested.images
+    automated = annotate_table(images[["image_id", "dataset", "image_path", "mask_path"]],
+                               Settings.from_config({k: v for k, v in config["automated"].items()
+                                                     if k != "shard_size"}), workers=2)
+    annotations = pd.concat([ingested.annotations, to_annotations(automated, origin_file="automated.parquet")],
+                            ignore_index=True)
+    crowd = config["crowd"]
+    targets = consensus_targets(annotations, images, features=crowd["target_features"],
+                                multi_group=crowd["multi_group"])
+    funnel = apply_filters(ingested.mturk_assignments, quarantined_assignments(ingested.quarantine),
+                           FilterSettings.from_config(crowd["mturk"]))
+    reliability = worker_reliability(funnel.kept, crowd["labels"]["method"], crowd["labels"]["n_iter"])
+    truth_images = pd.read_csv(tmp_path / "synthetic/truth/images.csv")
+    truth_workers = pd.read_csv(tmp_path / "synthetic/truth/workers.csv")
+    tables = {
+        "automated": automated_vs_truth(automated, truth_images),
+        "annotations": annotations_vs_truth(annotations, truth_images),
+        "consensus": consensus_vs_truth(targets, truth_images),
+        "mturk_funnel": funnel_vs_spammers(funnel.decisions, truth_workers),
+        "dawid_skene": pd.concat([
+            reliability_vs_truth(reliability_per_worker(reliability, funnel.kept, truth_images, truth_workers)),
+            reliability_vs_truth(reliability_per_worker(worker_reliability(ingested.mturk_assignments),
+                                                        ingested.mturk_assignments, truth_images, truth_workers),
+                                 "all")], ignore_index=True),
+        "auc": pd.DataFrame(columns=AUC_COLUMNS),
+    }
+    summary = summarise(tables)
+    judged = summary[(summary["kind"] == "floor") & summary["floor"].notna()]
+    assert len(judged) == len([f for f in FLOORS if f.kind == "floor" and f.floor is not None])
+    failed = judged[judged["status"] != "pass"]
+    assert failed.empty, f"below the floor on the default data:\n{failed.to_string()}"
+    assert list(summary.loc[summary["kind"] == "target", "status"]) == ["no value"]

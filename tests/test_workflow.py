@@ -40,6 +40,38 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert len(wildcards) == len(train_jobs)
     # the default config's simulated spammers are not carried into a real-data config
     assert "crowd_spammer_detection" not in out
+    assert "truth_" not in out and "results/truth/" not in out
+
+
+TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
+
+
+def dag_rules(workdir, *configfiles) -> set[str]:
+    """The rules of the whole DAG that `snakemake -n` plans with `configfiles` layered on the default."""
+    args = ["--configfile", *map(str, configfiles)] if configfiles else []
+    out = snakemake(workdir, "-n", *args).stdout
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule for rule, _ in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_default_dag_has_the_truth_checks_and_their_report_page(tmp_path):
+    """The synthetic default knows its truth: the three truth rules are planned, and the report gets
+    the page (report_tables lists results/report/truth.html)."""
+    assert dag_rules(tmp_path) >= TRUTH_RULES
+    out = snakemake(tmp_path, "-n", "results/report/truth.html").stdout
+    assert "truth_summary" in out and "results/truth/summary.csv" in out
+
+
+def test_real_sample_dag_has_no_truth_checks(tmp_path, repo):
+    """No synthetic data, no truth: none of the truth rules, nor the page. `mirror: null` (download
+    instead) lets the dry run plan the same rules without ../shared/data on this machine."""
+    no_mirror = tmp_path / "no_mirror.yaml"
+    no_mirror.write_text("mirror: null\n")
+    rules = dag_rules(tmp_path, repo / "config/real-sample.yaml", no_mirror)
+    assert {"ingest", "crowd_labels", "scores", "report_tables"} <= rules  # the DAG was built
+    assert not {rule for rule in rules if rule.startswith("truth")}
+    out = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/real-sample.yaml"), str(no_mirror)).stdout
+    assert "results/truth/" not in out and "truth.html" not in out
 
 
 # `make test` runs pytest-xdist with --dist loadfile, so this module's tests share one worker and
@@ -47,7 +79,8 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """The default DAG run to its end once with the small test config (.test/config.yaml: baseline +
-    one multi-task task on automated targets, VGG16, two folds): every stage's rules on the way."""
+    one multi-task task on automated targets, the small CNN, two folds, a VGG16 check job): every stage's
+    rules on the way."""
     workdir = tmp_path_factory.mktemp("finished")
     snakemake(workdir, "--configfile", str(TEST_CONFIG))
     return workdir
@@ -84,6 +117,19 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     by_worker = detection[detection["level"] == "worker"].iloc[0]
     assert 0 < by_worker["true_positives"] + by_worker["false_negatives"] <= spammers
     assert detection[["precision", "recall"]].stack().dropna().between(0, 1).all()
+    # the truth checks: one summary row per check (the AUC target once per backbone of the baseline);
+    # the 1-step training is not judged against its target here
+    from crowdskin.truth import FLOORS
+
+    summary = pd.read_csv(finished_run / "results/truth/summary.csv")
+    auc = pd.read_csv(finished_run / "results/truth/auc.csv")
+    assert set(auc["model"]) == {"baseline", "multitask-automated-asymmetry"}
+    baseline_backbones = auc.loc[auc["model"] == "baseline", "backbone"]
+    assert len(baseline_backbones) >= 1 and baseline_backbones.is_unique
+    assert len(summary) == len([f for f in FLOORS if f.per is None]) + len(baseline_backbones)
+    assert summary["check"].is_unique and set(summary["status"]) <= {"pass", "fail", "no value", "no floor"}
+    reliability = pd.read_csv(finished_run / "results/crowd/worker_reliability.csv")
+    assert reliability["reliability"].between(0, 1).all() and (reliability["n_votes"] > 0).all()
     correlation = pd.read_csv(finished_run / "results/analysis/label_correlation.csv")
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
@@ -94,14 +140,19 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     summary = pd.read_csv(finished_run / "results/train/summary.csv")
     assert set(summary["task"]) == {"baseline", "multitask-automated-asymmetry"}
 
-    job = finished_run / "results/train/multitask-automated-asymmetry/vgg16/fold0"
+    # the study backbone the grid does not train gets one tiny job, outside the scores
+    check = finished_run / "results/train/checks/baseline/vgg16/fold0"
+    assert json.loads((check / "metrics.json").read_text())["epochs"] == 1
+    assert set(pd.read_parquet(check / "predictions.parquet")["split"]) == {"train", "val", "test"}
+
+    job = finished_run / "results/train/multitask-automated-asymmetry/smallcnn/fold0"
     metrics = json.loads((job / "metrics.json").read_text())
     assert set(pd.read_parquet(job / "predictions.parquet")["split"]) == {"train", "val", "test"}
     experiment = json.loads((finished_run / "results/train/mlflow_experiment.json").read_text())
     client = MlflowClient(experiment["tracking_uri"])
     run = client.get_run(metrics["mlflow_run_id"])
     assert run.data.params["task"] == "multitask-automated-asymmetry" and run.data.params["source"] == "automated"
-    assert run.data.tags["backbone"] == "vgg16" and "test_auc" in run.data.metrics
+    assert run.data.tags["backbone"] == "smallcnn" and "test_auc" in run.data.metrics
     # execution settings are tags, never parameters; the default config's jobs ran in the warm worker
     assert not {"threads", "runtime", "mem_mb", "gpus", "warm_worker", "weights_file"} & set(run.data.params)
     assert run.data.tags["execution.weights_file"] == ""  # train.weights: none
@@ -112,7 +163,9 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert runs["mlflow_run_id"].notna().all()
     # one run per job, besides the evaluation's parent (one per task) and ensemble runs
     logged = client.search_runs([experiment["experiment_id"]])
-    assert len([r for r in logged if "crowdskin.role" not in r.data.tags]) == len(runs)
+    fold_runs = [r for r in logged if "crowdskin.role" not in r.data.tags]
+    assert len(fold_runs) == len(runs) + 1  # and the VGG16 check job's, tagged as such
+    assert [r.data.tags["backbone"] for r in fold_runs if r.data.tags.get("crowdskin.check") == "true"] == ["vgg16"]
     assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == [
         "ensemble", "parent", "parent"]
 
@@ -133,11 +186,15 @@ execution:
 # What each group of crowd settings re-runs in the small grid: the rules that read it, and what
 # depends on their outputs (the multi-task jobs read the targets; the baselines do not). Every crowd
 # table is a page of the report; the funnel is also a figure.
+# The truth checks read the crowd stage's tables and the scores: truth_data and truth_auc feed the
+# summary, which feeds the report.
 REPORT = {"report_tables"}
-EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | REPORT
-TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"} | EVALUATION
-MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection", "figures"} | REPORT
-LABELS = {"crowd_labels"} | REPORT
+TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
+TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
+EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | TRUTH_AUC
+TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"} | EVALUATION | TRUTH_DATA
+MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection", "figures"} | TRUTH_DATA
+LABELS = {"crowd_labels"} | TRUTH_DATA
 DISAGREEMENT = {"crowd_disagreement"} | REPORT
 ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
 # Every crowd setting once. A change may hold settings whose sets are disjoint: if one of them did
@@ -166,9 +223,11 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
-    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "report_tables": 1}
-    assert planned_jobs(finished_run, "train: {learning_rate: 0.001}") == {"train_job_without_model": 4,
-                                                                           "train_summary": 1} | evaluation
+    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+                  "truth_summary": 1, "report_tables": 1}
+    # every job trains with the learning rate, the backbone check too (it is not scored)
+    assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
+        "train_job_without_model": 4, "train_backbone_check": 1, "train_summary": 1} | evaluation
     # The multi-task loss weights reach the two multi-task jobs only, and a new task (the randomized
     # control, two folds) trains only itself: 2 + 2 jobs; a baseline re-trained would make it 6.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
@@ -176,7 +235,8 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
-    after_scores = {"scores": 1, "figures": 1, "mlflow_comparisons": 1, "report_tables": 1}
+    after_scores = {"scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
+                    "report_tables": 1}
     assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
     # a new ensemble is one job; the existing one is not re-run
     assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "
@@ -187,7 +247,7 @@ def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
 def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     from mlflow.tracking import MlflowClient
 
-    job = "vgg16/fold1/predictions.parquet"
+    job = "smallcnn/fold1/predictions.parquet"
     ensemble = pd.read_parquet(finished_run / f"results/ensembles/baseline-and-asymmetry/{job}")
     members = [pd.read_parquet(finished_run / f"results/train/{task}/{job}")
                for task in ("baseline", "multitask-automated-asymmetry")]
@@ -202,12 +262,12 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     assert len(folds) == 3 * 2 and (folds["n_test"] > 0).all()
     table = pd.read_csv(scores / "auc_table.csv")
     assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "baseline-and-asymmetry"]
-    assert "vgg16_pooled_auc" in table.columns
+    assert "smallcnn_pooled_auc" in table.columns
     comparisons = pd.read_csv(scores / "comparisons.csv")
     assert sorted(comparisons["model"]) == ["baseline-and-asymmetry", "multitask-automated-asymmetry"]
     assert (comparisons["reference"] == "baseline").all() and (comparisons["scope"] == "pooled").all()
     metrics = json.loads((scores / "metrics.json").read_text())
-    assert set(metrics["vgg16"]) == set(folds["model"])
+    assert set(metrics["smallcnn"]) == set(folds["model"])
     assert set(pd.read_csv(scores / "roc.csv").columns) == {"model", "backbone", "fpr", "tpr"}
     for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel"):
         assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure
@@ -216,7 +276,7 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     client = MlflowClient(experiment["tracking_uri"])
     logged = pd.read_csv(scores / "mlflow_runs.csv").set_index(["role", "model"])
     parent = client.get_run(logged.loc[("parent", "baseline"), "run_id"])
-    assert parent.data.tags["backbone"] == "vgg16" and "mean_test_auc" in parent.data.metrics
+    assert parent.data.tags["backbone"] == "smallcnn" and "mean_test_auc" in parent.data.metrics
     children = client.search_runs([experiment["experiment_id"]],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     runs = pd.read_csv(finished_run / "results/train/runs.csv")
@@ -230,12 +290,14 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
 def test_report_shows_every_table_and_figure(finished_run):
     snakemake(finished_run, "--report", "results/report.html", "--configfile", str(TEST_CONFIG))
     report = (finished_run / "results/report.html").read_text()
-    for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config"):
+    for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config",
+                 "truth"):
         assert f"{page}.html" in report, page
     for figure in ("roc.png", "forest.png", "fold_auc.png", "training_curves.png", "mturk_funnel.png",
                    "raincloud.png", "source_agreement.png"):
         assert figure in report, figure
-    for category in ("Data and quarantine", "Automated ABC", "Crowd layer", "Training", "Ensembles and statistics"):
+    for category in ("Data and quarantine", "Automated ABC", "Crowd layer", "Training", "Ensembles and statistics",
+                     "Truth checks"):
         assert category in report, category
     # the report embeds each page; decoded, the tables are there as a reader sees them
     pages = {name: base64.b64decode(data).decode() for name, data in
@@ -244,6 +306,8 @@ def test_report_shows_every_table_and_figure(finished_run):
     assert "baseline-and-asymmetry" in pages["auc_table.html"] and " ± " in pages["auc_table.html"]
     assert "multitask-automated-asymmetry" in pages["comparisons.html"] and "holm_p" in pages["comparisons.html"]
     assert "MTurk filtering funnel" in pages["crowd.html"] and "Quarantined rows" in pages["data.html"]
+    assert "Checks against the synthetic truth" in pages["truth.html"] and "checks:" in pages["truth.html"]
+    assert "Dawid–Skene worker reliability" in pages["truth.html"]
     assert "baseline-and-asymmetry" in pages["config.html"] and "\nexecution:" not in pages["config.html"]
 
 

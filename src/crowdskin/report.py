@@ -76,6 +76,14 @@ def quarantine_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
     return counts.sort_values("rows", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def status_counts(summary: pd.DataFrame, column: str = "status") -> str:
+    """"22 checks: 17 pass, 1 fail, ..." for a table with one status per row (the truth summary)."""
+    if column not in summary.columns:
+        raise ValueError(f"summary: missing column {column!r} (has {list(summary.columns)})")
+    counts = summary[column].fillna("missing").value_counts(sort=False)
+    return f"{len(summary)} checks: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
 def automated_summary(automated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(lesions per dataset and status, the distribution of each automated score)."""
     status = (automated.groupby(["dataset", "status"], dropna=False).size().rename("lesions").reset_index()

@@ -6,7 +6,8 @@ ellipse and rotated, so their properties are known by construction:
   symmetric about one axis), 2 (φ, c ≠ 0: no symmetry axis);
 - border: k lobes (k = 0 is a smooth ellipse);
 - color: angular sectors painted with a chosen subset of the six reference colors.
-The label depends on these, so annotations carry signal as in the real data. Simulated students and
+The label depends on these (and abnormal lesions mostly show blue-gray or black, see DARK_RATE),
+so annotations carry signal as in the real data. Simulated students and
 crowd workers score them with per-annotator bias and noise and skip some; a simulated MTurk batch
 mixes careful workers and fast spammers. Ground truth is written to `truth/` beside the data.
 """
@@ -80,14 +81,29 @@ def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
     return image.astype(np.uint8), (mask * 255).astype(np.uint8)
 
 
+# Dermoscopy's melanoma colours: an abnormal lesion shows one of them far more often than a healthy
+# one, so *which* colours are drawn carries signal as well as how many. A CNN sees this at 32 px,
+# while the shape cues (asymmetry, lobes) need far more images and steps than a laptop run has.
+DARK_COLORS = ("blue_gray", "black")
+DARK_RATE = {True: 0.85, False: 0.15}  # chance of a dark colour, by diagnosis
+
+
+def _draw_colors(rng: np.random.Generator, n_colors: int, abnormal: bool) -> list[str]:
+    light = [name for name in REFERENCE_COLORS if name not in DARK_COLORS]
+    if rng.random() < DARK_RATE[abnormal]:
+        dark = [str(rng.choice(DARK_COLORS))]
+        others = [name for name in REFERENCE_COLORS if name not in dark]
+        return sorted(dark + rng.choice(others, n_colors - 1, replace=False).tolist())
+    return sorted(rng.choice(light, min(n_colors, len(light)), replace=False).tolist())
+
+
 def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) -> pd.DataFrame:
     asymmetry = rng.integers(0, 3, n)
     lobes = np.where(asymmetry == 0, rng.choice([0, 2, 4, 6], n), rng.choice([0, 3, 4, 5, 6, 7], n))
     n_colors = rng.integers(1, 5, n)
     risk = asymmetry / 2 + n_colors / 4 + lobes / 8 + rng.normal(0, 0.35, n)
     abnormal = (risk >= np.quantile(risk, 1 - abnormal_fraction)).astype(int)
-    names = list(REFERENCE_COLORS)
-    colors = [sorted(rng.choice(names, k, replace=False).tolist()) for k in n_colors]
+    colors = [_draw_colors(rng, k, bool(label)) for k, label in zip(n_colors, abnormal, strict=True)]
     melanoma = abnormal * (rng.random(n) < 0.6)
     return pd.DataFrame({
         "image_id": [f"SYN_{i:04d}" for i in range(n)], "abnormal": abnormal,

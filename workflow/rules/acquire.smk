@@ -44,8 +44,10 @@ rule fetch_url_list:
 rule synthesize:
     output:
         marker=f"{FETCHED}/synthetic.json",
-        # The simulation's truth about its MTurk workers, read by the crowd stage's spammer check.
+        # The simulation's truth about its MTurk workers and its lesions, read by the crowd
+        # stage's spammer check and the truth checks (truth.smk).
         truth_workers=f"{RAW}/synthetic/truth/workers.csv",
+        truth_images=f"{RAW}/synthetic/truth/images.csv",
     log:
         f"{LOGS}/synthesize.log",
     params:

@@ -12,7 +12,7 @@ from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, plan_ensembles
-from crowdskin.train.settings import job_settings, split_seed
+from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 
 try:
@@ -32,8 +32,10 @@ CROWD = "results/crowd"
 ANALYSIS = "results/analysis"
 SPLITS = "results/splits"
 TRAIN = "results/train"
+TRAIN_CHECKS = f"{TRAIN}/checks"
 ENSEMBLES = "results/ensembles"
 SCORES = "results/scores"
+TRUTH = "results/truth"
 REPORT = "results/report"
 
 # Each stage's file appends the outputs that `snakemake` (the `all` target) should build.
@@ -138,7 +140,8 @@ TRAIN_EXECUTION = EXECUTION["train"]
 TRAIN_TASKS = {task.name: task for task in task_grid(TRAIN_SETTINGS)}
 TRAIN_BACKBONES = TRAIN_SETTINGS["backbones"]
 TRAIN_FOLDS = list(range(config["split"]["n_folds"]))
-TRAIN_SIZES = {b: input_size(TRAIN_SETTINGS, b) for b in TRAIN_BACKBONES}
+TRAIN_CHECK_BACKBONES = TRAIN_SETTINGS["backbone_checks"]
+TRAIN_SIZES = {b: input_size(TRAIN_SETTINGS, b) for b in TRAIN_BACKBONES + TRAIN_CHECK_BACKBONES}
 CROWDSIM = TRAIN_SETTINGS["crowdsim"]["enabled"]
 if CROWDSIM and TRAIN_SETTINGS["save_model"] == "none":
     raise WorkflowError(
@@ -179,6 +182,10 @@ def train_job_settings(wildcards):
     return job_settings(TRAIN_SETTINGS, TRAIN_TASKS[wildcards.task], wildcards.backbone)
 
 
+def train_check_settings(wildcards):
+    return check_settings(TRAIN_SETTINGS, TRAIN_TASKS[wildcards.task], wildcards.backbone)
+
+
 def train_job_inputs(wildcards):
     task = TRAIN_TASKS[wildcards.task]
     size = TRAIN_SIZES[wildcards.backbone]
@@ -203,8 +210,8 @@ def train_job_inputs(wildcards):
     return inputs
 
 
-def train_job_outputs(with_model):
-    job = f"{TRAIN}/{{task}}/{{backbone}}/fold{{fold}}"
+def train_job_outputs(with_model, root=TRAIN):
+    job = f"{root}/{{task}}/{{backbone}}/fold{{fold}}"
     outputs = {
         "predictions": f"{job}/predictions.parquet",
         "history": f"{job}/history.csv",
@@ -312,6 +319,18 @@ HISTORY_INDEX = [
 ]
 
 
+# --- truth --------------------------------------------------------------------------------
+# Only the synthetic default knows the answer (resources/raw/synthetic/truth/), so the truth checks
+# exist where it is generated and nowhere else; the config decides, not a file on disk.
+TRUTH_CHECKS = config["synthetic"]["enabled"]
+# The detailed tables the summary judges, by name: results/truth/<name>.csv.
+TRUTH_TABLES = ["automated", "annotations", "consensus", "mturk_funnel", "dawid_skene", "auc"]
+
+
+def truth_table(name):
+    return f"{TRUTH}/{name}.csv"
+
+
 # --- report -------------------------------------------------------------------------------
 def report_page(name, category, subcategory=None):
     """An HTML table page of the report, with its caption in workflow/report/<name>.rst."""
@@ -342,7 +361,15 @@ def report_table_inputs(wildcards):
     }
     if TRUTH_WORKERS:
         inputs["spammer_detection"] = rules.crowd_spammer_detection.output.detection
+    if TRUTH_CHECKS:
+        inputs["truth_summary"] = rules.truth_summary.output.summary
+        inputs["truth_workers"] = rules.truth_data.output.dawid_skene_workers
+        inputs.update({f"truth_{name}": truth_table(name) for name in TRUTH_TABLES})
     return inputs
+
+
+# The truth checks' page, only where they run.
+REPORT_TRUTH_PAGE = {"truth": report_page("truth", "Truth checks")} if TRUTH_CHECKS else {}
 
 
 # What the report shows of the config: everything that can change a result.

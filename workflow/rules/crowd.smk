@@ -49,6 +49,8 @@ rule crowd_labels:
     output:
         labels=f"{CROWD}/crowd_labels.parquet",
         accuracy=f"{CROWD}/crowd_label_accuracy.csv",
+        # the reliability the same fit gives each worker: the weights behind the labels
+        workers=f"{CROWD}/worker_reliability.csv",
     log:
         f"{LOGS}/crowd/labels.log",
     threads: 1

@@ -11,6 +11,8 @@ rule report_tables:
     input:
         unpack(report_table_inputs),
     output:
+        # the truth checks' page, where they run (the synthetic default)
+        **REPORT_TRUTH_PAGE,
         data=report_page("data", "Data and quarantine"),
         automated=report_page("automated", "Automated ABC"),
         crowd=report_page("crowd", "Crowd layer"),

@@ -79,6 +79,7 @@ rule train_job:
         out_dir=train_job_dir,
         worker_log=f"{LOGS}/train_worker.log",
         save_model=True,
+        check=False,
     script:
         script_path("train_job.py")
 
@@ -96,7 +97,31 @@ use rule train_job as train_job_without_model with:
         out_dir=train_job_dir,
         worker_log=f"{LOGS}/train_worker.log",
         save_model=False,
+        check=False,
 
+
+# One tiny job per backbone_checks entry: the code path of a backbone the grid does not train.
+use rule train_job as train_backbone_check with:
+    output:
+        **train_job_outputs(with_model=False, root=TRAIN_CHECKS),
+    log:
+        f"{LOGS}/train/checks/{{task}}/{{backbone}}/fold{{fold}}.log",
+    wildcard_constraints:
+        task="baseline",
+        backbone=names_pattern(TRAIN_CHECK_BACKBONES),
+        fold="0",
+    params:
+        settings=train_check_settings,
+        seed=config["seed"],
+        out_dir=lambda wildcards: f"{TRAIN_CHECKS}/{wildcards.task}/{wildcards.backbone}/fold{wildcards.fold}",
+        worker_log=f"{LOGS}/train_worker.log",
+        save_model=False,
+        check=True,
+
+
+TRAIN_CHECK_METRICS = expand(
+    f"{TRAIN_CHECKS}/baseline/{{backbone}}/fold0/metrics.json", backbone=TRAIN_CHECK_BACKBONES
+)
 
 TRAIN_METRICS = expand(
     f"{TRAIN}/{{task}}/{{backbone}}/fold{{fold}}/metrics.json",
@@ -122,4 +147,5 @@ ALL_TARGETS += [
     rules.split_folds.output.folds,
     rules.train_summary.output.runs,
     rules.train_summary.output.summary,
+    *TRAIN_CHECK_METRICS,
 ]

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from crowdskin import tables
-from crowdskin.crowd.labels import crowd_labels, label_accuracy, true_candidate_labels
+from crowdskin.crowd.labels import crowd_labels, label_accuracy, true_candidate_labels, worker_reliability
 from crowdskin.logs import to_rule_log
 from crowdskin.tables import CROWD_LABELS, write_csv_atomic
 
@@ -15,4 +15,6 @@ labels = crowd_labels(kept, true_labels=truth, method=snakemake.params.method, n
 tables.write_table(labels, CROWD_LABELS, snakemake.output.labels)
 accuracy = label_accuracy(labels)
 write_csv_atomic(accuracy, snakemake.output.accuracy)
+workers = worker_reliability(kept, method=snakemake.params.method, n_iter=snakemake.params.n_iter)
+write_csv_atomic(workers, snakemake.output.workers)
 log.info("crowd label accuracy:\n%s", accuracy.to_string(index=False))

@@ -61,5 +61,35 @@ write(out.comparisons, "comparisons",
                            "difference = AUC(model) - AUC(reference) with its paired stratified bootstrap 95 % CI; "
                            "paired DeLong z and p; p Holm-adjusted over every row"))
 write(out.auc_folds, "AUC per fold", report.table_section(csv("auc_folds"), "AUC per model, backbone and fold"))
+if hasattr(out, "truth"):
+    summary = csv("truth_summary")
+    write(out.truth, "truth checks",
+          report.table_section(summary, "Checks against the synthetic truth",
+                               f"{report.status_counts(summary)}. A check passes when its value reaches its floor "
+                               "(kind floor: set a margin below what the default data give; kind target: what the "
+                               "training aims for). A fail is reported and never stops the run; 'no value' means "
+                               "the row or the statistic is missing; 'no floor' values are reported unjudged."),
+          report.table_section(csv("truth_automated"), "Automated ABC against the drawn lesions",
+                               "per feature: lesions of the truth (n_truth), scored (n), share equal to the truth, "
+                               "Spearman with the truth; the border score counts abrupt segments, not lobes, so only "
+                               "its Spearman is meaningful"),
+          report.table_section(csv("truth_annotations"), "Raw scores against the truth",
+                               "every single score of each source and feature: exact agreement, mean absolute error "
+                               "and Spearman with the true value"),
+          report.table_section(csv("truth_consensus"), "Consensus targets against the truth",
+                               "the training targets are means of z-scores: only their order (Spearman) compares"),
+          report.table_section(csv("truth_mturk_funnel"), "MTurk filters against the simulated spammers",
+                               "assignment level: positive = answer by a spammer, predicted = rejected; each rule "
+                               "alone, then the whole funnel"),
+          report.table_section(csv("truth_dawid_skene"), "Dawid–Skene worker reliability against the simulated workers",
+                               "n_truth: simulated workers; n: those with an estimate (a worker whose answers were all "
+                               "filtered out has none)"),
+          report.table_section(csv("truth_workers"), "Worker reliability per simulated worker",
+                               "estimated_reliability: the fitted model's probability that the worker's vote is "
+                               "right; empirical_accuracy: the share of their kept votes that the true diagnoses "
+                               "confirm"),
+          report.table_section(csv("truth_auc"), "Test AUC of the baseline and the multi-task models",
+                               "fold mean ± sd and pooled out-of-fold AUC per backbone (all: averaged over the "
+                               "backbones), from results/scores/auc_summary.csv"))
 Path(out.config).write_text(report.config_page(params.config, run), encoding="utf-8")
 log.info("wrote %d report pages", len(out))

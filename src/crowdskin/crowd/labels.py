@@ -8,6 +8,10 @@ the consensus on other images.
 A majority-vote tie (as many votes for 0 as for 1) gives no label (NA) rather than a coin flip, so
 the accuracy of majority vote is never flattered by luck; accuracy tables report how many
 candidates each method decided.
+
+`worker_reliability` gives the same fit's estimate of each worker: the probability that their vote
+is the true label. It is what the aggregation weighs votes by, so on simulated data (where the
+spammers are known) it says whether the model found the careless workers.
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ def majority_vote(votes: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _fit(data: pd.DataFrame, method: Method, n_iter: int) -> DawidSkene | GLAD:
+    """crowd-kit's model of `method` fitted to votes (columns worker, task, label)."""
+    if method == "dawid_skene":
+        model = DawidSkene(n_iter=n_iter)
+    elif method == "glad":
+        model = GLAD(n_iter=n_iter)
+    else:
+        raise ValueError(f"crowd.labels.method must be 'dawid_skene' or 'glad', not {method!r}")
+    with warnings.catch_warnings():
+        # crowd-kit 1.4 still passes pandas 2 keywords (inplace=, copy=) that pandas 3 deprecates.
+        warnings.filterwarnings("ignore", message=".*(inplace|copy) keyword.*")
+        model.fit(data)
+    return model
+
+
 def reliability_labels(votes: pd.DataFrame, method: Method = "dawid_skene", n_iter: int = 100) -> pd.DataFrame:
     """Per task: label_reliability and p_abnormal (posterior probability of label 1)."""
     data = votes[["worker", "task", "label"]]
@@ -66,22 +85,63 @@ def reliability_labels(votes: pd.DataFrame, method: Method = "dawid_skene", n_it
             {"label_reliability": pd.array([only] * len(tasks), dtype="Int8"), "p_abnormal": float(only)},
             index=pd.Index(tasks, name="task"),
         )
-    if method == "dawid_skene":
-        model = DawidSkene(n_iter=n_iter)
-    elif method == "glad":
-        model = GLAD(n_iter=n_iter)
-    else:
-        raise ValueError(f"crowd.labels.method must be 'dawid_skene' or 'glad', not {method!r}")
-    with warnings.catch_warnings():
-        # crowd-kit 1.4 still passes pandas 2 keywords (inplace=, copy=) that pandas 3 deprecates.
-        warnings.filterwarnings("ignore", message=".*(inplace|copy) keyword.*")
-        model.fit(data)
+    model = _fit(data, method, n_iter)
     probas = model.probas_
     p_abnormal = probas[1] if 1 in probas.columns else pd.Series(0.0, index=probas.index)
     out = pd.DataFrame({"p_abnormal": p_abnormal.astype(float)})
     out["label_reliability"] = model.labels_.reindex(out.index).astype("Int8")
     out.index.name = "task"
     return out[["label_reliability", "p_abnormal"]]
+
+
+WORKER_RELIABILITY_COLUMNS = ["worker_id", "n_votes", "reliability", "reliability_method"]
+
+
+def _dawid_skene_reliability(model: DawidSkene, workers: pd.Index) -> pd.Series:
+    """Per worker: sum over classes k of prior(k) * P(vote k | true k), the prior-weighted diagonal
+    of their confusion matrix. crowd-kit keeps a row (worker, k) only for answers the worker gave,
+    so a class they never answered contributes 0: they are never right about it."""
+    errors, priors = model.errors_, model.priors_
+    answered = errors.index.get_level_values("label")
+    reliability = pd.Series(0.0, index=workers)
+    for k in priors.index:
+        right = errors.loc[answered == k, k].droplevel("label").astype(float)
+        reliability += float(priors[k]) * right.reindex(workers, fill_value=0.0)
+    return reliability
+
+
+def _glad_reliability(model: GLAD, data: pd.DataFrame) -> pd.Series:
+    """Per worker: GLAD's P(vote is the true label) = sigmoid(alpha_worker * exp(beta_task)), averaged
+    over the tasks they answered (crowd-kit stores beta on the log scale)."""
+    alpha = data["worker"].map(model.alphas_).to_numpy(float)
+    beta = data["task"].map(model.betas_).to_numpy(float)
+    correct = 1.0 / (1.0 + np.exp(-alpha * np.exp(beta)))
+    return pd.Series(correct, index=data.index).groupby(data["worker"]).mean()
+
+
+def worker_reliability(kept: pd.DataFrame, method: Method = "dawid_skene", n_iter: int = 100) -> pd.DataFrame:
+    """One row per worker with a kept answer: n_votes, reliability (the fitted model's probability that
+    their vote is the true label, 0..1), reliability_method.
+
+    The fit is `reliability_labels`' on the same votes (crowd-kit's EM is deterministic), so these are
+    the weights behind the crowd labels. Reliability is NaN where the model is not fitted (every vote
+    of one class: nothing tells a right vote from a wrong one).
+    """
+    if kept.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in WORKER_RELIABILITY_COLUMNS})
+    votes = votes_from_answers(kept)
+    data = votes[["worker", "task", "label"]]
+    n_votes = data.groupby("worker").size()
+    if data["label"].nunique() < 2:
+        reliability = pd.Series(np.nan, index=n_votes.index)
+    else:
+        model = _fit(data, method, n_iter)
+        reliability = (_dawid_skene_reliability(model, n_votes.index) if method == "dawid_skene"
+                       else _glad_reliability(model, data))
+    table = pd.DataFrame({"worker_id": n_votes.index.astype(str), "n_votes": n_votes.to_numpy(),
+                          "reliability": reliability.reindex(n_votes.index).to_numpy(float),
+                          "reliability_method": method})
+    return table[WORKER_RELIABILITY_COLUMNS].sort_values("worker_id", ignore_index=True)
 
 
 def true_candidate_labels(assignments: pd.DataFrame, images: pd.DataFrame | None = None) -> pd.Series:

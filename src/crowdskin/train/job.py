@@ -3,6 +3,7 @@ request.json`, or inside a warm worker (`crowdskin.train.worker`).
 
 Request keys: task, backbone, fold, settings (the job's science settings,
 crowdskin.train.settings.job_settings), seed, threads, out_dir, log (path or null), save_model,
+check (a backbone check job, outside the grid),
 inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_labels, base_model,
 weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
 """
@@ -57,7 +58,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         weights=weights, base_model=Path(inputs["base_model"]) if inputs.get("base_model") else None,
         threads=threads, data_version=version.hexdigest()[:16],
         mlflow_uri=experiment.get("tracking_uri"), experiment=experiment.get("experiment", "default"),
-        save_model=bool(request["save_model"]),
+        save_model=bool(request["save_model"]), check=bool(request.get("check", False)),
         execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
                         "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
     )

@@ -49,6 +49,7 @@ class JobSpec:
     base_model: Path | None = None  # crowdsim-incremental: the fold's trained baseline
     threads: int = 1
     save_model: bool = True
+    check: bool = False  # a backbone check (crowdskin.train.settings.check_settings), not a grid job
     data_version: str = ""
     mlflow_uri: str | None = None
     experiment: str = "default"
@@ -337,6 +338,7 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
             "source": str(task.source), "feature": str(task.feature), "multitask": str(task.multitask).lower(),
             "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
+            "crowdskin.check": str(spec.check).lower(),
             # where this machine keeps the weights is not part of the experiment (train.weights is)
             "execution.weights_file": str(spec.weights or ""),
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
@@ -350,7 +352,8 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
                 _history_plot(history, plot)
             artifacts = [out / "predictions.parquet", out / "history.csv"] + ([plot] if plot.exists() else [])
             uri = tracking.tracking_uri(spec.mlflow_uri)
-            run_id = tracking.log_run(uri, spec.experiment, run_name=f"{task.name}/{spec.backbone}/fold{spec.fold}",
+            name = f"{'check/' if spec.check else ''}{task.name}/{spec.backbone}/fold{spec.fold}"
+            run_id = tracking.log_run(uri, spec.experiment, run_name=name,
                                       params=params, tags=tags, history=history.to_dict("records"),
                                       metrics=final, artifacts=artifacts)
         return run_id, None

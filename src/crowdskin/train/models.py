@@ -1,5 +1,10 @@
 """Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation head).
 
+Backbones: the study's VGG16, ResNet50 and InceptionV3 (keras.applications), and `smallcnn`, three
+convolution blocks that learn the synthetic default's diagnosis in seconds on a laptop's CPU,
+where the ImageNet-sized backbones need minutes per job to learn anything. It is for the embedded
+default and tests; the study's configs never use it, and it has no pretrained weights.
+
 The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy. The annotation target travels
 as two columns `[target, available]`: the mask is the availability flag, so a real annotation of 0
 counts (the study's code treated 0 as missing), and the MSE is averaged over the available
@@ -15,7 +20,27 @@ from typing import Any
 import keras
 from keras import ops
 
+
+def small_cnn(include_top: bool = False, weights: str | None = None,
+              input_shape: tuple[int, int, int] = (32, 32, 3)) -> keras.Model:
+    """Three blocks of 3x3 convolution (16, 32, 64 filters) + ReLU + 2x2 max pooling; the
+    keras.applications signature, so `build_model` treats it as any other base."""
+    if include_top or weights is not None:
+        raise ValueError("smallcnn has no classification top and no pretrained weights (train.weights: none)")
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for block, filters in enumerate((16, 32, 64), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="smallcnn")
+
+
+def _scale_to_unit(images: Any) -> Any:
+    return images / 255.0
+
+
 BASES = {
+    "smallcnn": (small_cnn, _scale_to_unit),
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
     "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
     "inceptionv3": (keras.applications.InceptionV3, keras.applications.inception_v3.preprocess_input),

@@ -39,3 +39,13 @@ def split_seed(config: dict[str, Any]) -> int:
     """`split.seed`, or the top-level seed where it is null."""
     seed = config["split"]["seed"]
     return int(config["seed"] if seed is None else seed)
+
+
+# A backbone check proves the code path, not the science: one step of a small batch, no augmentation.
+CHECK_OVERRIDES = {"batch_size": 4, "epochs": 1, "steps_per_epoch": 1, "validation_steps": 1, "run_eagerly": True}
+
+
+def check_settings(train: dict[str, Any], task: Task, backbone: str) -> dict[str, Any]:
+    """The science settings of a backbone check job: the grid's, shrunk to one tiny step."""
+    shrunk = {**train, **CHECK_OVERRIDES, "augment": {**train["augment"], "enabled": False}}
+    return job_settings(shrunk, task, backbone)

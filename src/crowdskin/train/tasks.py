@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # The smallest input each keras.applications base accepts without include_top.
-MIN_INPUT_SIZE = {"vgg16": 32, "resnet50": 32, "inceptionv3": 75}
+MIN_INPUT_SIZE = {"smallcnn": 16, "vgg16": 32, "resnet50": 32, "inceptionv3": 75}
 
 
 @dataclass(frozen=True)

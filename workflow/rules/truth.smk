@@ -1,0 +1,59 @@
+# The truth checks: what the workflow recovered against what the synthetic default drew
+# (resources/raw/synthetic/truth/), only where that truth exists (synthetic.enabled). Each table of
+# results/truth/ compares one stage with the truth; summary.csv judges them against the floors in
+# crowdskin.truth.FLOORS. A value below its floor is reported (summary and report page) and never
+# stops the run. Logic: src/crowdskin/truth.py; all three are local rules: they tabulate small tables.
+
+if TRUTH_CHECKS:
+
+    localrules:
+        truth_data,
+        truth_auc,
+        truth_summary,
+
+    # Everything before training, so `snakemake results/truth/automated.csv` needs no training job.
+    rule truth_data:
+        input:
+            truth_images=rules.synthesize.output.truth_images,
+            truth_workers=rules.synthesize.output.truth_workers,
+            automated=rules.automated_collect.output.wide,
+            annotations=f"{DATA}/annotations.parquet",
+            automated_annotations=rules.automated_collect.output.long,
+            targets=rules.crowd_targets.output.targets,
+            decisions=rules.crowd_mturk_filter.output.decisions,
+            kept=rules.crowd_mturk_filter.output.kept,
+            assignments=f"{DATA}/mturk_assignments.parquet",
+            worker_reliability=rules.crowd_labels.output.workers,
+        output:
+            automated=truth_table("automated"),
+            annotations=truth_table("annotations"),
+            consensus=truth_table("consensus"),
+            mturk_funnel=truth_table("mturk_funnel"),
+            dawid_skene=truth_table("dawid_skene"),
+            dawid_skene_workers=f"{TRUTH}/dawid_skene_workers.csv",
+        log:
+            f"{LOGS}/truth/data.log",
+        script:
+            script_path("truth_checks.py")
+
+    rule truth_auc:
+        input:
+            auc_summary=rules.scores.output.auc_summary,
+        output:
+            auc=truth_table("auc"),
+        log:
+            f"{LOGS}/truth/auc.log",
+        script:
+            script_path("truth_checks.py")
+
+    rule truth_summary:
+        input:
+            **{name: truth_table(name) for name in TRUTH_TABLES},
+        output:
+            summary=f"{TRUTH}/summary.csv",
+        log:
+            f"{LOGS}/truth/summary.log",
+        script:
+            script_path("truth_checks.py")
+
+    ALL_TARGETS += [*rules.truth_data.output, *rules.truth_auc.output, *rules.truth_summary.output]
