@@ -43,6 +43,29 @@ def _examples(data, name, fold=0, **kwargs):
                         **kwargs)
 
 
+def test_the_pool_shown_to_the_crowd_is_left_out_whether_or_not_it_has_a_label(data):
+    """The expert-only tasks leave out the candidate pool as given (every image shown to the crowd),
+    not only the images the funnel left a label for: a stricter filter must not add training images.
+    Catches: job_examples taking the pool from the crowd labels when a pool is given."""
+    from crowdskin.crowd.labels import candidate_pool
+
+    lesions, folds, _, crowd = data
+    assignments = pd.DataFrame({"candidate_a_id": ["I001", "I002", None], "candidate_b_id": ["I002", "I003", "I005"]})
+    shown = candidate_pool(assignments)
+    assert list(shown["image_id"]) == ["I001", "I002", "I003", "I005"]
+    pool = pd.concat([crowd[["image_id"]], shown]).drop_duplicates()
+    unlabelled_only = set(pool["image_id"]) - set(crowd["image_id"])
+    assert unlabelled_only
+    for name in ("baseline", "multitask-crowd-asymmetry"):
+        examples, notes = _examples(data, name, crowd_pool=pool)
+        assert not set(pool["image_id"]) & set(examples.query("split != 'test'")["image_id"]), name
+        in_fold = folds.query("fold == 0")["image_id"]
+        assert notes.counts["crowd_pool_in_fold"] == int(in_fold.isin(pool["image_id"]).sum())
+    # crowdsim-retrain adds the labelled pool images only; the others in the pool have nothing to learn
+    retrain, _ = _examples(data, "crowdsim-retrain", crowd_pool=pool)
+    assert not unlabelled_only & set(retrain.query("split != 'test'")["image_id"])
+
+
 def test_test_set_is_the_same_for_every_task(data):
     names = ("baseline", "multitask-crowd-asymmetry", "random", "crowdsim-retrain", "crowdsim-incremental")
     tests = {name: set(_examples(data, name)[0].query("split == 'test'")["image_id"]) for name in names}
@@ -155,7 +178,7 @@ def test_task_grid_has_the_study_grid():
         input_size(SETTINGS, "inceptionv3")  # default 32 px is below InceptionV3's 75
 
 
-def test_config_files_validate_and_paper_asks_for_gpus(repo):
+def test_config_files_validate_and_paper_asks_for_gpus(repo, tmp_path):
     from crowdskin.config import ConfigError, load_config
 
     # Snakemake layers --configfile on top of config/config.yaml: the tiny defaults must not leak.
@@ -170,7 +193,9 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo):
     assert (paper["optimizer"], paper["learning_rate"], paper["deterministic"]) == ("rmsprop", 2e-5, False)
     assert {k: paper["augment"][k] for k in study_augment} == study_augment
     assert (paper["backbones"], paper["backbone_checks"]) == (["vgg16", "resnet50", "inceptionv3"], [])
-    sample = load_config(repo / "config/config.yaml", repo / "config/real-sample.yaml")["train"]
+    no_mirror = tmp_path / "no_mirror.yaml"  # ../shared/data need not exist here
+    no_mirror.write_text("mirror: null\n")
+    sample = load_config(repo / "config/config.yaml", repo / "config/real-sample.yaml", no_mirror)["train"]
     assert (sample["backbones"], sample["backbone_checks"], sample["optimizer"]) == (paper["backbones"], [], "rmsprop")
     assert {k: sample["augment"][k] for k in study_augment} == study_augment
     # The default trains the small CNN on the full grid and checks each study backbone once.

@@ -134,11 +134,16 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
     runs = pd.read_csv(finished_run / "results/train/runs.csv")
-    assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [("baseline", 0), ("baseline", 1),
-                                                       ("multitask-automated-asymmetry", 0),
-                                                       ("multitask-automated-asymmetry", 1)]
+    tasks = ["baseline", "crowdsim-incremental", "crowdsim-retrain", "multitask-automated-asymmetry"]
+    assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [(task, fold) for task in tasks for fold in (0, 1)]
     summary = pd.read_csv(finished_run / "results/train/summary.csv")
-    assert set(summary["task"]) == {"baseline", "multitask-automated-asymmetry"}
+    assert set(summary["task"]) == set(tasks)
+    # the expert-only tasks leave out every image shown to the crowd, whatever the funnel kept
+    pool = set(pd.read_parquet(finished_run / "results/crowd/crowd_pool.parquet")["image_id"])
+    labelled = set(pd.read_parquet(finished_run / "results/crowd/crowd_labels.parquet")["image_id"])
+    assert labelled <= pool
+    baseline = pd.read_parquet(finished_run / "results/train/baseline/smallcnn/fold0/predictions.parquet")
+    assert not set(baseline.loc[baseline["split"] != "test", "image_id"]) & pool
 
     # the study backbone the grid does not train gets one tiny job, outside the scores
     check = finished_run / "results/train/checks/baseline/vgg16/fold0"
@@ -167,7 +172,7 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert len(fold_runs) == len(runs) + 1  # and the VGG16 check job's, tagged as such
     assert [r.data.tags["backbone"] for r in fold_runs if r.data.tags.get("crowdskin.check") == "true"] == ["vgg16"]
     assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == [
-        "ensemble", "parent", "parent"]
+        "ensemble", "parent", "parent", "parent", "parent"]
 
 
 def test_execution_settings_re_run_nothing(finished_run):
@@ -192,9 +197,12 @@ REPORT = {"report_tables"}
 TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
 EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | TRUTH_AUC
-TARGETS = {"crowd_targets", "crowd_analysis", "train_job_without_model", "train_summary"} | EVALUATION | TRUTH_DATA
-MTURK = {"crowd_mturk_filter", "crowd_labels", "crowd_spammer_detection", "figures"} | TRUTH_DATA
-LABELS = {"crowd_labels"} | TRUTH_DATA
+TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
+TARGETS = {"crowd_targets", "crowd_analysis"} | TRAINING | TRUTH_DATA
+# The crowd labels reach the crowdsim jobs only: the expert-only tasks leave out the crowd's whole
+# candidate pool, which no filter setting changes.
+LABELS = {"crowd_labels"} | (TRAINING - {"ensemble"}) | TRUTH_DATA  # no ensemble holds a crowdsim task
+MTURK = {"crowd_mturk_filter", "crowd_spammer_detection", "figures"} | LABELS
 DISAGREEMENT = {"crowd_disagreement"} | REPORT
 ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
 # Every crowd setting once. A change may hold settings whose sets are disjoint: if one of them did
@@ -218,8 +226,11 @@ CROWD_CHANGES = {
 def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_them(finished_run):
     planned = {change: planned_jobs(finished_run, change) for change in CROWD_CHANGES}
     assert {change: set(jobs) for change, jobs in planned.items()} == CROWD_CHANGES
-    for jobs in planned.values():
-        assert jobs.get("train_job_without_model", 2) == 2  # the two multi-task jobs, never the baselines
+    for change, jobs in planned.items():
+        # the two multi-task jobs where the targets change, the four crowdsim jobs where the labels
+        # do; never a baseline (the rule train_job, which keeps the model crowdsim fine-tunes)
+        expected = 2 * ("crowd_targets" in jobs) + 4 * ("crowd_labels" in jobs)
+        assert (jobs["train_job_without_model"], "train_job" in jobs) == (expected, False), change
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
@@ -227,7 +238,7 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
                   "truth_summary": 1, "report_tables": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
-        "train_job_without_model": 4, "train_backbone_check": 1, "train_summary": 1} | evaluation
+        "train_job": 2, "train_job_without_model": 6, "train_backbone_check": 1, "train_summary": 1} | evaluation
     # The multi-task loss weights reach the two multi-task jobs only, and a new task (the randomized
     # control, two folds) trains only itself: 2 + 2 jobs; a baseline re-trained would make it 6.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
@@ -258,14 +269,19 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
 
     scores = finished_run / "results/scores"
     folds = pd.read_csv(scores / "auc_folds.csv")
-    assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "multitask-automated-asymmetry"]
-    assert len(folds) == 3 * 2 and (folds["n_test"] > 0).all()
+    assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "crowdsim-incremental",
+                                           "crowdsim-retrain", "multitask-automated-asymmetry"]
+    assert len(folds) == 5 * 2 and (folds["n_test"] > 0).all()
     table = pd.read_csv(scores / "auc_table.csv")
-    assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "baseline-and-asymmetry"]
+    assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "baseline-and-asymmetry",
+                                    "crowdsim-retrain", "crowdsim-incremental"]
     assert "smallcnn_pooled_auc" in table.columns
     comparisons = pd.read_csv(scores / "comparisons.csv")
-    assert sorted(comparisons["model"]) == ["baseline-and-asymmetry", "multitask-automated-asymmetry"]
-    assert (comparisons["reference"] == "baseline").all() and (comparisons["scope"] == "pooled").all()
+    assert sorted(zip(comparisons["model"], comparisons["reference"], strict=True)) == [
+        ("baseline-and-asymmetry", "baseline"), ("crowdsim-incremental", "baseline"),
+        ("crowdsim-retrain", "baseline"), ("crowdsim-retrain", "crowdsim-incremental"),
+        ("multitask-automated-asymmetry", "baseline")]
+    assert (comparisons["scope"] == "pooled").all()
     metrics = json.loads((scores / "metrics.json").read_text())
     assert set(metrics["smallcnn"]) == set(folds["model"])
     assert set(pd.read_csv(scores / "roc.csv").columns) == {"model", "backbone", "fpr", "tpr"}
@@ -325,5 +341,8 @@ def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     finally:
         mask.write_bytes(original)
         os.utime(mask, ns=(times.st_atime_ns, times.st_mtime_ns))
-    assert jobs["automated_shard"] == 1 and jobs["automated_collect"] == 1
+    # one shard, then what reads the automated scores: the targets and analyses, the two
+    # multi-task jobs on automated targets (never a baseline or a crowdsim job), evaluation, report
+    assert jobs.pop("automated_shard") == 1 and jobs.pop("automated_collect") == 1
+    assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 2
     assert planned_jobs(finished_run) == {}

@@ -28,6 +28,7 @@ REFERENCE_COLORS: dict[str, tuple[int, int, int]] = {
     "dark_brown": (135, 44, 5), "blue_gray": (113, 108, 139), "black": (41, 31, 30),
 }
 SKIN = np.array([226, 178, 152], dtype=np.float64)
+CANDIDATE_FRACTION = 0.2  # share of the lesions in the MTurk candidate pool
 CONFIDENCE = ("very uncertain", "uncertain", "neutral", "confident", "very confident")
 
 
@@ -208,11 +209,16 @@ def _write_mturk(root: Path, rng: np.random.Generator, truth: pd.DataFrame, sett
               "Input.image2_title", "Input.image2_label", "Input.image3_title", "Input.image3_label",
               "Answer.equal", "Answer.equal.label", "Answer.howMuch", "Answer.howMuch.label"]
     history = {w: int(rng.choice([0, 0, 2, 5, 11])) for w in workers}
+    # As in CROWDSIM, the crowd labels a pool of candidates apart from the expert-labelled anchors:
+    # a fifth of the lesions (at least two), which the expert-only training sets leave out.
+    order = rng.permutation(len(ids))
+    n_candidates = max(2, round(CANDIDATE_FRACTION * len(ids)))
+    candidates, experts = order[:n_candidates], order[n_candidates:]
     rows = []
     started: set[str] = set()
     for h in range(settings.n_hits):
-        anchor = rng.integers(len(ids))
-        a, b = rng.choice(np.setdiff1d(np.arange(len(ids)), [anchor]), 2, replace=False)
+        anchor = rng.choice(experts)
+        a, b = rng.choice(candidates, 2, replace=False)
         for w in rng.choice(workers, settings.assignments_per_hit, replace=False):
             first = w not in started
             started.add(w)

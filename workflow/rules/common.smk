@@ -199,8 +199,11 @@ def train_job_inputs(wildcards):
     if task.kind == "multitask":
         inputs["targets"] = rules.crowd_targets.output.targets
     if CROWDSIM:
-        # Every task leaves the crowd-labelled candidates out of its expert training set.
-        inputs["crowd_labels"] = rules.crowd_labels.output.labels
+        # Every task leaves the crowd's candidate pool out of its expert training set; only the
+        # crowdsim tasks train on the crowd labels.
+        inputs["crowd_pool"] = rules.crowd_pool.output.pool
+        if task.uses_crowd_labels:
+            inputs["crowd_labels"] = rules.crowd_labels.output.labels
     if task.kind == "crowdsim-incremental":
         inputs["base_model"] = (
             f"{TRAIN}/baseline/{wildcards.backbone}/fold{wildcards.fold}/model.keras"

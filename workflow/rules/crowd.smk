@@ -41,6 +41,19 @@ rule crowd_mturk_filter:
         script_path("crowd_mturk.py")
 
 
+# The candidate images of every ingested MTurk task, before the funnel: what the expert-only tasks
+# leave out of training. No filter setting reaches it, so a filter change re-trains only crowdsim.
+rule crowd_pool:
+    input:
+        assignments=f"{DATA}/mturk_assignments.parquet",
+    output:
+        pool=f"{CROWD}/crowd_pool.parquet",
+    log:
+        f"{LOGS}/crowd/pool.log",
+    script:
+        script_path("crowd_pool.py")
+
+
 rule crowd_labels:
     input:
         kept=rules.crowd_mturk_filter.output.kept,

@@ -144,6 +144,17 @@ def worker_reliability(kept: pd.DataFrame, method: Method = "dawid_skene", n_ite
     return table[WORKER_RELIABILITY_COLUMNS].sort_values("worker_id", ignore_index=True)
 
 
+def candidate_pool(assignments: pd.DataFrame) -> pd.DataFrame:
+    """The images shown to the crowd as candidates (one column, image_id, sorted): CROWDSIM's pool.
+
+    Taken from every ingested assignment, before the MTurk funnel, so the pool, and with it every
+    expert-only training set that leaves the pool out, does not change with the filter settings:
+    a stricter filter changes the crowd labels, never which images the baselines train on.
+    """
+    ids = pd.concat([assignments["candidate_a_id"], assignments["candidate_b_id"]]).dropna().astype(str)
+    return pd.DataFrame({"image_id": sorted(set(ids))})
+
+
 def true_candidate_labels(assignments: pd.DataFrame, images: pd.DataFrame | None = None) -> pd.Series:
     """Known diagnosis per candidate image: the image table's `abnormal` where present, else the
     label the MTurk task carried for that candidate. NA where neither knows."""

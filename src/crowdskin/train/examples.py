@@ -56,12 +56,15 @@ def job_examples(
     targets: pd.DataFrame | None = None,
     crowd_labels: pd.DataFrame | None = None,
     crowd_label_column: str | None = None,
+    crowd_pool: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, ExampleNotes]:
     """Examples of (task, fold): EXAMPLE_COLUMNS, `available` being the annotation's own flag.
 
     `crowd_label_column` (train.crowdsim.label) is read by the crowdsim tasks only; the others need
-    just the pool's image ids to leave them out.
+    just the pool's image ids to leave them out. `crowd_pool` (image_id) is the pool: every image
+    shown to the crowd (crowdskin.crowd.labels.candidate_pool); without it, the images with a crowd
+    label are.
     """
     notes = ExampleNotes()
     if task.uses_crowd_labels and crowd_label_column is None:
@@ -89,6 +92,8 @@ def job_examples(
         pool_ids = set(crowd_labels["image_id"].astype(str))
         if crowd_label_column is not None:
             crowd = crowd_labels[["image_id", crowd_label_column]].rename(columns={crowd_label_column: "crowd_label"})
+    if crowd_pool is not None:
+        pool_ids = set(crowd_pool["image_id"].astype(str))
     in_pool = table["image_id"].isin(pool_ids)
     notes.counts["crowd_pool_in_fold"] = int(in_pool.sum())
 

@@ -4,7 +4,7 @@ request.json`, or inside a warm worker (`crowdskin.train.worker`).
 Request keys: task, backbone, fold, settings (the job's science settings,
 crowdskin.train.settings.job_settings), seed, threads, out_dir, log (path or null), save_model,
 check (a backbone check job, outside the grid),
-inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_labels, base_model,
+inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_pool, crowd_labels, base_model,
 weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
 """
 
@@ -43,10 +43,12 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     folds = pd.read_parquet(inputs["folds"])
     targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
     crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
+    crowd_pool = pd.read_parquet(inputs["crowd_pool"]) if inputs.get("crowd_pool") else None
     examples, notes = job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd_labels,
-                                   crowd_label_column=settings.get("crowd_label"), seed=request["seed"])
+                                   crowd_label_column=settings.get("crowd_label"), crowd_pool=crowd_pool,
+                                   seed=request["seed"])
     version = hashlib.sha256()
-    for name in ("images", "targets", "crowd_labels"):
+    for name in ("images", "targets", "crowd_labels", "crowd_pool"):
         if inputs.get(name):
             version.update(Path(inputs[name]).read_bytes())
     experiment = json.loads(Path(inputs["experiment"]).read_text()) if inputs.get("experiment") else {}
