@@ -245,6 +245,16 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
         "train_job_without_model": 4, "train_summary": 1} | evaluation
 
 
+def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
+    """Its 8 jobs (4 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
+    ensemble (one job for all its backbones), each task averaged over the two backbones, and what
+    reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
+    assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
+        "train_job": 2, "train_job_without_model": 6, "train_summary": 1, "ensemble": 1,
+        "ensemble_over_backbones": 4, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+        "truth_summary": 1, "report_tables": 1}
+
+
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
     after_scores = {"scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
                     "report_tables": 1}
