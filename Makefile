@@ -6,10 +6,16 @@ STAMP  := $(VENV)/.installed
 CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 # TensorFlow's GPU build instead of the CPU one: `make install TF=gpu`.
 TF     ?= cpu
+# A Keras backend besides TensorFlow (train.backend): `make install BACKEND=jax` (or torch) adds
+# requirements-$(BACKEND).lock to .venv; TensorFlow stays, the workflow's other stages use it.
+BACKEND ?= tensorflow
+# JAX's CUDA plugin for GPU nodes (config/paper.yaml trains on JAX): `make install BACKEND=jax JAX=cuda`.
+JAX    ?= cpu
+BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
 .PHONY: install run test lint bench dag clean
 
-install: $(STAMP)
+install: $(STAMP) $(BACKEND_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +26,13 @@ ifeq ($(TF),gpu)
 endif
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+$(VENV)/.installed-%: requirements-%.lock $(STAMP)
+	$(BIN)/python -m pip install -q -r $< -c requirements.lock
+ifeq ($(JAX),cuda)
+	$(BIN)/python -m pip install -q "jax[cuda13]==$$(grep '^jax==' requirements-jax.lock | cut -d= -f3)" -c requirements.lock
+endif
+	touch $@
 
 # The workflow, then Snakemake's report of it (results/report.html; open it in a browser).
 run: $(STAMP)

@@ -1,5 +1,6 @@
 """Training stage with TensorFlow: the masked loss, resume after a kill, the warm worker, and a tiny
-end-to-end run on real thumbnails. Kept few and tiny (VGG16 at 32 px, one-step epochs)."""
+end-to-end run on real thumbnails. Kept few and tiny (the small CNN at 32 px, one-step epochs; the
+workflow tests train VGG16 once, as the test config's backbone check)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Keras 3.15 on numpy 2.4: np.array(copy=False)
 ]
 TINY = {"input_size": 32, "batch_size": 4, "epochs": 1, "steps_per_epoch": 1, "validation_steps": 1,
-        "run_eagerly": True, "backbones": ["vgg16"]}
+        "run_eagerly": True, "backbones": ["smallcnn"]}
 
 
 def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.DataFrame | None = None,
@@ -56,8 +57,8 @@ def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.
         targets.to_parquet(inputs["targets"])
     settings = section("train", {**TINY, **train})
     tasks = {t.name: t for t in task_grid(settings)}
-    return {"task": task, "backbone": "vgg16", "fold": 0, "seed": 0, "threads": 1, "save_model": True,
-            "settings": job_settings(settings, tasks[task], "vgg16"), "out_dir": str(tmp_path / "job"),
+    return {"task": task, "backbone": "smallcnn", "fold": 0, "seed": 0, "threads": 1, "save_model": True,
+            "settings": job_settings(settings, tasks[task], "smallcnn"), "out_dir": str(tmp_path / "job"),
             "log": str(tmp_path / "job.log"), "inputs": {k: str(v) for k, v in inputs.items()}}
 
 

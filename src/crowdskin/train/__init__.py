@@ -8,16 +8,21 @@ Modules, in the order a job uses them:
   derived from config alone, so the DAG is built before any data exists.
 - `cache`: every image resized once to the input size (`results/train/cache/`).
 - `examples`: one job's table of examples (split, label, annotation target, availability flag).
-- `pipeline`: `tf.data` input with parallel loading, augmentation (the study's settings) and prefetch.
+- `backend`: which Keras 3 backend (tensorflow, jax, torch) the process trains with, chosen
+  before keras is imported.
+- `pipeline`: input with parallel loading, augmentation (the study's settings) and prefetch:
+  `tf.data` on TensorFlow, a `keras.utils.PyDataset` on any backend.
 - `models`: Keras 3 backbones, heads, the masked multi-task loss.
 - `weights`: `none | imagenet | <file>` without any silent fallback.
-- `runtime`: threads, GPU memory growth, mixed precision, XLA, determinism, MirroredStrategy.
+- `runtime`: per backend: threads, GPU memory growth, mixed precision, XLA/jit, determinism, GPUs.
 - `loop`: one (task, backbone, fold) job as steps (examples, fit, predict, write, log), resumable
   through Keras' BackupAndRestore and CSVLogger.
 - `job`: a job as a plain request (its inputs, settings and execution), in-process or in `worker`.
 - `tracking`: MLflow logging that never loses a finished training.
 - `summary`: `runs.csv` and test AUC per (task, backbone) over the folds.
-- `bench`: input-pipeline and training-step throughput.
+- `bench`: input-pipeline and training-step throughput; `bench_backends`: per-backend fixed costs
+  on CPU and training throughput on a GPU.
 
-Only `loop`, `pipeline`, `models`, `runtime` and `bench` import TensorFlow (about 4 s per process).
+Only `loop`, `pipeline`, `models`, `runtime` and the benchmarks import Keras and its backend
+(TensorFlow: about 4 s per process).
 """

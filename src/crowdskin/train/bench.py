@@ -5,6 +5,8 @@
 `python -m crowdskin.train.bench --size 384 --backbones vgg16 resnet50 inceptionv3 [--mixed-precision] [--xla]`
 prints one JSON line per measurement. On a GPU machine, compare `pipeline` with `train_step`: the
 pipeline must deliver more images/s than the step consumes, or the accelerator starves.
+These are TensorFlow's figures; `crowdskin.train.bench_backends` measures per Keras backend,
+through the real input pipeline and against the GPU's peak.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from crowdskin.train.backend import select as select_backend
 from crowdskin.train.cache import read_cache
 from crowdskin.train.examples import job_examples
 from crowdskin.train.loop import JobSpec, train_job
@@ -36,6 +37,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     inputs = request["inputs"]
     execution = request.get("execution", {})
     task = Task(**settings["task"])
+    # Before anything imports keras: the backend is fixed at keras' first import.
+    select_backend(settings.get("backend"), threads=int(request.get("threads", 1)),
+                   deterministic=bool(settings.get("deterministic")))
     backbone, fold = request["backbone"], int(request["fold"])
     # Missing weights stop the job here, before TensorFlow is even imported.
     weights = resolve_weights(settings["weights"], backbone, execution.get("weights_dir"))

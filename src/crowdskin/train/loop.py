@@ -150,14 +150,15 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
 
     settings = spec.settings
     started = time.time()
-    runtime = configure(threads=spec.threads, mixed_precision=settings["mixed_precision"], xla=settings["xla"],
-                        deterministic=settings["deterministic"], seed=spec.seed + spec.fold)
+    backend = settings.get("backend", "tensorflow")
+    runtime = configure(backend=backend, threads=spec.threads, mixed_precision=settings["mixed_precision"],
+                        xla=settings["xla"], deterministic=settings["deterministic"], seed=spec.seed + spec.fold)
     import keras
 
     from crowdskin.train import models
-    from crowdskin.train.pipeline import make_dataset
+    from crowdskin.train.pipeline import batches
 
-    log.info("TensorFlow ready after %.1f s", time.time() - started)
+    log.info("Keras on %s ready after %.1f s", backend, time.time() - started)
     train = examples[examples["split"] == "train"]
     val = examples[examples["split"] == "val"]
     class_weight = (balanced_class_weights(train["label"].to_numpy()) if settings["class_weight"] == "balanced"
@@ -176,13 +177,13 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     in_model = augment if augment_settings["placement"] == "model" else None
 
     def dataset(part: pd.DataFrame, training: bool) -> Any:
-        return make_dataset(cache_array, part["row"].to_numpy(), part["label"].to_numpy(),
-                            part["target"].to_numpy() if multitask else None,
-                            part["available"].to_numpy() if multitask else None,
-                            batch_size=batch, training=training, seed=spec.seed + spec.fold,
-                            augment=in_pipeline if training else None, deterministic=settings["deterministic"])
+        return batches(cache_array, part["row"].to_numpy(), part["label"].to_numpy(),
+                       part["target"].to_numpy() if multitask else None,
+                       part["available"].to_numpy() if multitask else None,
+                       batch_size=batch, training=training, seed=spec.seed + spec.fold,
+                       augment=in_pipeline if training else None, deterministic=settings["deterministic"])
 
-    with runtime.strategy.scope():
+    with runtime.scope():
         if spec.task.kind == "crowdsim-incremental":
             if spec.base_model is None:
                 raise ValueError("crowdsim-incremental needs the fold's baseline model")
@@ -272,11 +273,11 @@ def train_job(
 def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batch: int, fold: int,
             multitask: bool) -> pd.DataFrame:
     """predictions.parquet: image_id, fold, split, score, label (+ label_source, target prediction)."""
-    from crowdskin.train.pipeline import make_dataset
+    from crowdskin.train.pipeline import batches
 
-    data = make_dataset(cache_array, examples["row"].to_numpy(), examples["label"].to_numpy(),
-                        batch_size=max(batch, 32), training=False)
-    outputs = model.predict(data.map(lambda x, y: x), verbose=0)
+    data = batches(cache_array, examples["row"].to_numpy(), examples["label"].to_numpy(),
+                   batch_size=max(batch, 32), training=False, images_only=True)
+    outputs = model.predict(data, verbose=0)
     frame = pd.DataFrame({
         "image_id": examples["image_id"].to_numpy(), "fold": fold, "split": examples["split"].to_numpy(),
         "score": np.asarray(outputs["label"], np.float64).reshape(-1),

@@ -178,6 +178,20 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"{backbone}_{'multitask' if multitask else 'baseline'}")
 
 
+def _allow_jit_of_augmentation(layer: keras.layers.Layer) -> None:
+    """Mark Keras' affine augmentation layers (rotation, shift, shear, zoom) jit-compatible.
+
+    Keras flags them `supports_jit = False` because TensorFlow's ImageProjectiveTransform op has no
+    XLA kernel, and one such layer turns a whole model's compilation off. On JAX and torch they are
+    plain array ops that compile; left uncompiled, a JAX train step runs op by op.
+    """
+    for child in getattr(layer, "layers", []):
+        if isinstance(child, keras.layers.Layer):
+            if not child.supports_jit and "image_preprocessing" in type(child).__module__:
+                child.supports_jit = True
+            _allow_jit_of_augmentation(child)
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam,
             "sgd": keras.optimizers.SGD}[name](learning_rate=learning_rate)
@@ -199,6 +213,8 @@ def compile_model(
     if multitask:
         losses["target"] = MaskedMSE()
         weights["target"] = loss_weights["target"]
+    if keras.backend.backend() != "tensorflow":
+        _allow_jit_of_augmentation(model)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                   metrics={"label": [keras.metrics.AUC(name="auc")]},
                   jit_compile=jit_compile, run_eagerly=run_eagerly)

@@ -1,18 +1,111 @@
-"""tf.data input: cached uint8 images -> shuffled batches -> (augmentation) -> prefetch.
+"""Input: cached uint8 images -> shuffled batches -> (augmentation) -> prefetch.
 
 Images come from the memory-mapped cache (already at input size), so an epoch never decodes a
-JPEG; loading a batch is one fancy-indexing copy. Augmentation runs either here, in parallel
-`map` calls on CPU workers, or inside the model on the accelerator (`train.augment.placement`).
+JPEG; loading a batch is one fancy-indexing copy. Augmentation runs either here, on CPU workers,
+or inside the model on the accelerator (`train.augment.placement`).
+
+Two loaders with the same batches' contents: `CacheBatches`, a `keras.utils.PyDataset` that every
+Keras backend reads, and `make_dataset`, `tf.data` with parallel map and prefetch, kept on the
+TensorFlow backend for augmentation in the pipeline only (`batches` picks). `CacheBatches` hands
+out uint8 pixels: the model's float32 input converts them on the accelerator, a quarter of the
+bytes through the host.
 """
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-AUTOTUNE = tf.data.AUTOTUNE
+
+def batches(
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    targets: np.ndarray | None = None,
+    available: np.ndarray | None = None,
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    augment: Any = None,
+    deterministic: bool = False,
+    images_only: bool = False,
+    workers: int = 1,
+) -> Any:
+    """CacheBatches, except for augmentation in the pipeline on TensorFlow: there tf.data runs the
+    augmentation layers in parallel map calls, where CacheBatches calls them from one worker.
+    Without augmentation tf.data is not faster (docs/benchmarks.md, "Keras backends")."""
+    if keras.backend.backend() == "tensorflow" and training and augment is not None:
+        data = make_dataset(images, rows, labels, targets, available, batch_size=batch_size, training=training,
+                            seed=seed, augment=augment, deterministic=deterministic)
+        return data.map(lambda x, y: x) if images_only else data
+    return CacheBatches(images, rows, labels, targets, available, batch_size=batch_size, training=training,
+                        seed=seed, augment=augment, images_only=images_only, workers=workers)
+
+
+class CacheBatches(keras.utils.PyDataset):
+    """Batches of (image uint8, {"label": (B, 1)[, "target": (B, 2) = target, available]}).
+
+    Training: an endless stream of full batches (one shape, so a compiled step is never
+    recompiled), each pass over the rows in a fresh order drawn from (seed, pass), so batch
+    `i` is the same whichever worker thread loads it. Evaluation: one pass, in row order.
+    """
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+                 targets: np.ndarray | None = None, available: np.ndarray | None = None, *,
+                 batch_size: int, training: bool, seed: int = 0, augment: Any = None,
+                 images_only: bool = False, workers: int = 1) -> None:
+        # Augmentation layers keep random state: one worker calls them, in batch order.
+        workers = 1 if (training and augment is not None) else max(1, workers)
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
+        self.images = images
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = np.asarray(labels, np.float32).reshape(-1, 1)
+        self.pairs = (None if targets is None else
+                      np.stack([np.asarray(targets, np.float32), np.asarray(available, np.float32)], axis=1))
+        self.batch_size = int(batch_size)
+        self.training = training
+        self.seed = int(seed)
+        self.augment = augment if training else None
+        self.images_only = images_only
+
+    @property
+    def num_batches(self) -> int | None:
+        return None if self.training else math.ceil(len(self.rows) / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches or math.ceil(len(self.rows) / self.batch_size)
+
+    @lru_cache(maxsize=4)  # noqa: B019 - a few passes' orders per loader, freed with it
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+
+    def positions(self, index: int) -> np.ndarray:
+        n = len(self.rows)
+        if not self.training:
+            return np.arange(index * self.batch_size, min(n, (index + 1) * self.batch_size))
+        stream = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        return np.concatenate([self._order(int(p))[stream[stream // n == p] % n] for p in np.unique(stream // n)])
+
+    def __getitem__(self, index: int) -> Any:
+        positions = self.positions(index)
+        rows = self.rows[positions]
+        # Sorted reads are sequential on the memory map; the batch order is restored after.
+        order = np.argsort(rows, kind="stable")
+        x = np.empty((len(rows), *self.images.shape[1:]), self.images.dtype)
+        x[order] = self.images[rows[order]]
+        if self.augment is not None:
+            x = keras.ops.convert_to_numpy(self.augment(x.astype(np.float32), training=True))
+        if self.images_only:
+            return (x,)
+        y = {"label": self.labels[positions]}
+        if self.pairs is not None:
+            y["target"] = self.pairs[positions]
+        return x, y
 
 
 def make_dataset(
@@ -27,12 +120,15 @@ def make_dataset(
     seed: int = 0,
     augment: Any = None,
     deterministic: bool = False,
-) -> tf.data.Dataset:
-    """Batches of (image float32 0-255, {"label": (B, 1)[, "target": (B, 2) = target, available]}).
+) -> Any:
+    """tf.data batches of (image float32 0-255, {"label": (B, 1)[, "target": (B, 2) = target, available]}).
 
     Training datasets shuffle and repeat forever (fit's steps_per_epoch bounds an epoch); others
     pass once over the rows in order.
     """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
     rows = np.asarray(rows, dtype=np.int64)
     size = images.shape[1]
     label_tensor = tf.constant(np.asarray(labels, np.float32).reshape(-1, 1))
@@ -48,7 +144,7 @@ def make_dataset(
         batch[order] = images[rows[positions][order]]
         return batch
 
-    def to_example(positions: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def to_example(positions: Any) -> tuple[Any, dict[str, Any]]:
         batch = tf.numpy_function(load, [positions], tf.float32, stateful=False)
         batch.set_shape((None, size, size, 3))
         y = {"label": tf.gather(label_tensor, positions)}
@@ -61,8 +157,8 @@ def make_dataset(
         dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).repeat()
     # Evaluation order must match the rows (predictions are joined by position).
     deterministic = deterministic or not training
-    dataset = dataset.batch(batch_size).map(to_example, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.batch(batch_size).map(to_example, num_parallel_calls=autotune, deterministic=deterministic)
     if training and augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE,
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune,
                               deterministic=deterministic)
-    return dataset.prefetch(AUTOTUNE)
+    return dataset.prefetch(autotune)

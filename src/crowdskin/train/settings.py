@@ -14,9 +14,10 @@ from typing import Any
 
 from crowdskin.train.tasks import Task, input_size
 
-# Train settings every job's result depends on.
+# Train settings every job's result depends on. The Keras backend is one: its kernels, random
+# streams and initialisers differ, so the same seed gives other weights on another backend.
 SHARED_KEYS = (
-    "weights", "preprocess", "optimizer", "learning_rate", "batch_size", "epochs", "steps_per_epoch",
+    "backend", "weights", "preprocess", "optimizer", "learning_rate", "batch_size", "epochs", "steps_per_epoch",
     "validation_steps", "class_weight", "augment", "run_eagerly", "mixed_precision", "xla", "deterministic",
 )
 

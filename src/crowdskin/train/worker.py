@@ -5,9 +5,10 @@ TensorFlow and MLflow, more than the training itself; on 2 cores that alone brea
 budget. Snakemake still schedules one job per (task, backbone, fold) with its own threads, log and
 outputs; the job's script only hands the request to this process and waits for the exit code.
 
-- One server per working directory and code version (socket name includes both), started by the
-  first job, exiting after `idle_timeout` seconds without work. A code change gets a new server.
-- The server is single-threaded (a select loop) and has run no TensorFlow op, so forking it is
+- One server per working directory, code version and Keras backend (socket name includes all
+  three: the backend is fixed when the server imports keras), started by the first job of each,
+  exiting after `idle_timeout` seconds without work. A code change gets a new server.
+- The server is single-threaded (a select loop) and has run no backend op, so forking it is
   safe: each child initialises its own runtime and thread pools.
 - If the job's client dies (Snakemake killed it), the server kills the child: a killed job
   behaves as when it runs in its own process, and resumes from its checkpoint.
@@ -49,9 +50,9 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def socket_path(workdir: str | Path = ".") -> Path:
+def socket_path(workdir: str | Path = ".", backend: str = "tensorflow") -> Path:
     # AF_UNIX paths are limited to ~100 bytes, so the socket lives in the temp dir, named by a hash.
-    key = hashlib.sha256(f"{Path(workdir).resolve()}|{code_fingerprint()}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{Path(workdir).resolve()}|{code_fingerprint()}|{backend}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"crowdskin-train-{os.getuid()}-{key}.sock"
 
 
@@ -67,15 +68,16 @@ def _connect(path: Path) -> socket.socket | None:
 
 def submit(request: dict[str, Any], *, path: Path | None = None, server_log: str | Path | None = None,
            idle_timeout: float = 30.0, start_timeout: float = 120.0) -> int:
-    """Run `request` in the warm worker (starting it if needed); returns the job's exit code."""
-    path = path or socket_path()
+    """Run `request` in the warm worker of its backend (starting it if needed); returns the job's exit code."""
+    backend = request.get("settings", {}).get("backend") or "tensorflow"
+    path = path or socket_path(backend=backend)
     client = _connect(path)
     if client is None:
         with open(f"{path}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one job starts the server, the others wait for it
             client = _connect(path)
             if client is None:
-                client = _start_server(path, server_log, idle_timeout, start_timeout)
+                client = _start_server(path, server_log, idle_timeout, start_timeout, backend)
     with client:
         client.sendall(json.dumps(request).encode() + b"\n")
         reply = b""
@@ -90,10 +92,10 @@ def submit(request: dict[str, Any], *, path: Path | None = None, server_log: str
 
 
 def _start_server(path: Path, server_log: str | Path | None, idle_timeout: float,
-                  start_timeout: float) -> socket.socket:
+                  start_timeout: float, backend: str = "tensorflow") -> socket.socket:
     output = open(server_log, "a") if server_log else subprocess.DEVNULL  # noqa: SIM115 - the detached server's stdout
     process = subprocess.Popen(
-        [sys.executable, "-m", "crowdskin.train.worker", str(path), str(idle_timeout)],
+        [sys.executable, "-m", "crowdskin.train.worker", str(path), str(idle_timeout), backend],
         stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + start_timeout
@@ -108,8 +110,10 @@ def _start_server(path: Path, server_log: str | Path | None, idle_timeout: float
     raise WorkerUnavailableError(f"the training worker did not start within {start_timeout:.0f} s")
 
 
-def _preload() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _preload(backend: str = "tensorflow") -> None:
+    from crowdskin.train.backend import select
+
+    select(backend)  # before keras' first import, below
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +122,7 @@ def _preload() -> None:
     import mlflow.tracking  # noqa: F401 - preloaded for the jobs, like the imports above
 
     import crowdskin.train.job
-    import crowdskin.train.models  # imports keras and tensorflow
+    import crowdskin.train.models  # imports keras and its backend
     import crowdskin.train.pipeline
     import crowdskin.train.runtime  # noqa: F401 - preloaded for the jobs, like the imports above
 
@@ -143,10 +147,10 @@ def _child(request: dict[str, Any], listener: socket.socket, connections: list[s
         os._exit(code)
 
 
-def serve(path: Path, idle_timeout: float = 30.0) -> None:
+def serve(path: Path, idle_timeout: float = 30.0, backend: str = "tensorflow") -> None:
     """Accept requests on `path` until idle for `idle_timeout` seconds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    _preload()
+    _preload(backend)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -209,4 +213,5 @@ def serve(path: Path, idle_timeout: float = 30.0) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 30.0)
+    serve(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 30.0,
+          sys.argv[3] if len(sys.argv) > 3 else "tensorflow")
