@@ -230,6 +230,30 @@ def test_logging_never_loses_a_finished_training(tmp_path, monkeypatch, caplog):
     assert not (out / "checkpoint").exists()
 
 
+def test_a_tracking_server_that_is_down_costs_a_job_seconds_not_its_outputs(tmp_path, monkeypatch):
+    """MLFLOW_TRACKING_URI at a closed local port: the job ends within a bounded time with its outputs
+    and the logging error in metrics.json. Catches: MLflow's own HTTP retries left at their defaults
+    (7 retries, backoff factor 2, 120 s timeout: over 5 minutes per call here)."""
+    import socket
+
+    from crowdskin.train.job import run_request
+    from crowdskin.train.tracking import HTTP_BOUNDS
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    for name in HTTP_BOUNDS:
+        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever the job sets
+    started = time.monotonic()
+    metrics = run_request(_request(tmp_path))
+    assert time.monotonic() - started < 90
+    assert metrics["mlflow_run_id"] is None and "127.0.0.1" in metrics["mlflow_error"]
+    out = tmp_path / "job"
+    assert json.loads((out / "metrics.json").read_text())["mlflow_error"] == metrics["mlflow_error"]
+    assert (out / "predictions.parquet").is_file() and (out / "model.keras").is_file()
+
+
 @pytest.mark.real
 def test_end_to_end_on_real_thumbnails(shared_data, tmp_path):
     """The 200 ISIC 2017 anchors (126 with crowd scores): multi-task VGG16, one fold, tracked in MLflow."""

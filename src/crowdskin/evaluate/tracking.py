@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
-from crowdskin.train.tracking import _retry, ensure_experiment
+from crowdskin.train.tracking import _retry, bound_http_retries, ensure_experiment
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
 
     started = time.time()
     parents, ensembles, backbones = _targets(auc_table, auc_folds, runs, members)
+    bound_http_retries()
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(uri, experiment)
     targets = parents + ensembles

@@ -30,6 +30,21 @@ def tracking_uri(configured: str | None = None, *, workdir: str | Path = ".") ->
     return f"sqlite:///{(Path(workdir) / DEFAULT_DB).resolve()}"
 
 
+# MLflow's own HTTP client retries a refused connection 7 times with a backoff factor of 2 and waits
+# 120 s for an answer: with a tracking server down, one call took over 5 minutes here, and a job
+# makes several. `_retry` already retries every call, so the HTTP layer's share is bounded: a job
+# whose server is down gives up after about half a minute and keeps its outputs. Set these variables
+# yourself to wait longer.
+HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def bound_http_retries() -> None:
+    """MLflow's HTTP retry and timeout settings, bounded where the user has not set them."""
+    for name, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
 def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: float = 0.5) -> T:
     for attempt in range(1, attempts + 1):
         try:
@@ -46,6 +61,7 @@ def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None =
     """Create (or find) the experiment; returns its id. Creates the SQLite schema on first use."""
     from mlflow.tracking import MlflowClient
 
+    bound_http_retries()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
@@ -90,6 +106,7 @@ def log_run(
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
+    bound_http_retries()
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(uri, experiment_name)
     run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)), what="create_run")
