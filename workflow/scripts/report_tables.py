@@ -82,12 +82,13 @@ if hasattr(out, "truth"):
                                "assignment level: positive = answer by a spammer, predicted = rejected; each rule "
                                "alone, then the whole funnel"),
           report.table_section(csv("truth_dawid_skene"), "Dawid–Skene worker reliability against the simulated workers",
-                               "n_truth: simulated workers; n: those with an estimate (a worker whose answers were all "
-                               "filtered out has none)"),
+                               "answers: kept = the model fitted on the funnel's kept answers, as the crowd labels "
+                               "are; all = on every answer, spammers' included. n_truth: simulated workers; n: those "
+                               "with an estimate (a worker whose answers were all filtered out has none)"),
           report.table_section(csv("truth_workers"), "Worker reliability per simulated worker",
                                "estimated_reliability: the fitted model's probability that the worker's vote is "
-                               "right; empirical_accuracy: the share of their kept votes that the true diagnoses "
-                               "confirm"),
+                               "right; empirical_accuracy: the share of their votes (kept or all, by the answers "
+                               "column) that the true diagnoses confirm"),
           report.table_section(csv("truth_auc"), "Test AUC of the baseline and the multi-task models",
                                "fold mean ± sd and pooled out-of-fold AUC per backbone (all: averaged over the "
                                "backbones), from results/scores/auc_summary.csv"))
