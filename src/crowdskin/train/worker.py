@@ -12,6 +12,8 @@ outputs; the job's script only hands the request to this process and waits for t
   safe: each child initialises its own runtime and thread pools.
 - If the job's client dies (Snakemake killed it), the server kills the child: a killed job
   behaves as when it runs in its own process, and resumes from its checkpoint.
+- If the server dies (SIGKILL, OOM), the kernel kills its children (PR_SET_PDEATHSIG): the client
+  sees the connection close and fails, and no orphan trains on beside the re-run.
 - Opt-in (`execution.train.warm_worker`), local runs only: under Slurm each job is its own process.
 """
 
@@ -127,7 +129,26 @@ def _preload(backend: str = "tensorflow") -> None:
     import crowdskin.train.runtime  # noqa: F401 - preloaded for the jobs, like the imports above
 
 
-def _child(request: dict[str, Any], listener: socket.socket, connections: list[socket.socket]) -> None:
+def _die_with(server: int) -> None:
+    """Have the kernel SIGKILL this child when its server dies (Linux; elsewhere a no-op).
+
+    Why: a server killed mid-job (SIGKILL, OOM) closes its client's connection, so the client
+    reports failure, but the orphaned child trained on and wrote the job's outputs, racing the
+    re-run of the same job in the same directory. Like a killed client, a dead server kills the job.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != server:  # the server died before prctl took effect
+        os._exit(1)
+
+
+def _child(request: dict[str, Any], listener: socket.socket, connections: list[socket.socket],
+           server: int) -> None:
+    _die_with(server)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     listener.close()
@@ -157,7 +178,8 @@ def serve(path: Path, idle_timeout: float = 30.0, backend: str = "tensorflow") -
     listener.bind(str(path))
     os.chmod(path, 0o600)  # /tmp is shared: only this user may hand the worker jobs
     listener.listen(64)
-    log.info("serving on %s (pid %d)", path, os.getpid())
+    server = os.getpid()
+    log.info("serving on %s (pid %d)", path, server)
     buffers: dict[socket.socket, bytes] = {}
     running: dict[int, socket.socket] = {}
     idle_since = time.monotonic()
@@ -184,7 +206,7 @@ def serve(path: Path, idle_timeout: float = 30.0, backend: str = "tensorflow") -
                     request = json.loads(buffers[ready])
                     pid = os.fork()
                     if pid == 0:
-                        _child(request, listener, list(buffers))
+                        _child(request, listener, list(buffers), server)
                     running[pid] = ready
                     log.info("child %d: %s/%s/fold%s", pid, request.get("task"), request.get("backbone"),
                              request.get("fold"))
