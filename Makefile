@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test lint bench dag clean
+.PHONY: install run test test-faults lint bench dag clean
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -44,6 +44,11 @@ run: $(STAMP)
 # are built once; pytest-xdist's xdist_group marks are not honoured under pytest 9.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Whole runs SIGKILLed during annotation and training, then --unlock and --rerun-incomplete (about
+# 2 min; `make test` skips them, CI runs them).
+test-faults: $(STAMP)
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py
 
 # ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
 lint: $(STAMP)
