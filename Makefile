@@ -45,10 +45,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-# Whole runs SIGKILLed during annotation and training, then --unlock and --rerun-incomplete (about
-# 2 min; `make test` skips them, CI runs them).
+# Faults (about 2.5 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
+# annotation and training, then --unlock and --rerun-incomplete; the warm worker's failure paths.
 test-faults: $(STAMP)
-	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_train_worker.py
 
 # ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
 lint: $(STAMP)

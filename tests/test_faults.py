@@ -20,13 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_runner import REPO, SNAKEMAKE, snakemake
+from workflow_runner import REPO, SNAKEMAKE, fault_test, snakemake
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("CROWDSKIN_FAULT_TESTS"),
-                       reason="kills whole Snakemake runs (about 2 min): `make test-faults` runs these (CI does)"),
-]
+pytestmark = [pytest.mark.slow, fault_test]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 # Layered on the test config: epochs long enough (eager steps) to kill a job between two of them.
 SLOW_EPOCHS = "train: {epochs: 6, steps_per_epoch: 40, backbone_checks: []}\n"

@@ -21,9 +21,11 @@ import pytest
 
 from crowdskin.train.worker import WorkerUnavailableError, submit
 from test_train_tf import _epochs_backed_up, _request, _running, _until
+from workflow_runner import fault_test
 
 pytestmark = [
     pytest.mark.slow,
+    fault_test,  # about 40 s of killed servers: `make test-faults`, and CI
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Keras 3.15 on numpy 2.4: np.array(copy=False)
 ]
 IDLE = 0.3  # seconds a server waits for work before it exits

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+# Tests that kill processes and whole runs take minutes: `make test` skips them, `make test-faults`
+# (and CI) runs them.
+fault_test = pytest.mark.skipif(not os.environ.get("CROWDSKIN_FAULT_TESTS"),
+                                reason="kills processes and whole runs (minutes): `make test-faults` runs it (CI does)")
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
