@@ -184,6 +184,15 @@ def test_write_atomic_leaves_no_temporary_file_on_failure(tmp_path, frame, fmt):
     assert target.read_bytes() == b"previous"  # the old file is untouched
 
 
+def test_unwritable_reason_looks_at_the_folder_or_where_it_would_be_created(tmp_path):
+    from crowdskin.files import unwritable_reason
+
+    assert unwritable_reason(tmp_path / "not" / "yet") is None  # created later under a writable parent
+    (tmp_path / "taken").write_text("a file")
+    assert "is a file" in unwritable_reason(tmp_path / "taken")
+    assert "is a file" in unwritable_reason(tmp_path / "taken" / "below")
+
+
 # --- synthetic.py -------------------------------------------------------------------------------
 
 def _synthetic(root: Path, seed: int) -> dict[str, bytes]:

@@ -22,6 +22,16 @@ def test_dry_run_lists_acquisition_and_ingestion(tmp_path):
         assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
 
 
+def test_an_unwritable_results_folder_stops_the_run_with_one_clear_message(tmp_path):
+    """`results` taken by a file (root ignores permission bits, so a read-only folder would not fail
+    here): the run stops before any job, naming the folder and the way out."""
+    (tmp_path / "results").write_text("not a folder")
+    result = snakemake(tmp_path, "-n", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0 and "results/ cannot be written" in message and "snakemake -d DIR" in message
+    assert message.count("cannot be written") == 1
+
+
 def test_unknown_config_key_stops_the_run(tmp_path):
     result = snakemake(tmp_path, "-n", "--config", "synthetic={'n_imgs': 3}", check=False)
     assert result.returncode != 0

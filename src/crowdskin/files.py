@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,3 +18,22 @@ def link_or_copy(src: Path, dest: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
+
+
+def unwritable_reason(directory: str | Path) -> str | None:
+    """Why no file can be created under `directory` (or where it would be created), or None.
+
+    Checked by creating and removing a temporary file in it or, where it does not exist yet, in its
+    nearest existing parent: permission bits alone would say yes to root on a read-only mount.
+    """
+    existing = Path(directory)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing}: {error.strerror or error}"
+    return None

@@ -12,6 +12,7 @@ from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, plan_ensembles
+from crowdskin.files import unwritable_reason
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 
@@ -37,6 +38,16 @@ ENSEMBLES = "results/ensembles"
 SCORES = "results/scores"
 TRUTH = "results/truth"
 REPORT = "results/report"
+
+# One clear message before any job fails on its own: every output goes under these two.
+for _directory in ("results", "resources"):
+    _reason = unwritable_reason(_directory)
+    if _reason:
+        raise WorkflowError(
+            f"{_directory}/ cannot be written ({_reason}): the workflow writes every output under "
+            "results/ and resources/ of its working directory; run it where you can write, or "
+            "name another working directory with `snakemake -d DIR`"
+        )
 
 # Each stage's file appends the outputs that `snakemake` (the `all` target) should build.
 ALL_TARGETS = []
