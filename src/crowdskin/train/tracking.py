@@ -33,8 +33,8 @@ def tracking_uri(configured: str | None = None, *, workdir: str | Path = ".") ->
 # MLflow's own HTTP client retries a refused connection 7 times with a backoff factor of 2 and waits
 # 120 s for an answer: with a tracking server down, one call took over 5 minutes here, and a job
 # makes several. `_retry` already retries every call, so the HTTP layer's share is bounded: a job
-# whose server is down gives up within seconds (8.7 s for a refused connection here) and keeps its outputs. Set these variables
-# yourself to wait longer.
+# whose server is down gives up within seconds (8.7 s for a refused connection here) and keeps its
+# outputs. Set these variables yourself to wait longer.
 HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
