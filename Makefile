@@ -34,11 +34,12 @@ ifeq ($(JAX),cuda)
 endif
 	touch $@
 
-# The workflow, then Snakemake's report of it (results/report.html; open it in a browser).
+# The workflow, then Snakemake's report of it (results/default/report.html: every output of a run
+# is under results/<run_name>/; open the report in a browser).
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --report results/report.html
-	@echo "report: $(CURDIR)/results/report.html"
+	$(BIN)/snakemake --report results/default/report.html
+	@echo "report: $(CURDIR)/results/default/report.html"
 
 # loadfile: a module's tests share a worker, so module fixtures (the workflow tests' finished run)
 # are built once; pytest-xdist's xdist_group marks are not honoured under pytest 9.

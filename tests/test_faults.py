@@ -67,7 +67,7 @@ def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_pa
 
     # 1. Killed while the annotation shards run: a shard job has started (its log exists).
     run = _start(tmp_path, log)
-    _wait_for(lambda: list((tmp_path / "results/logs/automated").glob("shard_*.log")), run, "annotation shard")
+    _wait_for(lambda: list((tmp_path / "results/test/logs/automated").glob("shard_*.log")), run, "annotation shard")
     _kill_tree(run)
 
     # 2. Started again as before, the run is refused with the fix named: the lock the kill left, or the
@@ -82,7 +82,7 @@ def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_pa
     run = _start(tmp_path, log, "--rerun-incomplete")
 
     def job_past_epoch_two():
-        for metadata in (tmp_path / "results/train").glob("*/*/fold*/checkpoint/backup/training_metadata.json"):
+        for metadata in (tmp_path / "results/test/train").glob("*/*/fold*/checkpoint/backup/training_metadata.json"):
             job = metadata.parents[2]
             if 2 <= _epochs_backed_up(job) < EPOCHS - 1:
                 return job
@@ -100,7 +100,8 @@ def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_pa
     assert "Nothing to be done" in final
 
     # The killed job resumed after the epochs it had finished, and ended with each epoch once.
-    job_log = (tmp_path / "results/logs/train" / killed_job.relative_to(tmp_path / "results/train")).with_suffix(".log")
+    run_dir = tmp_path / "results" / "test"
+    job_log = (run_dir / "logs" / "train" / killed_job.relative_to(run_dir / "train")).with_suffix(".log")
     resumed = [int(n) for n in re.findall(r"resuming from checkpoint: (\d+) epoch", job_log.read_text())]
     assert resumed and resumed[-1] >= done_at_kill >= 2
     history = pd.read_csv(killed_job / "history.csv")
@@ -108,8 +109,8 @@ def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_pa
     assert not (killed_job / "checkpoint").exists() and json.loads((killed_job / "metrics.json").read_text())
 
     # Nothing half-written counts as done: every annotation shard and prediction table reads whole.
-    for shard in (tmp_path / "results/annotations/automated_shards").glob("shard_*.parquet"):
+    for shard in (tmp_path / "results/test/annotations/automated_shards").glob("shard_*.parquet"):
         assert len(pd.read_parquet(shard)) > 0, shard
-    for predictions in (tmp_path / "results/train").glob("*/*/fold*/predictions.parquet"):
+    for predictions in (tmp_path / "results/test/train").glob("*/*/fold*/predictions.parquet"):
         assert {"train", "val", "test"} <= set(pd.read_parquet(predictions)["split"]), predictions
 

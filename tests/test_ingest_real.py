@@ -21,13 +21,13 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory, shared_data):
     workdir = tmp_path_factory.mktemp("real")
-    snakemake(workdir, "results/data/annotations.parquet", "results/data/download_report.csv",
+    snakemake(workdir, "results/real-sample/data/annotations.parquet", "results/real-sample/data/download_report.csv",
               "--configfile", str(REPO / "config/real-sample.yaml"), "--config", f"mirror={shared_data}")
     return workdir
 
 
 def _table(workdir, name):
-    return pd.read_parquet(workdir / "results/data" / f"{name}.parquet")
+    return pd.read_parquet(workdir / "results/real-sample/data" / f"{name}.parquet")
 
 
 def test_all_2000_isic2017_masks_registered_with_a_diagnosis(real_run):
@@ -114,11 +114,12 @@ def test_rows_in_equal_kept_plus_quarantined(shared_data):
 
 
 def test_every_mirror_file_verified(real_run):
-    report = pd.read_csv(real_run / "results/data/download_report.csv")
+    report = pd.read_csv(real_run / "results/real-sample/data/download_report.csv")
     assert len(report) > 3000 and (report.status == "verified").all()
 
 
 def test_second_run_reruns_nothing(real_run, shared_data):
-    again = snakemake(real_run, "-n", "results/data/annotations.parquet", "results/data/download_report.csv",
+    again = snakemake(real_run, "-n", "results/real-sample/data/annotations.parquet",
+                      "results/real-sample/data/download_report.csv",
                       "--configfile", str(REPO / "config/real-sample.yaml"), "--config", f"mirror={shared_data}")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -17,7 +17,8 @@ TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
 def test_dry_run_lists_acquisition_and_ingestion(tmp_path):
-    out = snakemake(tmp_path, "-n", "results/data/images.parquet", "results/data/download_report.csv").stdout
+    out = snakemake(tmp_path, "-n", "results/default/data/images.parquet",
+                    "results/default/data/download_report.csv").stdout
     for rule in ("synthesize", "ingest", "download_report"):
         assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
 
@@ -50,7 +51,7 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert len(wildcards) == len(train_jobs)
     # the default config's simulated spammers are not carried into a real-data config
     assert "crowd_spammer_detection" not in out
-    assert "truth_" not in out and "results/truth/" not in out
+    assert "truth_" not in out and "/truth/" not in out
 
 
 TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
@@ -68,8 +69,8 @@ def test_default_dag_has_the_truth_checks_and_their_report_page(tmp_path):
     """The synthetic default knows its truth: the three truth rules are planned, and the report gets
     the page (report_tables lists results/report/truth.html)."""
     assert dag_rules(tmp_path) >= TRUTH_RULES
-    out = snakemake(tmp_path, "-n", "results/report/truth.html").stdout
-    assert "truth_summary" in out and "results/truth/summary.csv" in out
+    out = snakemake(tmp_path, "-n", "results/default/report/truth.html").stdout
+    assert "truth_summary" in out and "results/default/truth/summary.csv" in out
 
 
 def test_real_sample_dag_has_no_truth_checks(tmp_path, repo):
@@ -81,7 +82,7 @@ def test_real_sample_dag_has_no_truth_checks(tmp_path, repo):
     assert {"ingest", "crowd_labels", "scores", "report_tables"} <= rules  # the DAG was built
     assert not {rule for rule in rules if rule.startswith("truth")}
     out = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/real-sample.yaml"), str(no_mirror)).stdout
-    assert "results/truth/" not in out and "truth.html" not in out
+    assert "/truth/" not in out and "truth.html" not in out
 
 
 # `make test` runs pytest-xdist with --dist loadfile, so this module's tests share one worker and
@@ -111,18 +112,18 @@ def planned_jobs(workdir, change: str = "") -> dict[str, int]:
 def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     from mlflow.tracking import MlflowClient
 
-    assert (finished_run / "results/data/mturk_assignments.parquet").stat().st_size > 0  # offline, synthetic
-    automated = pd.read_parquet(finished_run / "results/annotations/automated.parquet")
-    images = pd.read_parquet(finished_run / "results/data/images.parquet")
+    assert (finished_run / "results/test/data/mturk_assignments.parquet").stat().st_size > 0  # offline, synthetic
+    automated = pd.read_parquet(finished_run / "results/test/annotations/automated.parquet")
+    images = pd.read_parquet(finished_run / "results/test/data/images.parquet")
     assert set(automated["image_id"]) == set(images["image_id"]) and automated["status"].notna().all()
-    targets = pd.read_parquet(finished_run / "results/crowd/targets.parquet")
+    targets = pd.read_parquet(finished_run / "results/test/crowd/targets.parquet")
     assert {"student", "crowd", "automated"} <= set(targets["source"])
-    disagreement = pd.read_csv(finished_run / "results/analysis/disagreement_auc.csv")
+    disagreement = pd.read_csv(finished_run / "results/test/analysis/disagreement_auc.csv")
     assert set(disagreement["experiment"]) == {"student_group01", "crowd_synthetic"}
     assert disagreement["auc_mean"].between(0, 1).all() and (disagreement["n_lesions"] > 0).all()
-    detection = pd.read_csv(finished_run / "results/crowd/spammer_detection.csv")
+    detection = pd.read_csv(finished_run / "results/test/crowd/spammer_detection.csv")
     assert set(detection["rule"]) == {"impossible_triplet", "confidence", "time_on_task", "approval_rate", "all rules"}
-    workers = pd.read_csv(finished_run / "resources/raw/synthetic/truth/workers.csv")
+    workers = pd.read_csv(finished_run / "resources/synthetic/test/synthetic/truth/workers.csv")
     spammers = int(workers["is_spammer"].astype(str).str.lower().isin(["1", "true"]).sum())
     by_worker = detection[detection["level"] == "worker"].iloc[0]
     assert 0 < by_worker["true_positives"] + by_worker["false_negatives"] <= spammers
@@ -131,39 +132,39 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     # the 1-step training is not judged against its target here
     from crowdskin.truth import FLOORS
 
-    summary = pd.read_csv(finished_run / "results/truth/summary.csv")
-    auc = pd.read_csv(finished_run / "results/truth/auc.csv")
+    summary = pd.read_csv(finished_run / "results/test/truth/summary.csv")
+    auc = pd.read_csv(finished_run / "results/test/truth/auc.csv")
     assert set(auc["model"]) == {"baseline", "multitask-automated-asymmetry"}
     baseline_backbones = auc.loc[auc["model"] == "baseline", "backbone"]
     assert len(baseline_backbones) >= 1 and baseline_backbones.is_unique
     assert len(summary) == len([f for f in FLOORS if f.per is None]) + len(baseline_backbones)
     assert summary["check"].is_unique and set(summary["status"]) <= {"pass", "fail", "no value", "no floor"}
-    reliability = pd.read_csv(finished_run / "results/crowd/worker_reliability.csv")
+    reliability = pd.read_csv(finished_run / "results/test/crowd/worker_reliability.csv")
     assert reliability["reliability"].between(0, 1).all() and (reliability["n_votes"] > 0).all()
-    correlation = pd.read_csv(finished_run / "results/analysis/label_correlation.csv")
+    correlation = pd.read_csv(finished_run / "results/test/analysis/label_correlation.csv")
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
-    runs = pd.read_csv(finished_run / "results/train/runs.csv")
+    runs = pd.read_csv(finished_run / "results/test/train/runs.csv")
     tasks = ["baseline", "crowdsim-incremental", "crowdsim-retrain", "multitask-automated-asymmetry"]
     assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [(task, fold) for task in tasks for fold in (0, 1)]
-    summary = pd.read_csv(finished_run / "results/train/summary.csv")
+    summary = pd.read_csv(finished_run / "results/test/train/summary.csv")
     assert set(summary["task"]) == set(tasks)
     # the expert-only tasks leave out every image shown to the crowd, whatever the funnel kept
-    pool = set(pd.read_parquet(finished_run / "results/crowd/crowd_pool.parquet")["image_id"])
-    labelled = set(pd.read_parquet(finished_run / "results/crowd/crowd_labels.parquet")["image_id"])
+    pool = set(pd.read_parquet(finished_run / "results/test/crowd/crowd_pool.parquet")["image_id"])
+    labelled = set(pd.read_parquet(finished_run / "results/test/crowd/crowd_labels.parquet")["image_id"])
     assert labelled <= pool
-    baseline = pd.read_parquet(finished_run / "results/train/baseline/smallcnn/fold0/predictions.parquet")
+    baseline = pd.read_parquet(finished_run / "results/test/train/baseline/smallcnn/fold0/predictions.parquet")
     assert not set(baseline.loc[baseline["split"] != "test", "image_id"]) & pool
 
     # the study backbone the grid does not train gets one tiny job, outside the scores
-    check = finished_run / "results/train/checks/baseline/vgg16/fold0"
+    check = finished_run / "results/test/train/checks/baseline/vgg16/fold0"
     assert json.loads((check / "metrics.json").read_text())["epochs"] == 1
     assert set(pd.read_parquet(check / "predictions.parquet")["split"]) == {"train", "val", "test"}
 
-    job = finished_run / "results/train/multitask-automated-asymmetry/smallcnn/fold0"
+    job = finished_run / "results/test/train/multitask-automated-asymmetry/smallcnn/fold0"
     metrics = json.loads((job / "metrics.json").read_text())
     assert set(pd.read_parquet(job / "predictions.parquet")["split"]) == {"train", "val", "test"}
-    experiment = json.loads((finished_run / "results/train/mlflow_experiment.json").read_text())
+    experiment = json.loads((finished_run / "results/test/train/mlflow_experiment.json").read_text())
     client = MlflowClient(experiment["tracking_uri"])
     run = client.get_run(metrics["mlflow_run_id"])
     assert run.data.params["task"] == "multitask-automated-asymmetry" and run.data.params["source"] == "automated"
@@ -174,7 +175,7 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert run.data.tags["execution.threads"] == "1"
     # every job ran in the warm worker: one that fell back to its own process is tagged "false"
     assert {client.get_run(run_id).data.tags["execution.warm_worker"] for run_id in runs["mlflow_run_id"]} == {"true"}
-    assert "serving on" in (finished_run / "results/logs/train_worker.log").read_text()
+    assert "serving on" in (finished_run / "results/test/logs/train_worker.log").read_text()
     assert runs["mlflow_run_id"].notna().all()
     # one run per job, besides the evaluation's parent (one per task) and ensemble runs
     logged = client.search_runs([experiment["experiment_id"]])
@@ -279,15 +280,15 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     from mlflow.tracking import MlflowClient
 
     job = "smallcnn/fold1/predictions.parquet"
-    ensemble = pd.read_parquet(finished_run / f"results/ensembles/baseline-and-asymmetry/{job}")
-    members = [pd.read_parquet(finished_run / f"results/train/{task}/{job}")
+    ensemble = pd.read_parquet(finished_run / f"results/test/ensembles/baseline-and-asymmetry/{job}")
+    members = [pd.read_parquet(finished_run / f"results/test/train/{task}/{job}")
                for task in ("baseline", "multitask-automated-asymmetry")]
     tests = [m[m["split"] == "test"].set_index("image_id")["score"] for m in members]
     expected = (tests[0] + tests[1].reindex(tests[0].index)) / 2
     assert ensemble.set_index("image_id")["score"].reindex(expected.index).to_numpy() == pytest.approx(
         expected.to_numpy())
 
-    scores = finished_run / "results/scores"
+    scores = finished_run / "results/test/scores"
     folds = pd.read_csv(scores / "auc_folds.csv")
     assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "crowdsim-incremental",
                                            "crowdsim-retrain", "multitask-automated-asymmetry"]
@@ -308,14 +309,14 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel"):
         assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure
 
-    experiment = json.loads((finished_run / "results/train/mlflow_experiment.json").read_text())
+    experiment = json.loads((finished_run / "results/test/train/mlflow_experiment.json").read_text())
     client = MlflowClient(experiment["tracking_uri"])
     logged = pd.read_csv(scores / "mlflow_runs.csv").set_index(["role", "model"])
     parent = client.get_run(logged.loc[("parent", "baseline"), "run_id"])
     assert parent.data.tags["backbone"] == "smallcnn" and "mean_test_auc" in parent.data.metrics
     children = client.search_runs([experiment["experiment_id"]],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    runs = pd.read_csv(finished_run / "results/train/runs.csv")
+    runs = pd.read_csv(finished_run / "results/test/train/runs.csv")
     assert sorted(r.info.run_id for r in children) == sorted(runs.loc[runs["task"] == "baseline", "mlflow_run_id"])
     ensemble_run = client.get_run(logged.loc[("ensemble", "baseline-and-asymmetry"), "run_id"])
     assert ensemble_run.data.tags["kind"] == "ensemble"
@@ -324,8 +325,8 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
 
 
 def test_report_shows_every_table_and_figure(finished_run):
-    snakemake(finished_run, "--report", "results/report.html", "--configfile", str(TEST_CONFIG))
-    report = (finished_run / "results/report.html").read_text()
+    snakemake(finished_run, "--report", "results/test/report.html", "--configfile", str(TEST_CONFIG))
+    report = (finished_run / "results/test/report.html").read_text()
     for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config",
                  "truth"):
         assert f"{page}.html" in report, page
@@ -349,7 +350,7 @@ def test_report_shows_every_table_and_figure(finished_run):
 
 def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     """Fails if shards depend on more than their own masks and images (every shard would re-run)."""
-    plan = pd.read_parquet(finished_run / "results/annotations/automated_shards/plan.parquet")
+    plan = pd.read_parquet(finished_run / "results/test/annotations/automated_shards/plan.parquet")
     assert sorted(set(plan["shard"])) == [0, 1]
     mask = finished_run / plan.loc[plan["shard"] == 1, "mask_path"].iloc[0]
     original, times = mask.read_bytes(), mask.stat()
@@ -366,3 +367,27 @@ def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     assert jobs.pop("automated_shard") == 1 and jobs.pop("automated_collect") == 1
     assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 2
     assert planned_jobs(finished_run) == {}
+
+
+def _fingerprints(folder) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under `folder`: a job that rewrote one changes its mtime."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_runs_of_two_configs_coexist_in_one_checkout(finished_run, shared_data):
+    """Fails if any output path is shared between configs: the real sample's ingestion (a cut-down
+    target) beside the finished synthetic run, then a forced synthetic job beside the real one."""
+    synthetic_before = _fingerprints(finished_run / "results" / "test")
+    real = ["--configfile", str(REPO / "config/real-sample.yaml"), "--config", f"mirror={shared_data}"]
+    target = "results/real-sample/data/images.parquet"
+    snakemake(finished_run, target, *real)
+    assert (finished_run / target).stat().st_size > 0
+    assert _fingerprints(finished_run / "results" / "test") == synthetic_before
+    assert planned_jobs(finished_run) == {}  # the synthetic run is still complete
+
+    real_before = _fingerprints(finished_run / "results" / "real-sample")
+    snakemake(finished_run, "results/test/data/images.parquet", "--forcerun", "ingest",
+              "--configfile", str(TEST_CONFIG))
+    assert _fingerprints(finished_run / "results" / "real-sample") == real_before
+    assert "Nothing to be done" in snakemake(finished_run, "-n", target, *real).stdout

@@ -26,7 +26,7 @@ rule automated_shard:
     log:
         f"{LOGS}/automated/shard_{{shard}}.log",
     benchmark:
-        f"results/benchmarks/automated/shard_{{shard}}.tsv"
+        f"{BENCHMARKS}/automated/shard_{{shard}}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
     threads: EXECUTION["automated"]["threads"]

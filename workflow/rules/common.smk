@@ -23,21 +23,37 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-RAW = "resources/raw"
+# Every output of a run lives under results/<run_name>/, so runs of different configs (the default,
+# the real sample, the paper grid) coexist in one checkout and never overwrite each other. Downloads
+# are shared: resources/raw/ holds each source once, verified by its checksums, whichever config
+# fetched it. The synthetic data is generated from the config, so it belongs to its run.
+RUN_NAME = config["run_name"]
+RESULTS = f"results/{RUN_NAME}"
+RAW = f"resources/synthetic/{RUN_NAME}" if config["synthetic"]["enabled"] else "resources/raw"
 FETCHED = f"{RAW}/.fetched"
-DATA = "results/data"
-LOGS = "results/logs"
-ANNOTATIONS_DIR = "results/annotations"
+DATA = f"{RESULTS}/data"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+ANNOTATIONS_DIR = f"{RESULTS}/annotations"
 AUTOMATED_SHARDS = f"{ANNOTATIONS_DIR}/automated_shards"
-CROWD = "results/crowd"
-ANALYSIS = "results/analysis"
-SPLITS = "results/splits"
-TRAIN = "results/train"
+CROWD = f"{RESULTS}/crowd"
+ANALYSIS = f"{RESULTS}/analysis"
+SPLITS = f"{RESULTS}/splits"
+TRAIN = f"{RESULTS}/train"
 TRAIN_CHECKS = f"{TRAIN}/checks"
-ENSEMBLES = "results/ensembles"
-SCORES = "results/scores"
-TRUTH = "results/truth"
-REPORT = "results/report"
+ENSEMBLES = f"{RESULTS}/ensembles"
+SCORES = f"{RESULTS}/scores"
+TRUTH = f"{RESULTS}/truth"
+REPORT = f"{RESULTS}/report"
+# `snakemake --report` writes the report here (the Makefile and README name it).
+REPORT_HTML = f"{RESULTS}/report.html"
+
+if config["synthetic"]["enabled"] and (config["sources"] or config["url_lists"]):
+    raise WorkflowError(
+        "config: synthetic.enabled together with real 'sources'/'url_lists' is not supported: ingestion "
+        "reads one raw folder (the synthetic run's own under resources/synthetic/<run_name>/, or "
+        "the shared downloads in resources/raw/); use one config for each"
+    )
 
 # One clear message before any job fails on its own: every output goes under these two.
 for _directory in ("results", "resources"):
@@ -135,7 +151,11 @@ def automated_shard_outputs(wildcards):
 
 # --- crowd --------------------------------------------------------------------------------
 CROWD_SETTINGS = config["crowd"]
-TRUTH_WORKERS = CROWD_SETTINGS["truth"]["workers"]
+# The simulated MTurk workers' spammer flags: the synthetic run's own truth, unless a config names
+# another file.
+TRUTH_WORKERS = CROWD_SETTINGS["truth"]["workers"] or (
+    f"{RAW}/synthetic/truth/workers.csv" if config["synthetic"]["enabled"] else None
+)
 
 
 def crowd_annotation_inputs(wildcards):

@@ -1,5 +1,5 @@
 # The report stage: every table a reader should see, rendered to HTML for Snakemake's report
-# (`snakemake --report results/report.html`, which `make run` ends with). The figures are
+# (`snakemake --report results/<run_name>/report.html`, which `make run` ends with). The figures are
 # `report()` outputs of their own stages.
 
 

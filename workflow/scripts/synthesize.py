@@ -1,4 +1,4 @@
-"""Generate the embedded synthetic dataset under resources/raw/synthetic."""
+"""Generate the embedded synthetic dataset under resources/synthetic/<run_name>/synthetic."""
 
 from pathlib import Path
 
