@@ -297,3 +297,95 @@ def test_cli_without_or_with_unknown_subcommand_exits_non_zero(argv, capsys):
         cli.main(argv)
     assert exit_.value.code != 0
     assert "usage:" in capsys.readouterr().err
+
+
+def test_a_cluster_job_with_a_file_store_defers_its_run_and_a_server_does_not():
+    """Catches: cluster jobs writing one SQLite file from many nodes, or local runs deferring."""
+    sqlite = "sqlite:////shared/results/mlflow/mlflow.db"
+    assert tracking.defer_logging(sqlite, {"SLURM_JOB_ID": "17"})
+    assert not tracking.defer_logging(sqlite, {})
+    assert not tracking.defer_logging("http://tracking:5000", {"SLURM_JOB_ID": "17"})
+
+
+def test_runs_left_by_cluster_jobs_are_logged_once_by_the_summary(tmp_path):
+    """Catches: a pending run lost, logged without its params/metrics/artifacts, or logged again
+    (a duplicate run) when the summary job runs a second time."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.loop import log_pending_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = tmp_path / "baseline" / "smallcnn" / "fold0"
+    job.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2], "loss": [0.7, 0.5], "val_auc": [0.6, 0.8]}).to_csv(job / "history.csv", index=False)
+    pd.DataFrame({"image_id": ["a"], "score": [0.5]}).to_parquet(job / "predictions.parquet")
+    pending = tracking.pending_run("default", "baseline/smallcnn/fold0", params={"optimizer": {"lr": 0.001}},
+                                   tags={"task": "baseline"}, metrics={"test_auc": 0.81})
+    metrics_file = job / "metrics.json"
+    metrics_file.write_text(json.dumps({"task": "baseline", "mlflow_run_id": None, "mlflow_pending": pending}))
+    local = tmp_path / "local.json"  # a job that logged itself is left alone
+    local.write_text(json.dumps({"task": "baseline", "mlflow_run_id": "abc"}))
+
+    first = log_pending_runs(uri, [metrics_file, local])
+    assert list(first) == [metrics_file] and first[metrics_file][1] is None
+    run = MlflowClient(uri).get_run(first[metrics_file][0])
+    assert run.data.params["optimizer.lr"] == "0.001" and run.data.metrics["test_auc"] == 0.81
+    assert run.data.tags["task"] == "baseline" and run.info.run_name == "baseline/smallcnn/fold0"
+    assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_auc")] == [0.6, 0.8]
+    assert {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)} >= {"history.csv", "predictions.parquet"}
+
+    assert log_pending_runs(uri, [metrics_file]) == first  # found again, not logged twice
+    experiment = MlflowClient(uri).get_experiment_by_name("default")
+    assert len(MlflowClient(uri).search_runs([experiment.experiment_id])) == 1
+
+
+# --- train/worker.py --------------------------------------------------------------------------
+
+def test_a_job_that_connects_as_the_idle_worker_exits_is_still_answered(tmp_path, monkeypatch):
+    """Catches the idle-exit race: a client connects in the instant the worker decides it has been
+    idle long enough; exiting then would close the queued connection unanswered and fail the job.
+    The worker's clock is stepped by hand, so the client connects exactly after the last look at
+    the socket of the loop turn in which the idle time runs out."""
+    import json
+    import select as real_select
+    import socket
+    import threading
+    import types
+
+    from crowdskin.train import worker
+
+    idle, step = 1.0, 0.1
+    clock = {"calls": 0}
+
+    def monotonic() -> float:  # the first call is the server's idle_since
+        clock["calls"] += 1
+        return clock["calls"] * step
+
+    path = tmp_path / "worker.sock"
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connected = threading.Event()
+
+    def select_then_connect(*args, **kwargs):
+        result = real_select.select(*args, **kwargs)
+        upcoming_idle = (clock["calls"] + 1) * step - step  # what the check after this select computes
+        if not connected.is_set() and upcoming_idle > idle and not any(result):
+            client.connect(str(path))  # the server saw an empty queue; now it holds a job
+            client.sendall(json.dumps({"log": str(tmp_path / "job.log")}).encode() + b"\n")
+            connected.set()
+        return result
+
+    monkeypatch.setattr(worker, "_preload", lambda backend="tensorflow": None)
+    monkeypatch.setattr(worker, "select", types.SimpleNamespace(select=select_then_connect))
+    monkeypatch.setattr(worker, "time", types.SimpleNamespace(monotonic=monotonic))
+    server = threading.Thread(target=worker.serve, args=(path, idle), daemon=True)
+    server.start()
+    server.join(timeout=30)
+    assert connected.is_set() and not server.is_alive()
+    client.settimeout(10)
+    reply = client.recv(4096)
+    client.close()
+    # the job itself fails (this request names no task), but it ran and its exit code came back
+    assert reply and json.loads(reply) == {"exit": 1}
+    assert not path.exists()

@@ -131,9 +131,18 @@ TRAIN_METRICS = expand(
 )
 
 
+# Local: it also logs the MLflow runs that cluster jobs left in their metrics.json (a SQLite store
+# is written from this machine only), reading each job's history.csv and predictions as artifacts.
 rule train_summary:
     input:
-        TRAIN_METRICS,
+        grid=TRAIN_METRICS,
+        checks=TRAIN_CHECK_METRICS,
+        artifacts=[
+            str(Path(path).with_name(name))
+            for path in TRAIN_METRICS + TRAIN_CHECK_METRICS
+            for name in ("history.csv", "predictions.parquet")
+        ],
+        experiment=rules.train_mlflow_init.output[0],
     output:
         runs=f"{TRAIN}/runs.csv",
         summary=f"{TRAIN}/summary.csv",

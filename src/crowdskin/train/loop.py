@@ -53,6 +53,9 @@ class JobSpec:
     data_version: str = ""
     mlflow_uri: str | None = None
     experiment: str = "default"
+    # The run goes into metrics.json's `mlflow_pending` for the local train_summary job to log
+    # (crowdskin.train.tracking.defer_logging says when: a cluster job with a file-based store).
+    defer_mlflow: bool = False
     execution_tags: dict[str, str] = field(default_factory=dict)  # how it ran: MLflow tags, never params
 
 
@@ -302,6 +305,47 @@ def auc(predictions: pd.DataFrame) -> float | None:
     return None if math.isnan(value) else value
 
 
+def log_job_run(uri: str, experiment: str, name: str, *, params: dict[str, Any], tags: dict[str, str],
+                metrics: dict[str, float], history: pd.DataFrame, out: Path) -> str:
+    """One job's MLflow run, with its predictions, history and history plot as artifacts."""
+    from crowdskin.train import tracking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "history.png"
+        if len(history):
+            _history_plot(history, plot)
+        artifacts = [out / "predictions.parquet", out / "history.csv"] + ([plot] if plot.exists() else [])
+        return tracking.log_run(uri, experiment, run_name=name, params=params, tags=tags,
+                                history=history.to_dict("records"), metrics=metrics, artifacts=artifacts)
+
+
+def log_pending_runs(uri: str, metrics_files: list[Path]) -> dict[Path, tuple[str | None, str | None]]:
+    """Log the runs that cluster jobs left in their metrics.json (`mlflow_pending`), from the one
+    process that owns the store; returns (run id, error) per such file. A run already logged by an
+    earlier call (same record) is found again by its record tag instead of being logged twice."""
+    from crowdskin.train import tracking
+
+    logged: dict[Path, tuple[str | None, str | None]] = {}
+    for path in metrics_files:
+        job = json.loads(Path(path).read_text())
+        pending = job.get("mlflow_pending")
+        if not pending or job.get("mlflow_run_id"):
+            continue
+        try:
+            run_id = tracking.find_pending_run(uri, pending)
+            if run_id is None:
+                out = Path(path).parent
+                history = pd.read_csv(out / "history.csv") if (out / "history.csv").stat().st_size else pd.DataFrame()
+                run_id = log_job_run(uri, pending["experiment"], pending["run_name"], params=pending["params"],
+                                     tags={**pending["tags"], tracking.RECORD_TAG: pending["record"]},
+                                     metrics=pending["metrics"], history=history, out=out)
+            logged[Path(path)] = (run_id, None)
+        except Exception as error:  # noqa: BLE001 - as in a job: a store that is down loses no training
+            log.warning("MLflow logging of %s failed: %s", path, error)
+            logged[Path(path)] = (None, f"{type(error).__name__}: {error}")
+    return logged
+
+
 def _history_plot(history: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -346,17 +390,14 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     final = {"test_auc": metrics["test_auc"], "val_auc_final": metrics["val_auc"],
              "train_seconds": metrics["train_seconds"]}
     final = {k: float(v) for k, v in final.items() if v is not None}
+    name = f"{'check/' if spec.check else ''}{task.name}/{spec.backbone}/fold{spec.fold}"
+    if spec.defer_mlflow:
+        metrics["mlflow_pending"] = tracking.pending_run(spec.experiment, name, params=params, tags=tags,
+                                                         metrics=final)
+        return None, None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            plot = Path(tmp) / "history.png"
-            if len(history):
-                _history_plot(history, plot)
-            artifacts = [out / "predictions.parquet", out / "history.csv"] + ([plot] if plot.exists() else [])
-            uri = tracking.tracking_uri(spec.mlflow_uri)
-            name = f"{'check/' if spec.check else ''}{task.name}/{spec.backbone}/fold{spec.fold}"
-            run_id = tracking.log_run(uri, spec.experiment, run_name=name,
-                                      params=params, tags=tags, history=history.to_dict("records"),
-                                      metrics=final, artifacts=artifacts)
+        run_id = log_job_run(tracking.tracking_uri(spec.mlflow_uri), spec.experiment, name, params=params,
+                             tags=tags, metrics=final, history=history, out=out)
         return run_id, None
     except Exception as error:  # noqa: BLE001 - logging must not lose a finished training
         log.warning("MLflow logging failed, outputs are kept: %s", error)

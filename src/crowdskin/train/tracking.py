@@ -1,10 +1,16 @@
 """MLflow: one run per job, logged after the job's outputs are on disk.
 
 The default store is SQLite under results/ (`sqlite:///results/mlflow/mlflow.db`), which takes
-concurrent writers; `MLFLOW_TRACKING_URI` or the config's `mlflow.tracking_uri` point elsewhere.
-The experiment is created once by its own rule, before the training jobs, so parallel jobs never
-race to create the database schema. Every call is retried; a store that stays unreachable yields a
-warning and `mlflow_error` in metrics.json, never a lost training.
+concurrent writers on one machine; `MLFLOW_TRACKING_URI` or the config's `mlflow.tracking_uri` point
+elsewhere. The experiment is created once by its own rule, before the training jobs, so parallel
+jobs never race to create the database schema. Every call is retried; a store that stays
+unreachable yields a warning and `mlflow_error` in metrics.json, never a lost training.
+
+On a cluster, SQLite is not safe: its locks do not hold over NFS and many nodes writing one file
+corrupt it or fail with "database is locked". So a job in a Slurm allocation with a file-based
+store (`defer_logging`) logs nothing itself: it leaves its run in metrics.json (`pending_run`), and
+the local `train_summary` job logs every such run from the submitting machine. With a tracking
+server (`http(s)://`), jobs log directly, as they do locally.
 """
 
 from __future__ import annotations
@@ -55,6 +61,40 @@ def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: fl
             log.warning("MLflow %s failed (attempt %d/%d): %s", what, attempt, attempts, error)
             time.sleep(backoff_s * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
+
+
+# A deferred run carries the hash of its record as this tag, so logging it twice finds it instead.
+RECORD_TAG = "crowdskin.record"
+
+
+def defer_logging(uri: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a job should leave its run for the local summary job: inside a Slurm allocation
+    (another node, perhaps) with a store that is a file rather than a server."""
+    return "SLURM_JOB_ID" in environ and not uri.startswith(("http://", "https://", "databricks"))
+
+
+def pending_run(experiment: str, run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str],
+                metrics: Mapping[str, float]) -> dict[str, Any]:
+    """A run as JSON for metrics.json, with `record`: the hash that identifies it once logged."""
+    import hashlib
+    import json
+
+    record = {"experiment": experiment, "run_name": run_name, "params": flatten(params), "tags": dict(tags),
+              "metrics": dict(metrics)}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return {**record, "record": digest}
+
+
+def find_pending_run(uri: str, pending: Mapping[str, Any]) -> str | None:
+    """The id of the run already logged from this record, if any."""
+    from mlflow.tracking import MlflowClient
+
+    bound_http_retries()
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = ensure_experiment(uri, pending["experiment"])
+    found = _retry(lambda: client.search_runs([experiment_id], f"tags.`{RECORD_TAG}` = '{pending['record']}'",
+                                              max_results=1), what="search for a logged record")
+    return found[0].info.run_id if found else None
 
 
 def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None = None) -> str:

@@ -183,6 +183,7 @@ def serve(path: Path, idle_timeout: float = 30.0, backend: str = "tensorflow") -
     buffers: dict[socket.socket, bytes] = {}
     running: dict[int, socket.socket] = {}
     idle_since = time.monotonic()
+    closing = False  # idle: the socket file is gone, the jobs already queued on it still run
     try:
         while True:
             readable, _, _ = select.select([listener, *buffers], [], [], 0.05)
@@ -226,12 +227,26 @@ def serve(path: Path, idle_timeout: float = 30.0, backend: str = "tensorflow") -
                     owner.close()
             if buffers or running:
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > idle_timeout:
-                log.info("idle for %.0f s; exiting", idle_timeout)
-                return
+            elif closing or time.monotonic() - idle_since > idle_timeout:
+                if closing and not _pending_connection(listener):
+                    log.info("idle for %.0f s; exiting", idle_timeout)
+                    return
+                # A job may connect just as the idle time runs out: its connection waits in the
+                # listen queue, and exiting now would close it unanswered (the job fails). So the
+                # socket file goes first (later jobs start a new worker), then what is queued runs.
+                if not closing:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    closing = True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if not closing:  # once closing, the path may already be a newer worker's socket
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _pending_connection(listener: socket.socket) -> bool:
+    readable, _, _ = select.select([listener], [], [], 0)
+    return bool(readable)
 
 
 if __name__ == "__main__":
