@@ -1,7 +1,7 @@
 """Screenshot one item of a Snakemake report in headless Chromium (Debian's `chromium` package).
 
-    python .ci/report_screenshot.py results/report.html "Ensembles and statistics" \
-        results/report/auc_table.html docs/report.png
+    python .ci/report_screenshot.py results/default/report.html "Ensembles and statistics" \
+        results/default/report/auc_table.html docs/report.png
 
 The report is a single-page app without URLs per item, so a copy of it gets a script that clicks the
 category, then the item's "eye" button, as a reader would; Chromium renders that copy and saves it.

@@ -1,4 +1,4 @@
-"""Tables for the Snakemake report (results/report.html), rendered as small standalone HTML pages.
+"""Tables for the Snakemake report (results/<run_name>/report.html), rendered as small standalone HTML pages.
 
 Snakemake's report displays images, HTML and PDF in the page and gives any other file only a
 download button, so every table a reader should see is rendered here; the summaries of the large

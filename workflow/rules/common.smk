@@ -354,7 +354,7 @@ HISTORY_INDEX = [
 
 
 # --- truth --------------------------------------------------------------------------------
-# Only the synthetic default knows the answer (resources/raw/synthetic/truth/), so the truth checks
+# Only the synthetic default knows the answer (resources/synthetic/<run_name>/synthetic/truth/), so the truth checks
 # exist where it is generated and nowhere else; the config decides, not a file on disk.
 TRUTH_CHECKS = config["synthetic"]["enabled"]
 # The detailed tables the summary judges, by name: results/truth/<name>.csv.

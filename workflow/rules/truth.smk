@@ -1,5 +1,5 @@
 # The truth checks: what the workflow recovered against what the synthetic default drew
-# (resources/raw/synthetic/truth/), only where that truth exists (synthetic.enabled). Each table of
+# (resources/synthetic/<run_name>/synthetic/truth/), only where that truth exists (synthetic.enabled). Each table of
 # results/truth/ compares one stage with the truth; summary.csv judges them against the floors in
 # crowdskin.truth.FLOORS. A value below its floor is reported (summary and report page) and never
 # stops the run. Logic: src/crowdskin/truth.py; all three are local rules: they tabulate small tables.
