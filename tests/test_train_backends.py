@@ -9,6 +9,7 @@ in its own subprocess; a backend that is not installed is skipped with the insta
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,16 @@ def test_model_keras_loads_on_another_backend(runs):
         saved = pd.read_parquet(run["loaded_from"] / "job" / "predictions.parquet").set_index("image_id")
         expected = saved.loc[[f"T{i:03d}" for i in range(N_IMAGES)], "score"].to_numpy()
         np.testing.assert_allclose(run["loaded_scores"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_jax_jobs_sharing_a_gpu_allocate_on_demand():
+    """Catches JAX's default (75 % of the GPU taken at start) left on for jobs that share a GPU,
+    or forced on jobs that do not share one."""
+    if not installed("jax"):
+        pytest.skip("JAX is not installed: `make install BACKEND=jax` adds it")
+    probe = ("import os, sys; from crowdskin.train.backend import select; "
+             "select('jax', share_gpu=sys.argv[1] == 'share'); print(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))")
+    environment = {k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    answers = [subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True,
+                              env=environment).stdout.strip() for mode in ("share", "alone")]
+    assert answers == ["false", "None"]

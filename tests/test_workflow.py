@@ -54,6 +54,23 @@ def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     assert "truth_" not in out and "/truth/" not in out
 
 
+def test_jobs_sharing_a_gpu_ask_for_a_share_of_it_not_a_whole_one(tmp_path, repo):
+    """Catches a shared-GPU job still asking for `gpu` (Slurm would give each job a whole GPU and
+    the local scheduler would run one at a time), or sharing accepted for multi-GPU jobs."""
+    share = tmp_path / "share.yaml"
+    share.write_text("execution: {train: {gpus: 1, jobs_per_gpu: 2}}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"), str(share))
+    jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", result.stdout, flags=re.M)
+    train_jobs = [job for job in jobs if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
+    assert len(train_jobs) == 13 * 3 * 5
+    for job in train_jobs:
+        resources = re.search(r"resources: (.*)", job).group(1)
+        assert "gpu_share=1" in resources and "gres=shard:1" in resources and not re.search(r"\bgpu=", resources)
+    share.write_text("execution: {train: {gpus: 2, jobs_per_gpu: 2}}\n")
+    refused = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"), str(share), check=False)
+    assert refused.returncode != 0 and "jobs_per_gpu" in refused.stderr + refused.stdout
+
+
 TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
 
 
@@ -197,6 +214,7 @@ execution:
           warm_worker: false, weights_dir: /elsewhere}
 """
     assert planned_jobs(finished_run, every_execution_setting) == {}
+    assert planned_jobs(finished_run, "execution: {train: {gpus: 1, jobs_per_gpu: 3}}") == {}
 
 
 # What each group of crowd settings re-runs in the small grid: the rules that read it, and what

@@ -197,7 +197,18 @@ TRAIN_RESOURCES = {
     "runtime": TRAIN_EXECUTION["runtime"],
     "warm_worker": int(TRAIN_EXECUTION["warm_worker"]),
 }
-if TRAIN_EXECUTION["gpus"]:
+if TRAIN_EXECUTION["jobs_per_gpu"] > 1:
+    if TRAIN_EXECUTION["gpus"] != 1:
+        raise WorkflowError(
+            f"config execution.train.jobs_per_gpu is {TRAIN_EXECUTION['jobs_per_gpu']}: jobs share a GPU "
+            f"only when each job has one (execution.train.gpus: 1, not {TRAIN_EXECUTION['gpus']})"
+        )
+    # A share of a GPU: a token for the local scheduler, a GRES shard for Slurm (its `gpu`
+    # resource would give each job a whole GPU).
+    TRAIN_RESOURCES["gpu_share"] = 1
+    TRAIN_RESOURCES["gres"] = "shard:1"
+    TRAIN_RESOURCES["jobs_per_gpu"] = TRAIN_EXECUTION["jobs_per_gpu"]
+elif TRAIN_EXECUTION["gpus"]:
     TRAIN_RESOURCES["gpu"] = TRAIN_EXECUTION["gpus"]
 if TRAIN_EXECUTION["slurm_extra"]:
     TRAIN_RESOURCES["slurm_extra"] = f"'{TRAIN_EXECUTION['slurm_extra']}'"

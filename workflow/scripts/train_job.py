@@ -9,7 +9,8 @@ request = {
     "settings": sm.params.settings, "seed": sm.params.seed, "threads": sm.threads, "out_dir": sm.params.out_dir,
     "log": str(sm.log[0]), "save_model": sm.params.save_model, "check": sm.params.check,
     "inputs": {name: str(path) for name, path in sm.input.items()},
-    "execution": {"weights_dir": sm.resources.get("weights_dir"), "warm_worker": bool(sm.resources.get("warm_worker"))},
+    "execution": {"weights_dir": sm.resources.get("weights_dir"), "warm_worker": bool(sm.resources.get("warm_worker")),
+                  "jobs_per_gpu": int(sm.resources.get("jobs_per_gpu", 1))},
 }
 # Under Slurm each job is its own allocation: a worker forked on one node would outlive the job.
 if request["execution"]["warm_worker"] and "SLURM_JOB_ID" not in os.environ:

@@ -34,11 +34,15 @@ def active() -> str | None:
     return sys.modules["keras"].backend.backend()
 
 
-def select(name: str | None = None, *, threads: int | None = None, deterministic: bool = False) -> str:
+def select(name: str | None = None, *, threads: int | None = None, deterministic: bool = False,
+           share_gpu: bool = False) -> str:
     """Make `name` the process's backend (before keras is imported); returns it.
 
     `threads` bounds JAX's CPU thread pool and `deterministic` picks XLA's deterministic GPU
     kernels: unlike TensorFlow's settings, both can only be set through XLA_FLAGS before jax starts.
+    `share_gpu` (execution.train.jobs_per_gpu > 1): JAX allocates GPU memory as it needs it, since
+    by default it takes 75 % of the GPU at start and leaves a second job none. TensorFlow's memory
+    growth is set in crowdskin.train.runtime for every job; PyTorch allocates on demand anyway.
     """
     name = name or DEFAULT
     if name not in BACKENDS:
@@ -64,4 +68,6 @@ def select(name: str | None = None, *, threads: int | None = None, deterministic
         if deterministic and "xla_gpu_deterministic_ops" not in flags:
             flags += " --xla_gpu_deterministic_ops=true"
         os.environ["XLA_FLAGS"] = flags.strip()
+        if share_gpu:
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return name

@@ -40,7 +40,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     task = Task(**settings["task"])
     # Before anything imports keras: the backend is fixed at keras' first import.
     select_backend(settings.get("backend"), threads=int(request.get("threads", 1)),
-                   deterministic=bool(settings.get("deterministic")))
+                   deterministic=bool(settings.get("deterministic")),
+                   share_gpu=int(execution.get("jobs_per_gpu") or 1) > 1)
     backbone, fold = request["backbone"], int(request["fold"])
     # Missing weights stop the job here, before TensorFlow is even imported.
     weights = resolve_weights(settings["weights"], backbone, execution.get("weights_dir"))
@@ -68,7 +69,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         defer_mlflow=defer_logging(tracking_uri(experiment.get("tracking_uri"))),
         save_model=bool(request["save_model"]), check=bool(request.get("check", False)),
         execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
-                        "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")},
+                        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+                        "jobs_per_gpu": str(execution.get("jobs_per_gpu") or 1)},
     )
     metrics = train_job(spec, examples, notes, cache_array, cache_index)
     log.info("done: test AUC %s, MLflow run %s%s", metrics["test_auc"], metrics["mlflow_run_id"],
