@@ -290,3 +290,35 @@ def test_component_count_matches_labelling():
     ring_with_island[2:7, 2:7] = 0
     ring_with_island[4, 4] = 1
     assert largest_component(ring_with_island)[0] == 2
+
+
+def test_shortcuts_match_their_plain_definitions():
+    # background count, mirror overlaps, border search lines and largest box are computed by
+    # shortcuts (contour tree, half images, contiguous lines); each must equal the plain computation
+    from crowdskin.automated.asymmetry import _mirror_overlap, background_components
+    from crowdskin.automated.border import _first_hits, _largest_bbox
+
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        shape = (int(rng.integers(1, 25)), int(rng.integers(1, 25)))
+        image = (rng.random(shape) < rng.random()).astype(np.uint8)
+        for code in (0, 1):
+            assert _mirror_overlap(image, code) == cv2.countNonZero(cv2.bitwise_and(image, cv2.flip(image, code)))
+        plain = {"down": image, "up": image[::-1, :], "left": image[:, ::-1].T, "right_upwards": image[::-1, :].T}
+        for direction, lines in plain.items():
+            idx, has = _first_hits(image, direction)
+            assert np.array_equal(idx, np.argmax(lines > 0, axis=0)) and np.array_equal(has, (lines > 0).any(axis=0))
+        if not image.any():
+            continue
+        n_labels, labels = cv2.connectedComponents(image, connectivity=8)
+        areas = np.bincount(labels.ravel())[1:]
+        keep = int(np.flatnonzero(areas == areas.max())[-1]) + 1
+        x, y, w, h = cv2.boundingRect((labels == keep).astype(np.uint8))
+        assert _largest_bbox(image) == (n_labels - 1, (y, x, y + h, x + w))
+        x, y, w, h = cv2.boundingRect(image)
+        r0, c0 = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        frame = (shape[0] + r0 + int(rng.integers(0, 3)), shape[1] + c0 + int(rng.integers(0, 3)))
+        ring = np.ones(frame, np.uint8)
+        ring[r0 : r0 + h, c0 : c0 + w] = 1 - image[y : y + h, x : x + w]
+        expected = cv2.connectedComponents(ring, connectivity=8)[0] - 1
+        assert background_components(image[y : y + h, x : x + w], (r0, c0), frame) == expected

@@ -27,7 +27,7 @@ from scipy.signal import find_peaks
 from skimage.draw import line
 
 from .asymmetry import study_rotation
-from .preprocessing import BadInputError, Lesion, bbox_of, largest_component
+from .preprocessing import BadInputError, Lesion, largest_label
 
 SIGMA = 0.5
 WINDOW = 15
@@ -116,25 +116,40 @@ def rotated_border_pixels(lesion: Lesion, variant: str = "study") -> tuple[np.nd
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
     if study:
-        _exact_at_edges(out, base, rotation, (o_r0, o_c0), (base_r, base_c))
+        window = _exact_at_edges(out, base, rotation, (o_r0, o_c0), (base_r, base_c))
+        if window is not None:
+            # every lesion pixel lies in the window: the rest is background, which the border
+            # signal reads in absolute canvas coordinates, so dropping it changes nothing
+            y0, y1, x0, x1 = window
+            return out[y0:y1, x0:x1], o_r0 + y0, o_c0 + x0
     return out, o_r0, o_c0
 
 
 def _exact_at_edges(out: np.ndarray, base: np.ndarray, rotation: np.ndarray, out_origin: tuple[int, int],
-                    base_origin: tuple[int, int]) -> None:
+                    base_origin: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """Redo, in float64 as skimage does, the samples next to the lesion's edge.
 
     OpenCV's warp quantises source coordinates to 1/1024 pixel, so a sample that falls within that
     distance of a pixel edge can land on the other pixel; only samples near the edge can change the
     result, and re-sampling just those keeps the study's exact pixel set at a fraction of the cost.
+    Returns the window (rows y0:y1, cols x0:x1 of `out`) outside which `out` is zero, None if empty.
     """
-    band = cv2.bitwise_xor(cv2.dilate(out, None), cv2.erode(out, None, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    # the band: pixels whose 3x3 neighbourhood (outside = 0) is not constant; none lies more than a
+    # pixel away from the lesion's bounding box, so only that box (plus one) is searched
+    x, y, w, h = cv2.boundingRect(out)
+    if w == 0:
+        return None
+    x0, y0 = max(0, x - 1), max(0, y - 1)
+    y1, x1 = min(out.shape[0], y + h + 1), min(out.shape[1], x + w + 1)
+    window = out[y0:y1, x0:x1]
+    # dilation minus erosion of a 0/1 image = their XOR
+    band = cv2.morphologyEx(window, cv2.MORPH_GRADIENT, None, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     points = cv2.findNonZero(band)
     if points is None:
-        return
+        return y0, y1, x0, x1
     points = points.reshape(-1, 2)  # (x, y); OpenCV 5 returns N x 2, 4.x N x 1 x 2
-    cols = points[:, 0]
-    rows = points[:, 1]
+    cols = points[:, 0] + x0
+    rows = points[:, 1] + y0
     canvas_c = (cols + out_origin[1]).astype(np.float64)
     canvas_r = (rows + out_origin[0]).astype(np.float64)
     m = rotation
@@ -147,6 +162,7 @@ def _exact_at_edges(out: np.ndarray, base: np.ndarray, rotation: np.ndarray, out
     values = np.zeros(rows.shape, np.uint8)
     values[inside] = base[br[inside], bc[inside]]
     out[rows, cols] = values
+    return y0, y1, x0, x1
 
 
 def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
@@ -156,10 +172,9 @@ def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
     image = cv2.copyMakeBorder(rotated, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     row0 -= pad
     col0 -= pad
-    count, largest = largest_component(image)
+    count, (minr, minc, maxr, maxc) = _largest_bbox(image)  # local coordinates, max exclusive
     if count < 1:
         raise BadInputError("border: no lesion pixels left after centring and rotation")
-    minr, minc, maxr, maxc = bbox_of(largest)  # local coordinates, max exclusive
     mid_r, mid_c = int(minr + (maxr - minr) / 2), int(minc + (maxc - minc) / 2)
 
     def first_hit(r_start: int, c_start: int) -> tuple[int, int]:
@@ -176,25 +191,19 @@ def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
     u_pt = first_hit(maxr, maxc)
     t_pt = first_hit(maxr, minc)
 
-    def first_index(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        has = block.any(axis=0)
-        return np.argmax(block, axis=0), has
-
+    # each part searches lines of the image for their first lesion pixel; OpenCV's transpose/flip
+    # make every line a contiguous row, where a boolean argmax stops at the first hit
     # top: columns W..V-1, first lesion row from minr down to mid_r - 1; value = row
-    block = image[minr:mid_r, w_pt[1] : v_pt[1]] > 0
-    idx, has = first_index(block)
+    idx, has = _first_hits(image[minr:mid_r, w_pt[1] : v_pt[1]], "down")
     top = (idx + minr + row0)[has]
     # right: rows V..U-1, first lesion col from maxc leftwards to mid_c + 1; value = 2 mid_c - col
-    block = (image[v_pt[0] : u_pt[0], mid_c + 1 : maxc + 1] > 0)[:, ::-1].T
-    idx, has = first_index(block)
+    idx, has = _first_hits(image[v_pt[0] : u_pt[0], mid_c + 1 : maxc + 1], "left")
     right = (2 * (mid_c + col0) - (maxc - idx + col0))[has]
     # bottom: columns T..U-1, first lesion row from maxr upwards to mid_r + 1; value = 2 mid_r - row
-    block = (image[mid_r + 1 : maxr + 1, t_pt[1] : u_pt[1]] > 0)[::-1, :]
-    idx, has = first_index(block)
+    idx, has = _first_hits(image[mid_r + 1 : maxr + 1, t_pt[1] : u_pt[1]], "up")
     bottom = (2 * (mid_r + row0) - (maxr - idx + row0))[has]
     # left: rows T down to W+1, first lesion col from minc rightwards to mid_c - 1; value = col
-    block = (image[w_pt[0] + 1 : t_pt[0] + 1, minc:mid_c] > 0)[::-1, :].T
-    idx, has = first_index(block)
+    idx, has = _first_hits(image[w_pt[0] + 1 : t_pt[0] + 1, minc:mid_c], "right_upwards")
     left = (idx + minc + col0)[has]
     parts = [top, right, bottom, left]
     names = ["top", "right", "bottom", "left"]
@@ -205,6 +214,42 @@ def borderline_signal(rotated: np.ndarray, row0: int, col0: int) -> np.ndarray:
     for part in parts[1:]:
         joined.append(part.astype(np.int64) + (joined[-1][-1] - part[0]))
     return np.concatenate(joined)
+
+
+def _largest_bbox(image: np.ndarray) -> tuple[int, tuple[int, int, int, int]]:
+    """(component count, bounding box of the largest 8-connected component, max exclusive; ties ->
+    the later label, as `largest_component`). A single component's box is its outer contour's."""
+    contours, hierarchy = cv2.findContours(image, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0, (0, 0, 0, 0)
+    outer = np.flatnonzero(hierarchy[0, :, 3] == -1)
+    if outer.size == 1:
+        x, y, w, h = cv2.boundingRect(contours[int(outer[0])])
+        return 1, (y, x, y + h, x + w)
+    n_labels, _, stats, keep = largest_label(image)
+    x, y, w, h = (int(v) for v in stats[keep, :4])  # CC_STAT_LEFT, TOP, WIDTH, HEIGHT
+    return n_labels - 1, (y, x, y + h, x + w)
+
+
+def _first_hits(block: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first lesion pixel, whether there is one) along each line of a 0/1 block:
+    "down" each column from the top, "up" each column from the bottom, "left" each row from the
+    right end, "right_upwards" each row from the left end, rows taken from the last upwards."""
+    if block.size == 0:
+        # as the argmax over the empty block would (an error or empty parts), left to NumPy
+        lines = {"down": block, "up": block[::-1, :], "left": block[:, ::-1].T, "right_upwards": block[::-1, :].T}
+        hits = lines[direction] > 0
+        return np.argmax(hits, axis=0), hits.any(axis=0)
+    if direction == "down":
+        lines = cv2.transpose(block)
+    elif direction == "up":
+        lines = cv2.rotate(block, cv2.ROTATE_90_CLOCKWISE)
+    elif direction == "left":
+        lines = cv2.flip(block, 1)
+    else:
+        lines = cv2.flip(block, 0)
+    idx = np.argmax(lines.view(bool), axis=1)
+    return idx, lines[np.arange(lines.shape[0]), idx] > 0
 
 
 def count_turning_points(signal: np.ndarray, sigma: float = SIGMA, window: int = WINDOW) -> int:

@@ -75,8 +75,10 @@ def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
         notes.append(f"mask has {array.shape[2]} channels, lesion = any channel > 0")
         array = array[..., :3].max(axis=2) if array.shape[2] >= 3 else array[..., 0]
     # The ISIC masks are 0/255; a mask saved as 0/1 is accepted too, so the lesion is "> 0".
-    # cv2.threshold (SIMD) then a bool view: 8x faster than `array > 0` on a 12-MP mask.
-    _, binary = cv2.threshold(array, 0, 1, cv2.THRESH_BINARY)
+    # cv2.threshold (SIMD) then a bool view: 8x faster than `array > 0` on a 12-MP mask. In place
+    # when the decoded array is ours alone: no second frame to allocate.
+    in_place = array.flags.c_contiguous and array.flags.writeable and array.base is None
+    _, binary = cv2.threshold(array, 0, 1, cv2.THRESH_BINARY, dst=array if in_place else None)
     return binary.view(bool)
 
 
@@ -120,6 +122,9 @@ class Lesion:
     orientation: float  # radians, skimage convention: angle between the row axis and the major axis
     bbox: tuple[int, int, int, int]  # largest component: min_row, min_col, max_row, max_col (exclusive)
     touches_border: bool
+    # `moments(crop, offset)`, kept so that a single-component lesion (crop is all_crop) is not
+    # measured twice by the asymmetry
+    crop_moments: tuple[float, float, float, float, float, float] | None = None
 
 
 def orientation_from_moments(mu_rr: float, mu_cc: float, mu_rc: float) -> float:
@@ -148,7 +153,7 @@ def moments(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> tuple[float, 
 
 
 def bbox_of(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(min_row, min_col, max_row, max_col) exclusive of the nonzero pixels; the mask must have some."""
+    """(min_row, min_col, max_row, max_col) exclusive of the nonzero pixels; (0, 0, 0, 0) if none."""
     image = mask.view(np.uint8) if mask.dtype == bool else mask
     col, row, width, height = cv2.boundingRect(image)
     return row, col, row + height, col + width
@@ -170,10 +175,17 @@ def largest_component(binary: np.ndarray) -> tuple[int, np.ndarray]:
     count = component_count(binary)
     if count <= 1:
         return count, binary
-    n_labels, labels = cv2.connectedComponents(binary, connectivity=8)
-    areas = np.bincount(labels.ravel(), minlength=n_labels)[1:]
-    keep = int(np.flatnonzero(areas == areas.max())[-1]) + 1
+    n_labels, labels, _, keep = largest_label(binary)
     return n_labels - 1, (labels == keep).view(np.uint8)
+
+
+def largest_label(binary: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """(label count including the background, labels, OpenCV's per-label statistics, label of the
+    largest 8-connected component; ties -> the later label). The areas come from the labelling's
+    own statistics (no pass over the labels); it labels as `cv2.connectedComponents` does."""
+    n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return n_labels, labels, stats, int(np.flatnonzero(areas == areas.max())[-1]) + 1
 
 
 def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
@@ -181,13 +193,13 @@ def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
     if mask.ndim != 2:
         raise BadInputError(f"mask must be 2-D, got shape {mask.shape}")
     binary = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).view(np.uint8)
-    total = cv2.countNonZero(binary)
-    if total == 0:
+    r0, c0, r1, c1 = bbox_of(binary)
+    if r1 == r0:
         raise BadInputError("empty mask (no lesion pixels)")
+    all_crop = binary[r0:r1, c0:c1]
+    total = cv2.countNonZero(all_crop)  # every lesion pixel lies in the box
     if total == binary.size:
         raise BadInputError("mask covers the whole frame (no background, no border)")
-    r0, c0, r1, c1 = bbox_of(binary)
-    all_crop = binary[r0:r1, c0:c1]
     count, largest = largest_component(all_crop)
     if count > 1:
         notes.append(f"{count} lesion components, kept the largest ({cv2.countNonZero(largest)} of {total} pixels)")
@@ -197,7 +209,8 @@ def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
     else:
         crop = all_crop
         bbox = (r0, c0, r1, c1)
-    area, cr, cc, mrr, mcc, mrc = moments(crop, (r0, c0))
+    crop_moments = moments(crop, (r0, c0))
+    area, cr, cc, mrr, mcc, mrc = crop_moments
     height, width = binary.shape
     touches = bbox[0] == 0 or bbox[1] == 0 or bbox[2] == height or bbox[3] == width
     if touches:
@@ -213,4 +226,5 @@ def find_lesion(mask: np.ndarray, notes: list[str]) -> Lesion:
         orientation=orientation_from_moments(mrr, mcc, mrc),
         bbox=bbox,
         touches_border=touches,
+        crop_moments=crop_moments,
     )
