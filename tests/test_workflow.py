@@ -1,4 +1,5 @@
-"""The workflow as a user drives it: the DAG, the embedded default, re-runs."""
+"""The workflow as a user drives it: the small test config run to its end, what each change re-runs, two
+configs side by side. The DAG-only checks are in tests/test_workflow_dag.py."""
 
 from __future__ import annotations
 
@@ -14,92 +15,6 @@ from workflow_runner import REPO, snakemake
 
 pytestmark = [pytest.mark.slow]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
-
-
-def test_dry_run_lists_acquisition_and_ingestion(tmp_path):
-    out = snakemake(tmp_path, "-n", "results/default/data/images.parquet",
-                    "results/default/data/download_report.csv").stdout
-    for rule in ("synthesize", "ingest", "download_report"):
-        assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
-
-
-def test_an_unwritable_results_folder_stops_the_run_with_one_clear_message(tmp_path):
-    """`results` taken by a file (root ignores permission bits, so a read-only folder would not fail
-    here): the run stops before any job, naming the folder and the way out."""
-    (tmp_path / "results").write_text("not a folder")
-    result = snakemake(tmp_path, "-n", check=False)
-    message = result.stdout + result.stderr
-    assert result.returncode != 0 and "results/ cannot be written" in message and "snakemake -d DIR" in message
-    assert message.count("cannot be written") == 1
-
-
-def test_unknown_config_key_stops_the_run(tmp_path):
-    result = snakemake(tmp_path, "-n", "--config", "synthetic={'n_imgs': 3}", check=False)
-    assert result.returncode != 0
-    assert "n_imgs" in result.stdout + result.stderr
-
-
-def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
-    """3 backbones x 5 folds x 13 tasks, each asking for a GPU, before any data exists."""
-    result = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"))
-    out = result.stdout + result.stderr
-    jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", out, flags=re.M)  # each job starts with its time stamp
-    train_jobs = [job for job in jobs if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
-    assert len(train_jobs) == 13 * 3 * 5
-    assert all(re.search(r"resources:.*\bgpu=1\b", job) for job in train_jobs)
-    wildcards = {re.search(r"wildcards: (.*)", job).group(1) for job in train_jobs}
-    assert len(wildcards) == len(train_jobs)
-    # the default config's simulated spammers are not carried into a real-data config
-    assert "crowd_spammer_detection" not in out
-    assert "truth_" not in out and "/truth/" not in out
-
-
-def test_jobs_sharing_a_gpu_ask_for_a_share_of_it_not_a_whole_one(tmp_path, repo):
-    """Catches a shared-GPU job still asking for `gpu` (Slurm would give each job a whole GPU and
-    the local scheduler would run one at a time), or sharing accepted for multi-GPU jobs."""
-    share = tmp_path / "share.yaml"
-    share.write_text("execution: {train: {gpus: 1, jobs_per_gpu: 2}}\n")
-    result = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"), str(share))
-    jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", result.stdout, flags=re.M)
-    train_jobs = [job for job in jobs if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
-    assert len(train_jobs) == 13 * 3 * 5
-    for job in train_jobs:
-        resources = re.search(r"resources: (.*)", job).group(1)
-        assert "gpu_share=1" in resources and "gres=shard:1" in resources and not re.search(r"\bgpu=", resources)
-    share.write_text("execution: {train: {gpus: 2, jobs_per_gpu: 2}}\n")
-    refused = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"), str(share), check=False)
-    assert refused.returncode != 0 and "jobs_per_gpu" in refused.stderr + refused.stdout
-
-
-TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
-
-
-def dag_rules(workdir, *configfiles) -> set[str]:
-    """The rules of the whole DAG that `snakemake -n` plans with `configfiles` layered on the default."""
-    args = ["--configfile", *map(str, configfiles)] if configfiles else []
-    out = snakemake(workdir, "-n", *args).stdout
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {rule for rule, _ in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-def test_default_dag_has_the_truth_checks_and_their_report_page(tmp_path):
-    """The synthetic default knows its truth: the three truth rules are planned, and the report gets
-    the page (report_tables lists results/report/truth.html)."""
-    assert dag_rules(tmp_path) >= TRUTH_RULES
-    out = snakemake(tmp_path, "-n", "results/default/report/truth.html").stdout
-    assert "truth_summary" in out and "results/default/truth/summary.csv" in out
-
-
-def test_real_sample_dag_has_no_truth_checks(tmp_path, repo):
-    """No synthetic data, no truth: none of the truth rules, nor the page. `mirror: null` (download
-    instead) lets the dry run plan the same rules without ../shared/data on this machine."""
-    no_mirror = tmp_path / "no_mirror.yaml"
-    no_mirror.write_text("mirror: null\n")
-    rules = dag_rules(tmp_path, repo / "config/real-sample.yaml", no_mirror)
-    assert {"ingest", "crowd_labels", "scores", "report_tables"} <= rules  # the DAG was built
-    assert not {rule for rule in rules if rule.startswith("truth")}
-    out = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/real-sample.yaml"), str(no_mirror)).stdout
-    assert "/truth/" not in out and "truth.html" not in out
 
 
 # `make test` runs pytest-xdist with --dist loadfile, so this module's tests share one worker and
