@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-faults lint bench dag clean
+.PHONY: install run test test-faults test-slurm lint bench dag clean
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -50,6 +50,13 @@ test: $(STAMP)
 # annotation and training, then --unlock and --rerun-incomplete; the warm worker's failure paths.
 test-faults: $(STAMP)
 	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_train_worker.py
+
+# The Slurm profile on a real one-node cluster (Debian, as root; about 4 min; `make test` skips it,
+# CI runs it): installs slurm-wlm and munge if missing, starts munged, slurmctld and slurmd, runs
+# tests/test_slurm.py, then always stops those daemons by pid and purges what it installed: with a
+# Slurm client and no controller, every snakemake call on the machine waits ~9 s for one.
+test-slurm: $(STAMP)
+	bash profiles/slurm/local-cluster.sh run env CROWDSKIN_SLURM_TESTS=1 $(BIN)/python -m pytest tests/test_slurm.py
 
 # ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
 lint: $(STAMP)
