@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-faults test-slurm lint bench dag clean
+.PHONY: install run test test-faults test-dvc lint bench dag clean
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -50,6 +50,11 @@ test: $(STAMP)
 # annotation and training, then --unlock and --rerun-incomplete; the warm worker's failure paths.
 test-faults: $(STAMP)
 	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_train_worker.py
+
+# DVC (about 7 min; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
+# git copy of the project, then a no-op repro, metrics, push and pull, a crowd setting's invalidation.
+test-dvc: $(STAMP)
+	CROWDSKIN_DVC_TESTS=1 $(BIN)/python -m pytest tests/test_dvc.py
 
 # The Slurm profile on a real one-node cluster (Debian, as root; about 4 min; `make test` skips it,
 # CI runs it): installs slurm-wlm and munge if missing, starts munged, slurmctld and slurmd, runs
