@@ -324,3 +324,43 @@ def test_runs_of_two_configs_coexist_in_one_checkout(finished_run, shared_data):
               "--configfile", str(TEST_CONFIG))
     assert _fingerprints(finished_run / "results" / "real-sample") == real_before
     assert "Nothing to be done" in snakemake(finished_run, "-n", target, *real).stdout
+
+
+def test_the_readme_mlflow_ui_command_serves_the_runs(finished_run):
+    """The README's `mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db` on a finished
+    run: the experiment named after the run is there with every training job's run."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen([str(mlflow), "ui", "--backend-store-uri", "sqlite:///results/mlflow/mlflow.db",
+                               "--port", str(port)], cwd=finished_run, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline, experiment = time.monotonic() + 90, None
+        while experiment is None and time.monotonic() < deadline:
+            assert server.poll() is None, f"mlflow ui exited: {server.stderr.read()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=test", timeout=5) as reply:
+                    experiment = json.loads(reply.read())["experiment"]
+            except OSError:
+                time.sleep(0.5)
+        assert experiment is not None, "mlflow ui did not answer within 90 s"
+        search = urllib.request.Request(
+            f"{base}/runs/search", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 1000}).encode())
+        with urllib.request.urlopen(search, timeout=30) as reply:
+            names = {run["info"]["run_name"] for run in json.loads(reply.read()).get("runs", [])}
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+    jobs = pd.read_csv(finished_run / "results/test/train/runs.csv")
+    assert {f"{r.task}/{r.backbone}/fold{r.fold}" for r in jobs.itertuples()} <= names
