@@ -96,3 +96,12 @@ def test_real_sample_dag_has_no_truth_checks(tmp_path, repo):
     assert not {rule for rule in rules if rule.startswith("truth")}
     out = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/real-sample.yaml"), str(no_mirror)).stdout
     assert "/truth/" not in out and "truth.html" not in out
+
+
+def test_a_synthetic_run_with_real_sources_is_refused_with_the_reason(tmp_path):
+    """Catches ingestion silently reading only one of two raw folders (the synthetic run's own, or
+    the shared downloads) when a config asks for both."""
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("sources: [isic2017]\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(mixed), check=False)
+    assert result.returncode != 0 and "synthetic.enabled together with real sources" in result.stdout + result.stderr

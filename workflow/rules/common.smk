@@ -50,7 +50,7 @@ REPORT_HTML = f"{RESULTS}/report.html"
 
 if config["synthetic"]["enabled"] and (config["sources"] or config["url_lists"]):
     raise WorkflowError(
-        "config: synthetic.enabled together with real 'sources'/'url_lists' is not supported: ingestion "
+        "config: synthetic.enabled together with real sources or url_lists is not supported: ingestion "
         "reads one raw folder (the synthetic run's own under resources/synthetic/<run_name>/, or "
         "the shared downloads in resources/raw/); use one config for each"
     )
