@@ -129,6 +129,16 @@ def test_repro_builds_what_snakemake_builds(project):
     assert not unversioned, f"written by Snakemake, versioned by no dvc.yaml stage: {unversioned}"
 
 
+def test_the_readme_make_run_agrees_and_rebuilds_the_report(project):
+    """`make run` (the README's first command) after `dvc repro`: its workflow finds nothing to do,
+    and its report step writes the report. `-o` takes the borrowed .venv as installed."""
+    made = _run(project, "make", "-o", ".venv/.installed", "run")
+    assert "Nothing to be done" in made.stdout + made.stderr, made.stdout[-3000:]
+    assert (project / f"{RESULTS}/report.html").stat().st_size > 0
+    # the report is the evaluate stage's out: back to the version dvc.lock records
+    _dvc(project, "checkout", "--force", f"{RESULTS}/report.html")
+
+
 def test_second_repro_runs_nothing(project):
     again = _dvc(project, "repro")
     assert "Running stage" not in again.stdout, again.stdout
