@@ -11,12 +11,17 @@ so does CI (`.ci/run`).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -153,6 +158,64 @@ def test_metrics_show_prints_the_aucs(project):
     assert f"{baseline:.6f}".rstrip("0") in shown, shown
     # Both plots render from their declared columns.
     _dvc(project, "plots", "show", "--json")
+
+
+def test_the_readme_mlflow_ui_command_serves_the_runs(project):
+    """The README's `mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db` on the default
+    run: its experiment is there with every training job's run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    server = subprocess.Popen([str(VENV / "bin" / "mlflow"), "ui", "--backend-store-uri",
+                               "sqlite:///results/mlflow/mlflow.db", "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline, experiment = time.monotonic() + 90, None
+        while experiment is None and time.monotonic() < deadline:
+            assert server.poll() is None, f"mlflow ui exited: {server.stderr.read()[-2000:]}"
+            try:
+                url = f"{base}/experiments/get-by-name?experiment_name=default"
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    experiment = json.loads(reply.read())["experiment"]
+            except OSError:
+                time.sleep(0.5)
+        assert experiment is not None, "mlflow ui did not answer within 90 s"
+        search = urllib.request.Request(
+            f"{base}/runs/search", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 1000}).encode())
+        with urllib.request.urlopen(search, timeout=30) as reply:
+            names = {run["info"]["run_name"] for run in json.loads(reply.read()).get("runs", [])}
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    runs = csv.DictReader((project / f"{RESULTS}/train/runs.csv").read_text().splitlines())
+    jobs = {f"{row['task']}/{row['backbone']}/fold{row['fold']}" for row in runs}
+    assert jobs and jobs <= names
+
+
+def _fingerprints(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under `folder`: a job that rewrote one changes its mtime."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_real_sample_run_beside_the_default_run_touches_none_of_its_files(project, shared_data):
+    """Fails if any output path is shared between configs: the real sample's ingestion (a cut-down
+    target) beside the finished default run, then a forced default job beside the real one."""
+    default_before = _fingerprints(project / RESULTS)
+    real = ["--configfile", "config/real-sample.yaml", "--config", f"mirror={shared_data}"]
+    target = "results/real-sample/data/images.parquet"
+    _run(project, SNAKEMAKE, "--cores", "2", target, *real)
+    assert (project / target).stat().st_size > 0
+    assert _fingerprints(project / RESULTS) == default_before
+    assert _status(project) == {}  # and DVC agrees: the default run's versioned data is as it was
+    real_before = _fingerprints(project / "results" / "real-sample")
+    _run(project, SNAKEMAKE, "--cores", "2", f"{RESULTS}/data/download_report.csv", "--forcerun", "download_report")
+    assert _fingerprints(project / "results" / "real-sample") == real_before
+    again = _run(project, SNAKEMAKE, "--cores", "2", "-n", target, *real)
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_push_then_pull_restores_the_data(project):
