@@ -328,7 +328,8 @@ def test_runs_left_by_cluster_jobs_are_logged_once_by_the_summary(tmp_path):
     local = tmp_path / "local.json"  # a job that logged itself is left alone
     local.write_text(json.dumps({"task": "baseline", "mlflow_run_id": "abc"}))
 
-    first = log_pending_runs(uri, [metrics_file, local])
+    jobs = {path: json.loads(path.read_text()) for path in (metrics_file, local)}
+    first = log_pending_runs(uri, jobs)
     assert list(first) == [metrics_file] and first[metrics_file][1] is None
     run = MlflowClient(uri).get_run(first[metrics_file][0])
     assert run.data.params["optimizer.lr"] == "0.001" and run.data.metrics["test_auc"] == 0.81
@@ -336,7 +337,7 @@ def test_runs_left_by_cluster_jobs_are_logged_once_by_the_summary(tmp_path):
     assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_auc")] == [0.6, 0.8]
     assert {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)} >= {"history.csv", "predictions.parquet"}
 
-    assert log_pending_runs(uri, [metrics_file]) == first  # found again, not logged twice
+    assert log_pending_runs(uri, jobs) == first  # found again, not logged twice
     experiment = MlflowClient(uri).get_experiment_by_name("default")
     assert len(MlflowClient(uri).search_runs([experiment.experiment_id])) == 1
 

@@ -13,7 +13,7 @@ if any(job.get("mlflow_pending") for job in jobs.values()):
     from crowdskin.train.tracking import tracking_uri
 
     experiment = json.loads(Path(snakemake.input.experiment).read_text())
-    logged = log_pending_runs(tracking_uri(experiment.get("tracking_uri")), list(jobs))
+    logged = log_pending_runs(tracking_uri(experiment.get("tracking_uri")), jobs)
     for path, (run_id, error) in logged.items():
         jobs[path].update(mlflow_run_id=run_id, mlflow_error=error)
     done = sum(run_id is not None for run_id, _ in logged.values())

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,15 +320,15 @@ def log_job_run(uri: str, experiment: str, name: str, *, params: dict[str, Any],
                                 history=history.to_dict("records"), metrics=metrics, artifacts=artifacts)
 
 
-def log_pending_runs(uri: str, metrics_files: list[Path]) -> dict[Path, tuple[str | None, str | None]]:
+def log_pending_runs(uri: str, jobs: Mapping[Path, Mapping[str, Any]]) -> dict[Path, tuple[str | None, str | None]]:
     """Log the runs that cluster jobs left in their metrics.json (`mlflow_pending`), from the one
-    process that owns the store; returns (run id, error) per such file. A run already logged by an
-    earlier call (same record) is found again by its record tag instead of being logged twice."""
+    process that owns the store. `jobs` maps each metrics.json to its parsed content; returns (run
+    id, error) per job that had a pending run. A run already logged by an earlier call (same record)
+    is found again by its record tag instead of being logged twice."""
     from crowdskin.train import tracking
 
     logged: dict[Path, tuple[str | None, str | None]] = {}
-    for path in metrics_files:
-        job = json.loads(Path(path).read_text())
+    for path, job in jobs.items():
         pending = job.get("mlflow_pending")
         if not pending or job.get("mlflow_run_id"):
             continue
