@@ -213,6 +213,43 @@ def test_truncated_and_corrupt_files(files, tmp_path):
     assert "cannot read" in annotate(jpeg, tmp_path / "missing.png")["reason"]
 
 
+def test_greyscale_png_fast_path_decodes_as_opencv_does(files, tmp_path):
+    """8-bit greyscale PNGs go through libspng: the same array as OpenCV's; a damaged chunk (which
+    libspng alone would decode) is still refused, and other PNGs are left to OpenCV."""
+    from crowdskin.automated.preprocessing import _decode_grey8_png, read_array
+
+    rng = np.random.default_rng(3)
+    grey = (rng.random((123, 77)) * 255).astype(np.uint8)
+    for compression in (0, 9):
+        path = tmp_path / f"g{compression}.png"
+        assert cv2.imwrite(str(path), grey, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+        fast = _decode_grey8_png(path.read_bytes())
+        assert fast is not None and fast.dtype == np.uint8 and np.array_equal(fast, grey)
+        assert np.array_equal(read_array(path), cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    stored = tmp_path / "stored.png"  # uncompressed: a flipped byte still inflates, to a wrong pixel
+    assert cv2.imwrite(str(stored), lesion_mask(), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    data = bytearray(stored.read_bytes())
+    data[data.index(b"IDAT") + 5000] ^= 0x55  # inside the pixels: only the chunk's CRC tells
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(bytes(data))
+    assert _decode_grey8_png(bytes(data)) is None
+    assert annotate(files("i.png", rgb_image()), damaged)["status"] == "failed"
+    for other in (rgb_image(), lesion_mask().astype(np.uint16) * 257):
+        assert _decode_grey8_png(files("other.png", other).read_bytes()) is None
+
+
+def test_count_peaks_is_find_peaks_with_height_zero():
+    from scipy.signal import find_peaks
+
+    from crowdskin.automated.border import count_peaks
+
+    rng = np.random.default_rng(5)
+    for _ in range(3000):
+        values = rng.integers(-3, 4, size=int(rng.integers(0, 30)))
+        signal = np.repeat(values, rng.integers(1, 4, size=values.size)).astype(np.int64)  # plateaus
+        assert count_peaks(signal) == len(find_peaks(signal, height=0)[0]), signal
+
+
 def test_tiny_lesion_fails_with_reason_not_exception(files):
     """A one-pixel lesion that border() rejects gets a partial row with the reason. Fails if
     annotate_image lets border's BadInputError escape."""

