@@ -21,11 +21,19 @@ install: $(STAMP) $(BACKEND_STAMP)
 # It reads no pip configuration: a private index is given as UV_DEFAULT_INDEX (uv's documentation).
 UV := $(BIN)/uv pip install -q --python $(BIN)/python
 
-# Bytecode is written as modules are first imported, as Python does by default, instead of
-# compiling all of site-packages at install (20 s here; the tests import a third of its modules).
-# These machines set PYTHONDONTWRITEBYTECODE, under which what is imported is compiled anew by every
-# process (importing TensorFlow took 12.5 s instead of 5), so the project's commands run without it.
+# Bytecode: these machines set PYTHONDONTWRITEBYTECODE, under which a module imported uncompiled is
+# compiled anew by every process (importing TensorFlow took 12.5 s instead of 5). Compiling all of
+# site-packages took 20 s and compiles three times what is used, so the install compiles what the
+# workflow's jobs import by importing it, in two processes at once (about 8 s): a direct `snakemake`
+# or `dvc repro` starts compiled. The project's own commands write whatever else they import.
 unexport PYTHONDONTWRITEBYTECODE
+IMPORT = import importlib, pkgutil, $(1); [importlib.import_module(m.name) for m in \
+	pkgutil.walk_packages($(1).__path__, "$(1).") if not m.name.startswith("$(2)")]
+WARM = $(BIN)/python -c
+WARM_LOG = $(VENV)/bytecode.log
+WARM_STACK = { $(WARM) '$(call IMPORT,crowdskin.train,-)' > $(WARM_LOG).train 2>&1 & train=$$!; \
+	$(WARM) 'import snakemake.cli, mlflow, dvc.cli; $(call IMPORT,crowdskin,crowdskin.train.)' > $(WARM_LOG) 2>&1; \
+	rest=$$?; wait $$train && test $$rest = 0 || { cat $(WARM_LOG).train $(WARM_LOG); exit 1; }; }
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +43,7 @@ ifeq ($(TF),gpu)
 	$(UV) "tensorflow[and-cuda]==$$(grep '^tensorflow-cpu==' requirements.lock | cut -d= -f3)" -c requirements.lock
 endif
 	$(UV) --no-deps --no-build-isolation -e .
+	$(WARM_STACK)
 	touch $(STAMP)
 
 $(VENV)/.installed-%: requirements-%.lock $(STAMP)
@@ -42,6 +51,7 @@ $(VENV)/.installed-%: requirements-%.lock $(STAMP)
 ifeq ($(JAX),cuda)
 	$(UV) "jax[cuda13]==$$(grep '^jax==' requirements-jax.lock | cut -d= -f3)" -c requirements.lock
 endif
+	$(WARM) 'import $*' > $(WARM_LOG).$* 2>&1 || { cat $(WARM_LOG).$*; exit 1; }
 	touch $@
 
 # The workflow, then Snakemake's report of it (results/default/report.html: every output of a run
