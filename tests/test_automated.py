@@ -238,6 +238,16 @@ def test_greyscale_png_fast_path_decodes_as_opencv_does(files, tmp_path):
         assert _decode_grey8_png(files("other.png", other).read_bytes()) is None
 
 
+@pytest.mark.parametrize("mask", [lesion_mask(), cv2.cvtColor(lesion_mask(), cv2.COLOR_GRAY2BGR)])
+def test_oversized_masks_are_refused_whichever_decoder(files, monkeypatch, mask):
+    """Greyscale masks (libspng) and colour ones (OpenCV) meet the same pixel limit."""
+    from crowdskin.automated import preprocessing
+
+    monkeypatch.setattr(preprocessing, "MAX_PIXELS", mask.shape[0] * mask.shape[1] - 1)
+    row = annotate(files("i.png", rgb_image()), files("m.png", mask))
+    assert row["status"] == "failed" and "exceeds" in row["reason"]
+
+
 def test_count_peaks_is_find_peaks_with_height_zero():
     from scipy.signal import find_peaks
 

@@ -82,14 +82,12 @@ def read_array(path: str | Path) -> np.ndarray:
         raise BadInputError(f"{path}: empty file")
     _check_complete(path, data)
     array = _decode_grey8_png(data)
-    if array is not None:
-        return array
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise BadInputError(f"{path}: not a decodable image")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise BadInputError(f"{path}: not a decodable image")
     if array.size > MAX_PIXELS * (array.shape[2] if array.ndim == 3 else 1):
         raise BadInputError(f"{path}: {array.shape[1]}x{array.shape[0]} exceeds {MAX_PIXELS} pixels")
     return array
