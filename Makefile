@@ -24,14 +24,15 @@ UV := $(BIN)/uv pip install -q --python $(BIN)/python
 # Bytecode: these machines set PYTHONDONTWRITEBYTECODE, under which a module imported uncompiled is
 # compiled anew by every process (importing TensorFlow took 12.5 s instead of 5). Compiling all of
 # site-packages took 20 s and compiles three times what is used, so the install compiles what the
-# workflow's jobs import by importing it, in two processes at once (about 8 s): a direct `snakemake`
+# workflow's jobs import by importing it, in two processes at once (about 9 s): a direct `snakemake`
 # or `dvc repro` starts compiled. The project's own commands write whatever else they import.
 unexport PYTHONDONTWRITEBYTECODE
+# $(call IMPORT,package[,prefix to skip]): every module under the package.
 IMPORT = import importlib, pkgutil, $(1); [importlib.import_module(m.name) for m in \
-	pkgutil.walk_packages($(1).__path__, "$(1).") if not m.name.startswith("$(2)")]
+	pkgutil.walk_packages($(1).__path__, "$(1).") $(if $(2),if not m.name.startswith("$(2)"))]
 WARM = $(BIN)/python -c
 WARM_LOG = $(VENV)/bytecode.log
-WARM_STACK = { $(WARM) '$(call IMPORT,crowdskin.train,-)' > $(WARM_LOG).train 2>&1 & train=$$!; \
+WARM_STACK = { $(WARM) '$(call IMPORT,crowdskin.train)' > $(WARM_LOG).train 2>&1 & train=$$!; \
 	$(WARM) 'import snakemake.cli, mlflow, dvc.cli; $(call IMPORT,crowdskin,crowdskin.train.)' > $(WARM_LOG) 2>&1; \
 	rest=$$?; wait $$train && test $$rest = 0 || { cat $(WARM_LOG).train $(WARM_LOG); exit 1; }; }
 

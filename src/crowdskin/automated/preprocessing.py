@@ -39,13 +39,14 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _decode_grey8_png(data: bytes) -> np.ndarray | None:
     """An 8-bit greyscale, non-interlaced PNG without transparency (every ISIC mask) decoded by
-    libspng, 2.2x faster than OpenCV's libpng on the real masks and the same pixels; None leaves
-    every other file, and any file libspng cannot read, to OpenCV.
+    libspng, 2.1x faster than OpenCV's libpng on the real masks (checksums included) and the same
+    pixels; None leaves every other file, and any file libspng cannot read, to OpenCV.
 
     pyspng ignores chunk checksums where libpng rejects a damaged file, so they are checked here
     first: a file with a bad one goes to OpenCV and fails there as before.
     """
-    # IHDR is the first chunk: width, height, bit depth (byte 24), colour type (25), interlace (28)
+    # IHDR is the first chunk: width, height, bit depth (byte 24), colour type (25), interlace (28);
+    # 45 bytes = signature + IHDR + IEND, the smallest possible PNG
     if len(data) < 45 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
         return None
     if data[24] != 8 or data[25] != 0 or data[28] != 0:
