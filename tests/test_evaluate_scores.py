@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from crowdskin.config import section
 from crowdskin.evaluate import stats
 from crowdskin.evaluate.ensemble import (
     ALL_BACKBONES,
     PREDICTION_COLUMNS,
     EnsembleError,
     average_predictions,
+    extra_comparisons,
     plan_ensembles,
 )
 from crowdskin.evaluate.scores import Settings, comparison_pairs, format_table, score
@@ -67,7 +70,7 @@ def test_a_missing_score_or_a_label_disagreement_is_refused_with_the_ids():
 def train_config(**changes):
     config = {"multitask": {"sources": ["student", "crowd"], "features": ["asymmetry", "border", "color"]},
               "random_control": True, "crowdsim": {"enabled": False}}
-    return config | changes
+    return section("train", config | changes)
 
 
 def test_plan_has_source_ensembles_backbone_averages_and_the_users_ensembles():
@@ -172,8 +175,13 @@ def test_table_has_table_5_rows_and_the_backbones_as_columns():
 
 
 def test_comparisons_pair_each_model_with_its_backbones_baseline_and_crowdsim_with_itself():
+    """The extra pairs are what the kinds ask for: fails if crowdsim-retrain's kind stops naming
+    crowdsim-incremental, or if the scores ignore the pairs they are given."""
     test = long_predictions(MODELS)
-    comparisons = score(test, SETTINGS).comparisons
+    tasks = task_grid(train_config(crowdsim={"enabled": True}))
+    extra = tuple(extra_comparisons(tasks, plan_ensembles(tasks, ["vgg16"], EVALUATE)))
+    assert ("crowdsim-retrain", "crowdsim-incremental") in extra
+    comparisons = score(test, replace(SETTINGS, extra_comparisons=extra)).comparisons
     pairs = set(zip(comparisons["model"], comparisons["reference"], comparisons["backbone"], strict=True))
     assert ("crowdsim-retrain", "crowdsim-incremental", "vgg16") in pairs
     assert ("ensemble-crowd", "baseline", "resnet50") in pairs

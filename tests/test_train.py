@@ -35,12 +35,11 @@ def data():
     return lesions, folds, targets, crowd
 
 
-def _examples(data, name, fold=0, **kwargs):
+def _examples(data, name, fold=0, settings=SETTINGS, **kwargs):
     lesions, folds, targets, crowd = data
-    task = TASKS[name]
-    label = SETTINGS["crowdsim"]["label"] if task.uses_crowd_labels else None
-    return job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd, crowd_label_column=label,
-                        **kwargs)
+    task = {task.name: task for task in task_grid(settings)}[name]
+    return job_examples(folds, lesions, task, fold, settings=job_settings(settings, task, "vgg16"), targets=targets,
+                        crowd_labels=crowd, **kwargs)
 
 
 def test_the_pool_shown_to_the_crowd_is_left_out_whether_or_not_it_has_a_label(data):
@@ -100,8 +99,8 @@ def test_availability_flag_not_the_value_marks_an_annotation(data):
     indexed = examples.set_index("image_id")
     # I000: target 0.0 and available -> counts; I005: flagged unavailable
     zero = indexed.loc[[i for i in indexed.index if int(i[1:]) % 2 == 0 and int(i[1:]) % 5 != 0]]
-    assert (zero["target"] == 0.0).all() and zero["available"].all()
-    assert not indexed.loc[[i for i in indexed.index if int(i[1:]) % 5 == 0], "available"].any()
+    assert (zero["target_asymmetry"] == 0.0).all() and zero["available_asymmetry"].all()
+    assert not indexed.loc[[i for i in indexed.index if int(i[1:]) % 5 == 0], "available_asymmetry"].any()
     _, folds, targets, crowd = data
     train = set(folds.query("fold == 0 and split == 'train'")["image_id"]) - set(crowd["image_id"])
     annotated = set(targets.query("source == 'crowd' and feature == 'asymmetry' and available")["image_id"])
@@ -114,7 +113,7 @@ def test_missing_target_rows_are_unavailable_and_a_flag_without_value_is_an_erro
     task = TASKS["multitask-crowd-asymmetry"]
     examples, _ = job_examples(folds, lesions, task, 0, targets=targets.iloc[:10])
     without_row = examples[~examples["image_id"].isin(targets["image_id"].iloc[:10])]
-    assert len(without_row) and not without_row["available"].any()
+    assert len(without_row) and not without_row["available_asymmetry"].any()
     broken = targets.copy()
     broken.loc[1, "target"] = np.nan  # I001: flagged available, no value
     with pytest.raises(ExamplesError, match="I001"):
@@ -123,10 +122,10 @@ def test_missing_target_rows_are_unavailable_and_a_flag_without_value_is_an_erro
 
 def test_random_control_targets_are_uniform_and_available(data):
     examples, _ = _examples(data, "random", seed=3)
-    assert examples["available"].all()
-    assert examples["target"].between(0, 1).all() and examples["target"].nunique() == len(examples)
+    assert examples["available_uniform"].all()
+    assert examples["target_uniform"].between(0, 1).all() and examples["target_uniform"].nunique() == len(examples)
     again, _ = _examples(data, "random", seed=3)
-    assert np.array_equal(examples["target"], again["target"])
+    assert np.array_equal(examples["target_uniform"], again["target_uniform"])
 
 
 def test_balanced_class_weights_match_sklearn():
@@ -171,7 +170,7 @@ def test_job_stops_at_start_when_imagenet_weights_are_missing(tmp_path):
 
 def test_task_grid_has_the_study_grid():
     names = [task.name for task in task_grid(SETTINGS)]
-    assert len(names) == 1 + 9 + 1 + 2
+    assert len(names) == 1 + 9 + 1 + 2  # the schema's defaults: the study's grid, no new kind
     assert "multitask-automated-color" in names and names[0] == "baseline"
     assert TASKS["random"] == Task("random", "random", "random", "uniform")
     with pytest.raises(ValueError, match="inceptionv3"):

@@ -136,7 +136,7 @@ def test_tiny_job_and_masked_loss_on_each_backend(runs, backend):
     assert run["backend"] == backend and f"Keras on {backend} ready" in run["log"]
     predictions = pd.read_parquet(run["dir"] / "job" / "predictions.parquet")
     assert len(predictions) == N_IMAGES and predictions["image_id"].is_unique
-    assert predictions["score"].between(0, 1).all() and predictions["target_prediction"].notna().all()
+    assert predictions["score"].between(0, 1).all() and predictions["prediction_asymmetry"].notna().all()
     assert set(predictions["split"]) == {"train", "val", "test"}
     masked, total = _hand_loss()
     assert run["masked_mse"] == pytest.approx(masked, rel=1e-6)

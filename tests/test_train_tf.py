@@ -107,6 +107,28 @@ def test_masked_loss_matches_a_hand_computation():
     assert float(total) == pytest.approx(0.5 * (0.25 + 1.0) / 2 + 0.5 * bce.mean(), rel=1e-5)
 
 
+def test_several_heads_share_the_annotation_weight_each_masked_on_its_own():
+    """Two heads: 0.5 x BCE + 0.25 x each head's masked MSE, every head masked by its own flags (a
+    real 0 counts). Fails if each head took the whole `target` weight, or one head's mask another's."""
+    import keras
+
+    from crowdskin.train.models import build_model, compile_model
+
+    model = build_model("smallcnn", 16, heads=("asymmetry", "asymmetry_std"))
+    assert sorted(model.output) == ["label", "target_asymmetry", "target_asymmetry_std"]
+    compile_model(model, optimizer=keras.optimizers.RMSprop(), class_weight={0: 1.0, 1: 1.0},
+                  loss_weights={"label": 0.5, "target": 0.5})
+    labels, scores = np.array([[1.0], [0.0]], np.float32), np.array([[0.8], [0.4]], np.float32)
+    first = np.array([[0.0, 1.0], [5.0, 0.0]], np.float32)  # row 1 unavailable
+    second = np.array([[1.0, 0.0], [2.0, 1.0]], np.float32)  # row 0 unavailable
+    predicted_first, predicted_second = np.array([[1.0], [0.0]], np.float32), np.array([[0.0], [0.0]], np.float32)
+    total = model.compute_loss(
+        y={"label": labels, "target_asymmetry": first, "target_asymmetry_std": second},
+        y_pred={"label": scores, "target_asymmetry": predicted_first, "target_asymmetry_std": predicted_second})
+    bce = -np.mean([np.log(0.8), np.log(0.6)])
+    assert float(total) == pytest.approx(0.5 * bce + 0.25 * 1.0 + 0.25 * 4.0, rel=1e-5)
+
+
 def test_killed_job_resumes_from_its_last_epoch(tmp_path, caplog):
     from crowdskin.train.job import run_request
 
@@ -348,9 +370,9 @@ def test_small_cnn_is_a_base_like_the_study_backbones_and_refuses_weights(tmp_pa
     from crowdskin.train.models import build_model, small_cnn
     from crowdskin.train.weights import WeightsError, resolve_weights
 
-    model = build_model("smallcnn", 32, multitask=True)
+    model = build_model("smallcnn", 32, heads=("border",))
     outputs = model.predict(np.zeros((3, 32, 32, 3), np.float32), verbose=0)
-    assert outputs["label"].shape == (3, 1) and outputs["target"].shape == (3, 1)
+    assert outputs["label"].shape == (3, 1) and outputs["target_border"].shape == (3, 1)
     assert model.get_layer("smallcnn").output.shape[1:] == (4, 4, 64)  # three 2x2 poolings of 32 px
     with pytest.raises(ValueError, match="no pretrained weights"):
         small_cnn(weights=str(tmp_path / "weights.h5"))

@@ -77,7 +77,8 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
     runs = pd.read_csv(finished_run / "results/test/train/runs.csv")
-    tasks = ["baseline", "crowdsim-incremental", "crowdsim-retrain", "multitask-automated-asymmetry"]
+    tasks = ["baseline", "crowdsim-incremental", "crowdsim-retrain", "crowdsim-soft", "disagreement-student",
+             "multihead-automated", "multitask-automated-asymmetry"]
     assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [(task, fold) for task in tasks for fold in (0, 1)]
     summary = pd.read_csv(finished_run / "results/test/train/summary.csv")
     assert set(summary["task"]) == set(tasks)
@@ -115,7 +116,54 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert len(fold_runs) == len(runs) + 1  # and the VGG16 check job's, tagged as such
     assert [r.data.tags["backbone"] for r in fold_runs if r.data.tags.get("crowdskin.check") == "true"] == ["vgg16"]
     assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == [
-        "ensemble", "parent", "parent", "parent", "parent"]
+        "ensemble"] + ["parent"] * len(tasks)
+
+
+def test_existing_kinds_reproduce_their_predictions_exactly(finished_run):
+    """tests/data/reference_predictions.csv: every prediction of the small test config's baseline,
+    multi-task and two CROWDSIM tasks as the workflow wrote them before task kinds were plug-ins
+    (commit ae925ac, `snakemake results/test/train/summary.csv --configfile .test/config.yaml`,
+    deterministic default). The same lesions, splits, labels and scores to the last bit: the kinds
+    moved onto their base class, the examples, heads, losses and starts unchanged."""
+    reference = pd.read_csv(REPO / "tests/data/reference_predictions.csv", dtype={"image_id": str})
+    columns = ["image_id", "fold", "split", "score", "label", "label_source"]
+    for (task, fold), expected in reference.groupby(["task", "fold"]):
+        written = pd.read_parquet(finished_run / f"results/test/train/{task}/smallcnn/fold{fold}/predictions.parquet")
+        pd.testing.assert_frame_equal(written[columns].reset_index(drop=True),
+                                      expected[columns].reset_index(drop=True), check_dtype=False, check_exact=True,
+                                      obj=f"{task}/fold{fold}")
+
+
+def test_every_annotation_head_is_measured_in_its_job_mlflow_and_the_scores(finished_run):
+    """A model with several targets has one head per target: its job's metrics.json and MLflow run
+    and the scores' head table carry each head's test MAE and Spearman correlation."""
+    from mlflow.tracking import MlflowClient
+
+    job = finished_run / "results/test/train/disagreement-student/smallcnn/fold0"
+    heads = ["asymmetry", "asymmetry_std", "color", "color_std"]
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert list(metrics["heads"]) == heads
+    predictions = pd.read_parquet(job / "predictions.parquet")
+    for head in heads:
+        test = predictions[(predictions["split"] == "test") & predictions[f"available_{head}"]]
+        assert metrics["heads"][head]["test_n"] == len(test) > 0
+        assert metrics["heads"][head]["test_mae"] == pytest.approx(
+            (test[f"prediction_{head}"] - test[f"target_{head}"]).abs().mean())
+    # a spread needs two annotators: it exists on fewer lesions than the consensus, never more
+    assert predictions["available_asymmetry_std"].sum() <= predictions["available_asymmetry"].sum()
+    experiment = json.loads((finished_run / "results/test/train/mlflow_experiment.json").read_text())
+    run = MlflowClient(experiment["tracking_uri"]).get_run(metrics["mlflow_run_id"])
+    assert run.data.metrics["test_asymmetry_std_mae"] == pytest.approx(metrics["heads"]["asymmetry_std"]["test_mae"])
+    assert run.data.params["heads"] == ",".join(heads) and run.data.tags["kind"] == "disagreement"
+
+    table = pd.read_csv(finished_run / "results/test/scores/head_metrics.csv")
+    assert sorted(zip(table["model"], table["head"], strict=True)) == sorted(
+        [("disagreement-student", h) for h in heads] + [("multihead-automated", "asymmetry"),
+                                                         ("multihead-automated", "border"),
+                                                         ("multitask-automated-asymmetry", "asymmetry")])
+    assert (table["n_folds"] == 2).all() and table["pooled_mae"].notna().all()
+    scores = json.loads((finished_run / "results/test/scores/metrics.json").read_text())
+    assert set(scores["smallcnn"]["multihead-automated"]["heads"]) == {"asymmetry", "border"}
 
 
 def test_execution_settings_re_run_nothing(finished_run):
@@ -171,9 +219,10 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
     planned = {change: planned_jobs(finished_run, change) for change in CROWD_CHANGES}
     assert {change: set(jobs) for change, jobs in planned.items()} == CROWD_CHANGES
     for change, jobs in planned.items():
-        # the two multi-task jobs where the targets change, the four crowdsim jobs where the labels
-        # do; never a baseline (the rule train_job, which keeps the model crowdsim fine-tunes)
-        expected = 2 * ("crowd_targets" in jobs) + 4 * ("crowd_labels" in jobs)
+        # the six jobs of the three kinds that read targets (multitask, multihead, disagreement) where
+        # the targets change, the six crowdsim jobs where the labels do; never a baseline (the rule
+        # train_job, which keeps the model crowdsim fine-tunes)
+        expected = 6 * ("crowd_targets" in jobs) + 6 * ("crowd_labels" in jobs)
         assert (jobs["train_job_without_model"], "train_job" in jobs) == (expected, False), change
 
 
@@ -182,20 +231,24 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
                   "truth_summary": 1, "report_tables": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
-        "train_job": 2, "train_job_without_model": 6, "train_backbone_check": 1, "train_summary": 1} | evaluation
-    # The multi-task loss weights reach the two multi-task jobs only, and a new task (the randomized
-    # control, two folds) trains only itself: 2 + 2 jobs; a baseline re-trained would make it 6.
+        "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1} | evaluation
+    # The loss weights reach the models with annotation heads only (multitask, multihead,
+    # disagreement: 6 jobs), and a new task (the randomized control, two folds) trains only itself:
+    # 6 + 2 jobs; a baseline or a crowdsim job re-trained would make it more.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
-        "train_job_without_model": 4, "train_summary": 1} | evaluation
+        "train_job_without_model": 8, "train_summary": 1} | evaluation
+    # the soft label's setting reaches crowdsim-soft alone (in no ensemble)
+    assert planned_jobs(finished_run, "train: {crowdsim: {soft: {label: posterior}}}") == {
+        "train_job_without_model": 2, "train_summary": 1} | {k: v for k, v in evaluation.items() if k != "ensemble"}
 
 
 def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
-    """Its 8 jobs (4 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
+    """Its 14 jobs (7 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
     ensemble (one job for all its backbones), each task averaged over the two backbones, and what
     reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
-        "train_job": 2, "train_job_without_model": 6, "train_summary": 1, "ensemble": 1,
-        "ensemble_over_backbones": 4, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+        "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
+        "ensemble_over_backbones": 7, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
         "truth_summary": 1, "report_tables": 1}
 
 
@@ -224,16 +277,20 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     scores = finished_run / "results/test/scores"
     folds = pd.read_csv(scores / "auc_folds.csv")
     assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "crowdsim-incremental",
-                                           "crowdsim-retrain", "multitask-automated-asymmetry"]
-    assert len(folds) == 5 * 2 and (folds["n_test"] > 0).all()
+                                           "crowdsim-retrain", "crowdsim-soft", "disagreement-student",
+                                           "multihead-automated", "multitask-automated-asymmetry"]
+    assert len(folds) == 8 * 2 and (folds["n_test"] > 0).all()
     table = pd.read_csv(scores / "auc_table.csv")
-    assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "baseline-and-asymmetry",
-                                    "crowdsim-retrain", "crowdsim-incremental"]
+    assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "multihead-automated",
+                                    "disagreement-student", "baseline-and-asymmetry", "crowdsim-retrain",
+                                    "crowdsim-soft", "crowdsim-incremental"]
     assert "smallcnn_pooled_auc" in table.columns
     comparisons = pd.read_csv(scores / "comparisons.csv")
     assert sorted(zip(comparisons["model"], comparisons["reference"], strict=True)) == [
         ("baseline-and-asymmetry", "baseline"), ("crowdsim-incremental", "baseline"),
         ("crowdsim-retrain", "baseline"), ("crowdsim-retrain", "crowdsim-incremental"),
+        ("crowdsim-soft", "baseline"), ("crowdsim-soft", "crowdsim-retrain"),
+        ("disagreement-student", "baseline"), ("multihead-automated", "baseline"),
         ("multitask-automated-asymmetry", "baseline")]
     assert (comparisons["scope"] == "pooled").all()
     metrics = json.loads((scores / "metrics.json").read_text())
@@ -295,8 +352,9 @@ def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     finally:
         mask.write_bytes(original)
         os.utime(mask, ns=(times.st_atime_ns, times.st_mtime_ns))
-    # one shard, then what reads the automated scores: the targets and analyses, the two
-    # multi-task jobs on automated targets (never a baseline or a crowdsim job), evaluation, report
+    # one shard, then what reads the automated scores: the targets and analyses, the six jobs that
+    # read the targets table (multitask, multihead, disagreement; never a baseline or a crowdsim
+    # job), evaluation, report
     assert jobs.pop("automated_shard") == 1 and jobs.pop("automated_collect") == 1
-    assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 2
+    assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 6
     assert planned_jobs(finished_run) == {}

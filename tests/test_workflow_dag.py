@@ -105,3 +105,57 @@ def test_a_synthetic_run_with_real_sources_is_refused_with_the_reason(tmp_path):
     mixed.write_text("sources: [isic2017]\n")
     result = snakemake(tmp_path, "-n", "--configfile", str(mixed), check=False)
     assert result.returncode != 0 and "synthetic.enabled together with real sources" in result.stdout + result.stderr
+
+
+THROWAWAY_KIND = '''
+"""A kind of model kept outside crowdskin: the crowd's border score as a second head, fine-tuning
+the fold's baseline, compared with the randomized control."""
+from crowdskin.train.kinds import TARGETS, TaskKind, register
+from crowdskin.train.tasks import Task
+
+
+@register
+class Throwaway(TaskKind):
+    name = "throwaway"
+    order = 35
+    reads = frozenset({TARGETS})
+    starts_from = "baseline"
+
+    @classmethod
+    def tasks(cls, train):
+        return [Task("throwaway-border", cls.name, "crowd", "border")]
+
+    @classmethod
+    def heads(cls, task):
+        return ("border",)
+
+    @classmethod
+    def references(cls, task, task_names):
+        return ["random"]
+'''
+
+
+def test_a_new_task_kind_is_one_file(tmp_path, monkeypatch):
+    """A kind registered in a file of its own (named in train.plugins) joins the default grid: one job
+    per fold that reads the tables the kind declares and the model it starts from, scored with the
+    rest. Nothing else was edited: the rules, settings and scores ask the kind."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "throwaway_kind.py").write_text(THROWAWAY_KIND)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "plugins"))
+    config = tmp_path / "plugin.yaml"
+    config.write_text("train: {plugins: [throwaway_kind]}\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(config)).stdout
+    jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", out, flags=re.M)
+    mine = [job for job in jobs if "wildcards: task=throwaway-border," in job]
+    assert len(mine) == 5  # one per fold
+    for job in mine:
+        fold = re.search(r"fold=(\d)", job).group(1)
+        assert "results/default/crowd/targets.parquet" in job
+        assert f"results/default/train/baseline/smallcnn/fold{fold}/model.keras" in job
+        assert "crowd_labels.parquet" not in job
+    scores = next(job for job in jobs if re.search(r"^\s*(local)?rule scores:", job, re.M))
+    assert "results/default/train/throwaway-border/smallcnn/fold4/predictions.parquet" in scores
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("train: {plugins: [no_such_kind_module]}\n")
+    refused = snakemake(tmp_path, "-n", "--configfile", str(missing), check=False)
+    assert refused.returncode != 0 and "no_such_kind_module" in refused.stdout + refused.stderr

@@ -68,8 +68,14 @@ SUMMARY_COLUMNS = ["check", "kind", "table", "row", "statistic", "value", "floor
 # The statistics of `reliability_vs_truth`, by row.
 RELIABILITY_SPEARMAN = "spearman: estimated reliability vs empirical accuracy"
 RELIABILITY_AUC = "AUC: estimated reliability, careful workers vs spammers"
-# The kinds of model whose test AUC `training_auc` reports.
-TRAINED_KINDS = ("baseline", "multitask")
+
+
+def trained_kinds() -> tuple[str, ...]:
+    """The kinds of model whose test AUC `training_auc` reports (the baseline and the study's
+    single-feature multi-task models: each kind says whether it is one)."""
+    from crowdskin.train.kinds import registered_kinds
+
+    return tuple(kind.name for kind in registered_kinds() if kind.truth_checked)
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:
@@ -316,7 +322,7 @@ def training_auc(auc_summary: pd.DataFrame) -> pd.DataFrame:
     tasks are left to the AUC table. Columns: `AUC_COLUMNS`.
     """
     require_columns(auc_summary, AUC_COLUMNS, "auc_summary")
-    trained = auc_summary[auc_summary["kind"].isin(TRAINED_KINDS)]
+    trained = auc_summary[auc_summary["kind"].isin(trained_kinds())]
     return trained[AUC_COLUMNS].reset_index(drop=True)
 
 

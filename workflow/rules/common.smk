@@ -11,8 +11,9 @@ from pathlib import Path
 from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
-from crowdskin.evaluate.ensemble import ALL_BACKBONES, plan_ensembles
+from crowdskin.evaluate.ensemble import ALL_BACKBONES, extra_comparisons, plan_ensembles
 from crowdskin.files import unwritable_reason
+from crowdskin.train.kinds import CROWD_LABELS, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 
@@ -168,22 +169,37 @@ def crowd_annotation_inputs(wildcards):
 # --- split and train ----------------------------------------------------------------------
 TRAIN_SETTINGS = config["train"]
 TRAIN_EXECUTION = EXECUTION["train"]
-TRAIN_TASKS = {task.name: task for task in task_grid(TRAIN_SETTINGS)}
+try:
+    TRAIN_TASKS = {task.name: task for task in task_grid(TRAIN_SETTINGS)}
+except ImportError as error:  # a train.plugins module that is not importable
+    raise WorkflowError(str(error)) from None
+# What each kind of task is (crowdskin.train.kinds): the tables its jobs read, the model it starts from.
+TRAIN_KINDS = {name: kind_of(task.kind) for name, task in TRAIN_TASKS.items()}
 TRAIN_BACKBONES = TRAIN_SETTINGS["backbones"]
 TRAIN_FOLDS = list(range(config["split"]["n_folds"]))
 TRAIN_CHECK_BACKBONES = TRAIN_SETTINGS["backbone_checks"]
 TRAIN_SIZES = {b: input_size(TRAIN_SETTINGS, b) for b in TRAIN_BACKBONES + TRAIN_CHECK_BACKBONES}
 CROWDSIM = TRAIN_SETTINGS["crowdsim"]["enabled"]
-if CROWDSIM and TRAIN_SETTINGS["save_model"] == "none":
+# The models another task fine-tunes (crowdsim-incremental starts from the fold's baseline).
+TRAIN_STARTS_FROM = {
+    name: kind.starts_from for name, kind in TRAIN_KINDS.items() if kind.starts_from
+}
+for _task, _start in TRAIN_STARTS_FROM.items():
+    if _start not in TRAIN_TASKS:
+        raise WorkflowError(
+            f"task {_task} fine-tunes the {_start} model, which the grid does not train"
+        )
+if TRAIN_STARTS_FROM and TRAIN_SETTINGS["save_model"] == "none":
     raise WorkflowError(
-        "train.crowdsim needs train.save_model all or needed (crowdsim-incremental fine-tunes the saved baseline)"
+        f"train.save_model none: {', '.join(TRAIN_STARTS_FROM)} fine-tune(s) a saved model "
+        f"({', '.join(sorted(set(TRAIN_STARTS_FROM.values())))}); use save_model all or needed"
     )
 # Tasks whose job writes model.keras; the others are a second rule without that output.
 TRAIN_SAVED = [
     name
     for name in TRAIN_TASKS
     if TRAIN_SETTINGS["save_model"] == "all"
-    or (TRAIN_SETTINGS["save_model"] == "needed" and CROWDSIM and name == "baseline")
+    or (TRAIN_SETTINGS["save_model"] == "needed" and name in TRAIN_STARTS_FROM.values())
 ]
 # A weights file named by path is part of the experiment: an input of every training job.
 TRAIN_WEIGHTS_FILE = (
@@ -228,8 +244,15 @@ def train_check_settings(wildcards):
     return check_settings(TRAIN_SETTINGS, TRAIN_TASKS[wildcards.task], wildcards.backbone)
 
 
+# The rule output that writes each table a kind may read.
+KIND_TABLES = {
+    TARGETS: lambda: rules.crowd_targets.output.targets,
+    CROWD_LABELS: lambda: rules.crowd_labels.output.labels,
+}
+
+
 def train_job_inputs(wildcards):
-    task = TRAIN_TASKS[wildcards.task]
+    kind = TRAIN_KINDS[wildcards.task]
     size = TRAIN_SIZES[wildcards.backbone]
     inputs = {
         "images": f"{DATA}/images.parquet",
@@ -238,17 +261,15 @@ def train_job_inputs(wildcards):
         "cache_index": f"{TRAIN}/cache/images_{size}px.parquet",
         "experiment": rules.train_mlflow_init.output[0],
     }
-    if task.kind == "multitask":
-        inputs["targets"] = rules.crowd_targets.output.targets
+    for table in sorted(kind.reads):
+        inputs[table] = KIND_TABLES[table]()
     if CROWDSIM:
         # Every task leaves the crowd's candidate pool out of its expert training set; only the
-        # crowdsim tasks train on the crowd labels.
+        # kinds that read crowd labels train on them.
         inputs["crowd_pool"] = rules.crowd_pool.output.pool
-        if task.uses_crowd_labels:
-            inputs["crowd_labels"] = rules.crowd_labels.output.labels
-    if task.kind == "crowdsim-incremental":
+    if kind.starts_from:
         inputs["base_model"] = (
-            f"{TRAIN}/baseline/{wildcards.backbone}/fold{wildcards.fold}/model.keras"
+            f"{TRAIN}/{kind.starts_from}/{wildcards.backbone}/fold{wildcards.fold}/model.keras"
         )
     if TRAIN_WEIGHTS_FILE:
         inputs["weights"] = TRAIN_WEIGHTS_FILE
@@ -284,6 +305,11 @@ try:
     }
 except ValueError as error:
     raise WorkflowError(str(error)) from None
+# Comparisons besides each model against the baseline, as each task's kind asks.
+EXTRA_COMPARISONS = [
+    list(pair)
+    for pair in extra_comparisons(list(TRAIN_TASKS.values()), list(ENSEMBLE_PLAN.values()))
+]
 # Ensembles of several tasks (per backbone and over the backbones), and each task over the backbones.
 GROUP_ENSEMBLES = [name for name in ENSEMBLE_PLAN if name not in TRAIN_TASKS]
 BACKBONE_ENSEMBLES = [name for name in ENSEMBLE_PLAN if name in TRAIN_TASKS]
@@ -324,7 +350,8 @@ def ensemble_members(wildcards):
 
 
 def _scored_predictions():
-    """Every prediction file the scores read, with the model, kind, source, backbone and fold it is."""
+    """Every prediction file the scores read, with the model, kind, source, backbone and fold it is
+    (a task averaged over the backbones stays that task's row of the table)."""
     entries = []
     for task in TRAIN_TASKS.values():
         for backbone in TRAIN_BACKBONES:
@@ -332,7 +359,6 @@ def _scored_predictions():
                 path = train_predictions(task.name, backbone, fold)
                 entries.append((path, task.name, task.kind, task.source, backbone, fold))
     for ensemble in ENSEMBLE_PLAN.values():
-        # a task averaged over the backbones stays that task's row of the table
         kind = TRAIN_TASKS[ensemble.name].kind if ensemble.name in TRAIN_TASKS else "ensemble"
         for backbone in ensemble.backbones:
             for fold in TRAIN_FOLDS:
@@ -403,6 +429,7 @@ def report_table_inputs(wildcards):
         "auc_table": rules.scores.output.auc_table,
         "comparisons": rules.scores.output.comparisons,
         "auc_folds": rules.scores.output.auc_folds,
+        "head_metrics": rules.scores.output.heads,
     }
     if TRUTH_WORKERS:
         inputs["spammer_detection"] = rules.crowd_spammer_detection.output.detection

@@ -44,6 +44,7 @@ rule scores:
         auc_table_md=f"{SCORES}/auc_table.md",
         comparisons=f"{SCORES}/comparisons.csv",
         roc=f"{SCORES}/roc.csv",
+        heads=f"{SCORES}/head_metrics.csv",
         metrics=f"{SCORES}/metrics.json",
     log:
         f"{LOGS}/scores.log",
@@ -53,6 +54,7 @@ rule scores:
         scheme=config["split"]["scheme"],
         bootstrap=EVALUATE["bootstrap"],
         seed=config["seed"],
+        extra_comparisons=EXTRA_COMPARISONS,
     script:
         script_path("evaluate_scores.py")
 

@@ -4,28 +4,31 @@ import json
 
 import pandas as pd
 
-from crowdskin.evaluate.scores import Settings, format_table, score
+from crowdskin.evaluate.scores import Settings, format_table, head_rows, score
 from crowdskin.logs import to_rule_log
 from crowdskin.tables import write_csv_atomic
 
 log = to_rule_log(snakemake)
 params = snakemake.params
-parts = []
+parts, heads = [], []
 for path, entry in zip(snakemake.input, params.index, strict=True):
-    frame = pd.read_parquet(path, columns=["image_id", "split", "score", "label"])
-    frame = frame[frame["split"] == "test"].drop(columns="split")
+    frame = pd.read_parquet(path)
+    heads.append(head_rows(frame).assign(**{k: entry[k] for k in ("model", "kind", "backbone")}))
+    frame = frame.loc[frame["split"] == "test", ["image_id", "score", "label"]]
     parts.append(frame.assign(**entry))
 test = pd.concat(parts, ignore_index=True)
 bootstrap = params.bootstrap
 settings = Settings(scheme=params.scheme, resamples=bootstrap["resamples"], confidence=bootstrap["confidence"],
-                    seed=params.seed if bootstrap["seed"] is None else bootstrap["seed"])
-scores = score(test, settings, backbones=params.backbones)
+                    seed=params.seed if bootstrap["seed"] is None else bootstrap["seed"],
+                    extra_comparisons=tuple(tuple(pair) for pair in params.extra_comparisons))
+scores = score(test, settings, backbones=params.backbones, heads=pd.concat(heads, ignore_index=True))
 out = snakemake.output
 write_csv_atomic(scores.auc_folds, out.auc_folds)
 write_csv_atomic(scores.auc_summary, out.auc_summary)
 write_csv_atomic(scores.auc_table, out.auc_table)
 write_csv_atomic(scores.comparisons, out.comparisons)
 write_csv_atomic(scores.roc, out.roc)
+write_csv_atomic(scores.heads, out.heads)
 with open(out.auc_table_md, "w", encoding="utf-8") as handle:
     handle.write(format_table(scores.auc_table, params.backbones).to_markdown(index=False) + "\n")
 with open(out.metrics, "w", encoding="utf-8") as handle:

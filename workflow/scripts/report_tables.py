@@ -49,7 +49,12 @@ crowd_sections += [
 write(out.crowd, "crowd layer", *crowd_sections)
 
 write(out.training, "training",
-      report.table_section(csv("train_summary"), "Test AUC per task and backbone (folds)"))
+      report.table_section(csv("train_summary"), "Test AUC per task and backbone (folds)"),
+      report.table_section(csv("head_metrics"), "Annotation heads: predicted against the annotation target",
+                           "per model, backbone and head (a multi-task model's annotation target; a disagreement "
+                           "model's `<feature>_std` head predicts the annotators' spread): mean absolute error and "
+                           "Spearman correlation on the test lesions that have the target, the mean over folds and "
+                           "pooled over the folds' test lesions"))
 
 write(out.auc_table, "AUC table",
       report.table_section(format_table(csv("auc_table"), params.backbones), "AUC per model and backbone (Table 5)",

@@ -6,7 +6,8 @@ crowdABC and autoABC, and scores the average). Members are training tasks on one
 every backbone for backbone `all`. Three families, all from the config alone (so the DAG exists
 before any training):
 
-- `ensemble-<source>`: the multi-task models of one annotation source (`multitask-<source>-*`);
+- `ensemble-<source>`: the single-feature multi-task models of one annotation source
+  (`multitask-<source>-*`: the kinds that say `in_source_ensemble`);
 - per task, the task itself averaged over the backbones (named as the task, backbone `all`);
 - `evaluate.ensembles`: the user's own, name -> member tasks.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdskin.train.kinds import kind_of
 from crowdskin.train.tasks import Task
 
 ALL_BACKBONES = "all"  # the backbone name of an average over every backbone
@@ -58,7 +60,7 @@ def plan_ensembles(tasks: Sequence[Task], backbones: Sequence[str], evaluate: Ma
     if evaluate["source_ensembles"]:
         by_source: dict[str, list[str]] = {}
         for task in tasks:
-            if task.kind == "multitask" and task.source:
+            if kind_of(task.kind).in_source_ensemble and task.source:
                 by_source.setdefault(task.source, []).append(task.name)
         for source, members in by_source.items():
             if len(members) > 1:
@@ -74,6 +76,16 @@ def plan_ensembles(tasks: Sequence[Task], backbones: Sequence[str], evaluate: Ma
     if with_all:
         ensembles += [Ensemble(task.name, (task.name,), (ALL_BACKBONES,), task.source) for task in tasks]
     return ensembles
+
+
+def extra_comparisons(tasks: Sequence[Task], ensembles: Sequence[Ensemble]) -> list[tuple[str, str]]:
+    """(model, reference) pairs compared besides each model against the baseline: the references
+    each task's kind names (crowdsim-retrain against crowdsim-incremental, multihead-<source>
+    against ensemble-<source>, ...), where the grid has them."""
+    names = [task.name for task in tasks]
+    present = set(names) | {ensemble.name for ensemble in ensembles}
+    return [(task.name, reference) for task in tasks
+            for reference in kind_of(task.kind).references(task, names) if reference in present]
 
 
 def average_predictions(members: Mapping[str, pd.DataFrame], *, where: str = "") -> pd.DataFrame:

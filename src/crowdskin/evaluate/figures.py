@@ -32,7 +32,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
-from crowdskin.evaluate.scores import KIND_ORDER, REFERENCE
+from crowdskin.evaluate.scores import REFERENCE
+from crowdskin.train.kinds import ENSEMBLE_ORDER, kind_order
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -55,7 +56,12 @@ DPI = 150
 _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7.5,
        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False}
 
-TRAINING_FAMILIES = tuple(kind for kind in KIND_ORDER if kind != "ensemble")
+
+
+def _training_families() -> tuple[str, ...]:
+    """The kinds of trained models, in table order (ensembles are no training family)."""
+    return tuple(kind for kind, rank in sorted(kind_order().items(), key=lambda item: item[1])
+                 if rank != ENSEMBLE_ORDER)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,8 @@ def _model_order(frame: pd.DataFrame) -> list[str]:
     per_backbone = frame[frame["backbone"] != ALL_BACKBONES] if "backbone" in frame.columns else frame
     kind = dict(zip(frame["model"], frame["kind"], strict=True))
     kind |= dict(zip(per_backbone["model"], per_backbone["kind"], strict=True))
-    return sorted(models, key=lambda m: KIND_ORDER.get(kind[m], len(KIND_ORDER)))
+    order = kind_order()
+    return sorted(models, key=lambda m: order.get(kind[m], max(order.values()) + 1))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -417,7 +424,8 @@ def _training_figure(histories: pd.DataFrame) -> Figure:
         return _explanation_figure("No training histories to show.")
     _require(histories, ["task", "kind", "backbone", "epoch"], "histories")
     present = list(dict.fromkeys(histories["kind"].astype(str)))
-    families = [k for k in TRAINING_FAMILIES if k in present] + [k for k in present if k not in TRAINING_FAMILIES]
+    known = _training_families()
+    families = [k for k in known if k in present] + [k for k in present if k not in known]
     backbones = _backbone_order(histories["backbone"])
     backbone_styles = _backbone_styles(backbones)
     metrics = [c for c in ("loss", "val_loss", "val_auc") if c in histories.columns]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,13 +25,9 @@ import pandas as pd
 
 from crowdskin.evaluate import stats
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
+from crowdskin.train.kinds import kind_order
 
 REFERENCE = "baseline"
-# CROWDSIM's question besides "better than the baseline?": is retraining better than fine-tuning?
-EXTRA_COMPARISONS = (("crowdsim-retrain", "crowdsim-incremental"),)
-# Table 5's row order: the baseline, single multi-task models, ensembles, the randomized control, CROWDSIM.
-KIND_ORDER = {"baseline": 0, "multitask": 1, "ensemble": 2, "random": 3, "crowdsim-retrain": 4,
-              "crowdsim-incremental": 5}
 IDENTITY = ["model", "kind", "source", "backbone"]
 TEST_COLUMNS = [*IDENTITY, "fold", "image_id", "score", "label"]
 
@@ -42,6 +38,9 @@ class Settings:
     resamples: int
     confidence: float
     seed: int
+    # (model, reference) pairs compared besides each model against the baseline: what each task's
+    # kind asks for (crowdskin.evaluate.ensemble.extra_comparisons).
+    extra_comparisons: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -52,10 +51,13 @@ class Scores:
     comparisons: pd.DataFrame
     roc: pd.DataFrame
     metrics: dict[str, Any]
+    heads: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HEAD_SUMMARY_COLUMNS))
 
 
-def score(test: pd.DataFrame, settings: Settings, *, backbones: Sequence[str] | None = None) -> Scores:
-    """Every table of results/scores/ from the test predictions of every model and ensemble."""
+def score(test: pd.DataFrame, settings: Settings, *, backbones: Sequence[str] | None = None,
+          heads: pd.DataFrame | None = None) -> Scores:
+    """Every table of results/scores/ from the test predictions of every model and ensemble, and
+    from `heads` (HEAD_COLUMNS: the annotation heads' test predictions) the per-head table."""
     missing = [c for c in TEST_COLUMNS if c not in test.columns]
     if missing:
         raise ValueError(f"test predictions lack column(s) {missing}")
@@ -77,8 +79,74 @@ def score(test: pd.DataFrame, settings: Settings, *, backbones: Sequence[str] | 
         ["backbone", "model", "reference"], key=lambda c: c.map(backbone_rank) if c.name == "backbone"
         else c.map(model_rank) if c.name == "model" else c.map(model_rank), kind="stable").reset_index(drop=True)
     roc = roc_points(pooled)
+    head_table = head_summary(heads if heads is not None else pd.DataFrame(columns=HEAD_COLUMNS), settings.scheme)
     return Scores(auc_folds=folds, auc_summary=summary, auc_table=wide_table(summary, backbone_order),
-                  comparisons=comparisons, roc=roc, metrics=metrics(summary, comparisons))
+                  comparisons=comparisons, roc=roc, metrics=metrics(summary, comparisons, head_table),
+                  heads=head_table)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Annotation heads
+
+# The long table of the heads' test predictions on lesions whose target exists.
+HEAD_COLUMNS = ["model", "kind", "backbone", "fold", "head", "image_id", "prediction", "target"]
+HEAD_SUMMARY_COLUMNS = ["model", "kind", "backbone", "head", "n_folds", "mean_mae", "mean_spearman", "n_pooled",
+                        "pooled_mae", "pooled_spearman", "note"]
+
+
+def head_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """From one predictions.parquet: per annotation head (`prediction_<head>` columns), its test
+    rows with a target, as HEAD_COLUMNS without the model's identity."""
+    test = predictions[predictions["split"] == "test"]
+    parts = []
+    for column in predictions.columns:
+        if not column.startswith("prediction_"):
+            continue
+        head = column.removeprefix("prediction_")
+        rows = test[test[f"available_{head}"].astype(bool)]
+        parts.append(pd.DataFrame({"fold": rows["fold"].to_numpy(), "head": head,
+                                   "image_id": rows["image_id"].to_numpy(),
+                                   "prediction": rows[column].to_numpy(np.float64),
+                                   "target": rows[f"target_{head}"].to_numpy(np.float64)}))
+    if not parts:
+        return pd.DataFrame(columns=["fold", "head", "image_id", "prediction", "target"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _mae_and_spearman(part: pd.DataFrame) -> tuple[float, float]:
+    if part.empty:
+        return math.nan, math.nan
+    mae = float((part["prediction"] - part["target"]).abs().mean())
+    if len(part) < 2 or part["prediction"].nunique() < 2 or part["target"].nunique() < 2:
+        return mae, math.nan
+    from scipy.stats import spearmanr
+
+    return mae, float(spearmanr(part["prediction"].to_numpy(), part["target"].to_numpy()).statistic)
+
+
+def head_summary(heads: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """Per (model, backbone, head): the test MAE and Spearman correlation of the head's prediction
+    against its target, the mean over folds and, with k-fold splits, pooled over the folds' test
+    lesions (each tested once). Spearman is NaN where a side is constant."""
+    missing = [c for c in HEAD_COLUMNS if c not in heads.columns]
+    if missing:
+        raise ValueError(f"head predictions lack column(s) {missing}")
+    rows = []
+    for (model, kind, backbone, head), part in heads.groupby(["model", "kind", "backbone", "head"], sort=False):
+        per_fold = [_mae_and_spearman(fold_part) for _, fold_part in part.groupby("fold", sort=True)]
+        maes = [m for m, _ in per_fold if not math.isnan(m)]
+        rhos = [r for _, r in per_fold if not math.isnan(r)]
+        row = {"model": model, "kind": kind, "backbone": backbone, "head": head, "n_folds": len(per_fold),
+               "mean_mae": float(np.mean(maes)) if maes else math.nan,
+               "mean_spearman": float(np.mean(rhos)) if rhos else math.nan,
+               "n_pooled": 0, "pooled_mae": math.nan, "pooled_spearman": math.nan, "note": ""}
+        if scheme == "kfold":
+            row["n_pooled"] = len(part)
+            row["pooled_mae"], row["pooled_spearman"] = _mae_and_spearman(part)
+        else:
+            row["note"] = f"split.scheme {scheme}: test sets overlap, so only per-fold figures are reported"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=HEAD_SUMMARY_COLUMNS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,7 +258,8 @@ def _model_order(test: pd.DataFrame) -> list[str]:
     # A task averaged over the backbones keeps its own kind: the row is the task's.
     kinds = test[test["backbone"] != ALL_BACKBONES].drop_duplicates("model").set_index("model")["kind"]
     kind_of = {m: kinds.get(m, k) for m, k in zip(first["model"], first["kind"], strict=True)}
-    return sorted(first["model"], key=lambda m: KIND_ORDER.get(kind_of[m], len(KIND_ORDER)))
+    order = kind_order()
+    return sorted(first["model"], key=lambda m: order.get(kind_of[m], max(order.values()) + 1))
 
 
 def wide_table(summary: pd.DataFrame, backbones: Sequence[str]) -> pd.DataFrame:
@@ -236,16 +305,18 @@ def _nan(value: Any) -> bool:
 # Comparisons
 
 
-def comparison_pairs(models: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """(model, reference, backbone): each model against the baseline of its backbone, and CROWDSIM's
-    retraining against incremental training."""
+def comparison_pairs(models: Iterable[tuple[str, str]],
+                     extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str, str]]:
+    """(model, reference, backbone): each model against the baseline of its backbone, then each
+    `extra` (model, reference) pair on every backbone where both were scored (CROWDSIM's retraining
+    against incremental training, a multi-head model against its source's ensemble, ...)."""
     ordered = list(dict.fromkeys(models))
     present = set(ordered)
     pairs = []
     for model, backbone in ordered:
         if model != REFERENCE and (REFERENCE, backbone) in present:
             pairs.append((model, REFERENCE, backbone))
-    for model, reference in EXTRA_COMPARISONS:
+    for model, reference in extra:
         for backbone in dict.fromkeys(b for _, b in ordered):
             if (model, backbone) in present and (reference, backbone) in present:
                 pairs.append((model, reference, backbone))
@@ -298,7 +369,7 @@ def compare(test: pd.DataFrame, pooled: Mapping[tuple[str, str], pd.DataFrame],
             bootstrap: Mapping[tuple[str, str], _Bootstrap], settings: Settings, use_pooled: bool) -> pd.DataFrame:
     """Paired comparisons: on the pooled out-of-fold predictions (k-fold), else per fold."""
     rows = []
-    pairs = comparison_pairs(zip(test["model"], test["backbone"], strict=True))
+    pairs = comparison_pairs(zip(test["model"], test["backbone"], strict=True), settings.extra_comparisons)
     for model, reference, backbone in pairs:
         base = {"model": model, "reference": reference, "backbone": backbone}
         if use_pooled:
@@ -345,8 +416,9 @@ def roc_points(pooled: Mapping[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def metrics(summary: pd.DataFrame, comparisons: pd.DataFrame) -> dict[str, Any]:
-    """metrics.json for `dvc metrics show`: per backbone and model, the headline AUC figures."""
+def metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, heads: pd.DataFrame | None = None) -> dict[str, Any]:
+    """metrics.json for `dvc metrics show`: per backbone and model, the headline AUC figures, and
+    per annotation head its pooled test Spearman correlation and MAE."""
     def number(value: Any) -> float | None:
         return None if _nan(value) else round(float(value), 6)
 
@@ -361,4 +433,10 @@ def metrics(summary: pd.DataFrame, comparisons: pd.DataFrame) -> dict[str, Any]:
             entry = out.setdefault(row.backbone, {}).setdefault(row.model, {})
             entry["difference_vs_baseline"] = number(row.difference)
             entry["holm_p_vs_baseline"] = number(row.holm_p)
+    if heads is not None:
+        for row in heads.itertuples(index=False):
+            entry = out.setdefault(row.backbone, {}).setdefault(row.model, {})
+            entry.setdefault("heads", {})[row.head] = {
+                "spearman": number(row.pooled_spearman if row.n_pooled else row.mean_spearman),
+                "mae": number(row.pooled_mae if row.n_pooled else row.mean_mae)}
     return out

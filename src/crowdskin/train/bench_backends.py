@@ -118,8 +118,8 @@ def loader_rate(cache: np.ndarray, *, batch: int, workers: int, batches: int = 6
     from crowdskin.train.pipeline import CacheBatches
 
     n = len(cache)
-    loader = CacheBatches(cache, np.arange(n), np.zeros(n), np.zeros(n), np.ones(n), batch_size=batch,
-                          training=True, workers=workers)
+    loader = CacheBatches(cache, np.arange(n), np.zeros(n), {"target": (np.zeros(n), np.ones(n))},
+                          batch_size=batch, training=True, workers=workers)
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(loader.__getitem__, range(workers * 2)))  # warm: page cache, thread start
         started = time.perf_counter()
@@ -179,12 +179,13 @@ def bench_fit(backbone: str, *, backend: str, size: int, batch: int, precision: 
                                                                                                      precision)))
     keras.utils.set_random_seed(0)
     layers = models.augmentation(train["augment"]) if augment else None
-    model = models.build_model(backbone, size, multitask=True, preprocess=train["preprocess"], augment=layers)
+    model = models.build_model(backbone, size, heads=("target",), preprocess=train["preprocess"], augment=layers)
     models.compile_model(model, optimizer=models.make_optimizer(train["optimizer"], train["learning_rate"]),
                          class_weight={0: 1.0, 1: 1.0}, loss_weights=train["loss_weights"], jit_compile=jit)
     n = len(cache)
     rng = np.random.default_rng(0)
-    loader = CacheBatches(cache, np.arange(n), rng.integers(0, 2, n), rng.normal(size=n), rng.integers(0, 2, n),
+    loader = CacheBatches(cache, np.arange(n), rng.integers(0, 2, n), {"target": (rng.normal(size=n),
+                                                                                 rng.integers(0, 2, n))},
                           batch_size=batch, training=True, workers=workers)
     timer = _EpochTimer().callback
     started = time.perf_counter()
@@ -234,7 +235,7 @@ def fixed_costs(backend: str, *, repeat_predict: int = 1) -> dict[str, Any]:
     imported = time.perf_counter()
 
     size, batch = train_config["input_size"], train_config["batch_size"]
-    model = models.build_model("smallcnn", size, multitask=False, preprocess=train_config["preprocess"])
+    model = models.build_model("smallcnn", size, preprocess=train_config["preprocess"])
     models.compile_model(model, optimizer=models.make_optimizer(train_config["optimizer"],
                                                                 train_config["learning_rate"]),
                          class_weight={0: 1.0, 1: 1.0}, loss_weights=None, jit_compile=runtime.jit_compile,

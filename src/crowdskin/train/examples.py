@@ -1,50 +1,34 @@
-"""One job's examples: which lesions it trains, validates and tests on, with what label and target.
+"""One job's examples: which lesions it trains, validates and tests on, with what label and targets.
 
 Test set: the fold's whole test split, identical for every task, so every model of a fold is
 compared on the same lesions with their expert labels.
 
 The crowd pool is every image of `crowd_labels.parquet` (the CROWDSIM candidates). Their expert
-labels play "unknown" in training: `baseline` (= CROWDSIM (a)), the multi-task tasks and the
-randomized control train and validate without them; `crowdsim-retrain` adds the pool's training
-part with crowd labels; `crowdsim-incremental` fine-tunes the baseline on that part alone.
+labels play "unknown" in training: the expert-only kinds train and validate without them; the
+kinds that read crowd labels add the pool's training part with the label their kind gives it.
+Which part each kind trains on, and which annotation targets its heads learn, is the kind's
+(`crowdskin.train.kinds`); this module builds what every kind shares.
+
+Layout: EXAMPLE_COLUMNS, then per head `target_<head>` and `available_<head>` (`head_columns`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
+from crowdskin.train.kinds import CROWD_LABELS, ExampleInputs, ExampleNotes, ExamplesError, kind_of
 from crowdskin.train.tasks import Task
 
-EXAMPLE_COLUMNS = ["image_id", "split", "label", "label_source", "target", "available"]
+EXAMPLE_COLUMNS = ["image_id", "split", "label", "label_source"]
+
+__all__ = ["EXAMPLE_COLUMNS", "ExampleNotes", "ExamplesError", "balanced_class_weights", "head_columns",
+           "job_examples"]
 
 
-class ExamplesError(ValueError):
-    """The inputs cannot make a training set for this job (message names the table and field)."""
-
-
-@dataclass
-class ExampleNotes:
-    """What was left out and why, logged by the job and recorded in MLflow."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _targets_for(targets: pd.DataFrame, source: str, feature: str) -> pd.DataFrame:
-    missing = {"image_id", "source", "feature", "target", "available"} - set(targets.columns)
-    if missing:
-        raise ExamplesError(f"targets table lacks column(s) {sorted(missing)}")
-    chosen = targets[(targets["source"] == source) & (targets["feature"] == feature)]
-    duplicated = chosen["image_id"].duplicated()
-    if duplicated.any():
-        raise ExamplesError(
-            f"targets table has several rows for image_id {chosen.loc[duplicated, 'image_id'].iloc[0]!r}, "
-            f"source {source!r}, feature {feature!r}"
-        )
-    return chosen[["image_id", "target", "available"]]
+def head_columns(head: str) -> tuple[str, str]:
+    """The examples' (target, availability) columns of one head."""
+    return f"target_{head}", f"available_{head}"
 
 
 def job_examples(
@@ -53,22 +37,26 @@ def job_examples(
     task: Task,
     fold: int,
     *,
+    settings: dict | None = None,
     targets: pd.DataFrame | None = None,
     crowd_labels: pd.DataFrame | None = None,
-    crowd_label_column: str | None = None,
     crowd_pool: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, ExampleNotes]:
-    """Examples of (task, fold): EXAMPLE_COLUMNS, `available` being the annotation's own flag.
+    """Examples of (task, fold), with the head columns of the task's kind.
 
-    `crowd_label_column` (train.crowdsim.label) is read by the crowdsim tasks only; the others need
-    just the pool's image ids to leave them out. `crowd_pool` (image_id) is the pool: every image
-    shown to the crowd (crowdskin.crowd.labels.candidate_pool); without it, the images with a crowd
-    label are.
+    `settings` are the job's science settings (crowdskin.train.settings.job_settings); the kinds
+    that read crowd labels take their label column from them. `crowd_pool` (image_id) is the pool:
+    every image shown to the crowd (crowdskin.crowd.labels.candidate_pool); without it, the images
+    with a crowd label are.
     """
+    kind = kind_of(task.kind)
+    settings = settings or {}
+    inputs = ExampleInputs(settings=settings, fold=fold, seed=seed, targets=targets, crowd_labels=crowd_labels)
     notes = ExampleNotes()
-    if task.uses_crowd_labels and crowd_label_column is None:
-        raise ExamplesError(f"task {task.name} needs crowd_label_column (train.crowdsim.label)")
+    trains_on_crowd = CROWD_LABELS in kind.reads
+    if trains_on_crowd and not settings.get("crowd_label"):
+        raise ExamplesError(f"task {task.name} needs its crowd label column (train.crowdsim.label)")
     in_fold = folds[folds["fold"] == fold]
     if in_fold.empty:
         raise ExamplesError(f"fold {fold} is not in the folds table (folds: {sorted(folds['fold'].unique())})")
@@ -84,14 +72,9 @@ def job_examples(
     pool_ids: set[str] = set()
     crowd = pd.DataFrame(columns=["image_id", "crowd_label"])
     if crowd_labels is not None and len(crowd_labels):
-        if crowd_label_column is not None and crowd_label_column not in crowd_labels.columns:
-            raise ExamplesError(
-                f"crowd_labels table has no column {crowd_label_column!r} (train.crowdsim.label); "
-                f"columns: {list(crowd_labels.columns)}"
-            )
         pool_ids = set(crowd_labels["image_id"].astype(str))
-        if crowd_label_column is not None:
-            crowd = crowd_labels[["image_id", crowd_label_column]].rename(columns={crowd_label_column: "crowd_label"})
+        if trains_on_crowd:
+            crowd = kind.crowd_labels(crowd_labels, inputs)
     if crowd_pool is not None:
         pool_ids = set(crowd_pool["image_id"].astype(str))
     in_pool = table["image_id"].isin(pool_ids)
@@ -103,60 +86,52 @@ def job_examples(
     pool_train = pool_train[~unlabelled].assign(label=lambda d: d["crowd_label"].astype(float), label_source="crowd")
     pool_train = pool_train.drop(columns="crowd_label")
 
-    if task.kind == "crowdsim-retrain":
-        chosen = pd.concat([expert_part, pool_train], ignore_index=True)
-    elif task.kind == "crowdsim-incremental":
-        chosen = pd.concat([expert_part[expert_part["split"] != "train"], pool_train], ignore_index=True)
-    else:
-        chosen = expert_part
-    if task.uses_crowd_labels:
+    chosen = kind.choose(expert_part, pool_train)
+    if trains_on_crowd:
         notes.counts["crowd_train_without_crowd_label"] = int(unlabelled.sum())
         notes.counts["crowd_train"] = len(pool_train)
         if unlabelled.any():
             notes.warnings.append(
-                f"{int(unlabelled.sum())} crowd-pool training images have no {crowd_label_column} and were left out"
+                f"{int(unlabelled.sum())} crowd-pool training images have no {settings['crowd_label']} "
+                "and were left out"
             )
         if pool_train.empty:
             notes.warnings.append("no crowd-labelled training images in this fold")
-    if not task.uses_crowd_labels or task.kind == "crowdsim-retrain":
+    if kind.starts_from is None:  # a fine-tuning job has no expert training set to leave the pool out of
         notes.counts["crowd_pool_left_out_of_train_val"] = int((in_pool & (table["split"] != "test")).sum())
 
     chosen = chosen.drop(columns="abnormal").reset_index(drop=True)
-    if task.kind == "random":
-        rng = np.random.default_rng([seed, fold])
-        chosen["target"] = rng.uniform(0.0, 1.0, len(chosen))
-        chosen["available"] = True
-    elif task.kind == "multitask":
-        if targets is None:
-            raise ExamplesError(f"task {task.name} needs the targets table")
-        chosen = chosen.merge(_targets_for(targets, task.source or "", task.feature or ""), on="image_id", how="left")
-        flagged_without_value = chosen["available"].fillna(False).astype(bool) & chosen["target"].isna()
-        if flagged_without_value.any():
-            raise ExamplesError(
-                f"targets table: image_id {chosen.loc[flagged_without_value, 'image_id'].iloc[0]!r} "
-                f"({task.source}/{task.feature}) is flagged available but its target is missing"
-            )
-        chosen["available"] = chosen["available"].fillna(False).astype(bool)
-        chosen["target"] = chosen["target"].astype(float).where(chosen["available"], 0.0)
-        n_annotated = int(chosen.loc[chosen["split"] == "train", "available"].sum())
-        notes.counts["train_with_annotation"] = n_annotated
-        if n_annotated == 0:
-            notes.warnings.append(
-                f"no training image has a {task.source}/{task.feature} annotation: the annotation loss is zero"
-            )
-    else:
-        chosen["target"] = 0.0
-        chosen["available"] = False
+    heads = kind.head_targets(task, chosen, inputs, notes)
+    if list(heads) != list(kind.heads(task)):
+        raise ExamplesError(f"kind {kind.name} gave targets for {list(heads)}, not its heads {list(kind.heads(task))}")
+    columns = list(EXAMPLE_COLUMNS)
+    for head, (values, available) in heads.items():
+        target_column, available_column = head_columns(head)
+        chosen[target_column] = np.asarray(values, dtype=float)
+        chosen[available_column] = np.asarray(available, dtype=bool)
+        columns += [target_column, available_column]
     for split in ("train", "val", "test"):
         notes.counts[f"n_{split}"] = int((chosen["split"] == split).sum())
-        if notes.counts[f"n_{split}"] == 0 and not (split == "train" and task.kind == "crowdsim-incremental"):
+        # A fine-tuning job without training images keeps the model it starts from.
+        if notes.counts[f"n_{split}"] == 0 and not (split == "train" and kind.starts_from is not None):
             raise ExamplesError(f"task {task.name}, fold {fold}: no {split} examples")
-    return chosen[EXAMPLE_COLUMNS], notes
+    return chosen[columns], notes
+
+
+def head_arrays(examples: pd.DataFrame, heads: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per head, its (target, availability) arrays from an examples table."""
+    return {head: (examples[head_columns(head)[0]].to_numpy(), examples[head_columns(head)[1]].to_numpy())
+            for head in heads}
+
+
+def hard_labels(labels: np.ndarray) -> np.ndarray:
+    """0/1 from labels that may be soft (a crowd's probability): abnormal from 0.5 on."""
+    return (np.asarray(labels, dtype=float) >= 0.5).astype(int)
 
 
 def balanced_class_weights(labels: np.ndarray) -> dict[int, float]:
-    """n / (2 n_c), as sklearn's `balanced`; a class absent from training gets weight 1."""
-    labels = np.asarray(labels).astype(int)
+    """n / (2 n_c), as sklearn's `balanced`, on the hard labels; a class absent from training gets weight 1."""
+    labels = hard_labels(labels)
     n = len(labels)
     counts = np.bincount(labels, minlength=2)
     return {c: (n / (2.0 * counts[c]) if counts[c] else 1.0) for c in (0, 1)}

@@ -23,6 +23,7 @@ import pandas as pd
 from crowdskin.train.backend import select as select_backend
 from crowdskin.train.cache import read_cache
 from crowdskin.train.examples import job_examples
+from crowdskin.train.kinds import load_plugins
 from crowdskin.train.loop import JobSpec, train_job
 from crowdskin.train.splits import trainable_lesions
 from crowdskin.train.tasks import Task
@@ -37,7 +38,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     settings = request["settings"]
     inputs = request["inputs"]
     execution = request.get("execution", {})
-    task = Task(**settings["task"])
+    if settings.get("kind_module"):  # a kind of a plug-in module registers itself on import
+        load_plugins([settings["kind_module"]])
+    task = Task.from_dict(settings["task"])
     # Before anything imports keras: the backend is fixed at keras' first import.
     select_backend(settings.get("backend"), threads=int(request.get("threads", 1)),
                    deterministic=bool(settings.get("deterministic")),
@@ -50,8 +53,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
     crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
     crowd_pool = pd.read_parquet(inputs["crowd_pool"]) if inputs.get("crowd_pool") else None
-    examples, notes = job_examples(folds, lesions, task, fold, targets=targets, crowd_labels=crowd_labels,
-                                   crowd_label_column=settings.get("crowd_label"), crowd_pool=crowd_pool,
+    examples, notes = job_examples(folds, lesions, task, fold, settings=settings, targets=targets,
+                                   crowd_labels=crowd_labels, crowd_pool=crowd_pool,
                                    seed=request["seed"])
     version = hashlib.sha256()
     for name in ("images", "targets", "crowd_labels", "crowd_pool"):

@@ -31,7 +31,14 @@ import numpy as np
 import pandas as pd
 
 from crowdskin.files import link_or_copy
-from crowdskin.train.examples import ExampleNotes, balanced_class_weights
+from crowdskin.train.examples import (
+    ExampleNotes,
+    balanced_class_weights,
+    hard_labels,
+    head_arrays,
+    head_columns,
+)
+from crowdskin.train.kinds import kind_of
 from crowdskin.train.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -174,26 +181,25 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
         model = keras.models.load_model(checkpoint.final_model, compile=False)
         return FitResult(model, read_history(checkpoint.history_csv), 0.0, class_weight, batch)
 
-    multitask = spec.task.multitask
+    heads = kind_of(spec.task.kind).heads(spec.task)
     augment_settings = settings["augment"]
     augment = models.augmentation(augment_settings, seed=spec.seed) if augment_settings["enabled"] else None
     in_pipeline = augment if augment_settings["placement"] == "pipeline" else None
     in_model = augment if augment_settings["placement"] == "model" else None
 
     def dataset(part: pd.DataFrame, training: bool) -> Any:
-        return batches(cache_array, part["row"].to_numpy(), part["label"].to_numpy(),
-                       part["target"].to_numpy() if multitask else None,
-                       part["available"].to_numpy() if multitask else None,
+        return batches(cache_array, part["row"].to_numpy(), part["label"].to_numpy(), head_arrays(part, heads),
                        batch_size=batch, training=training, seed=spec.seed + spec.fold,
                        augment=in_pipeline if training else None, deterministic=settings["deterministic"])
 
     with runtime.scope():
-        if spec.task.kind == "crowdsim-incremental":
+        starts_from = kind_of(spec.task.kind).starts_from
+        if starts_from is not None:
             if spec.base_model is None:
-                raise ValueError("crowdsim-incremental needs the fold's baseline model")
+                raise ValueError(f"{spec.task.name} fine-tunes the fold's {starts_from} model; none was given")
             model = keras.models.load_model(spec.base_model, compile=False)
         else:
-            model = models.build_model(spec.backbone, settings["input_size"], multitask=multitask,
+            model = models.build_model(spec.backbone, settings["input_size"], heads=heads,
                                        weights=spec.weights, preprocess=settings["preprocess"], augment=in_model)
         models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], settings["learning_rate"]),
                              class_weight=class_weight, loss_weights=settings.get("loss_weights"),
@@ -248,8 +254,9 @@ def train_job(
 
     result = fit(spec, examples, cache_array, checkpoint)
     predict_started = time.time()
+    heads = kind_of(spec.task.kind).heads(spec.task)
     predictions = predict(result.model, examples, cache_array, batch=result.batch_size, fold=spec.fold,
-                          multitask=spec.task.multitask)
+                          heads=heads)
     log.info("predict %.1f s", time.time() - predict_started)
     predictions.to_parquet(out / "predictions.parquet", index=False)
     result.history.to_csv(out / "history.csv", index=False)
@@ -260,6 +267,7 @@ def train_job(
         "task": spec.task.name, "backbone": spec.backbone, "fold": spec.fold,
         "test_auc": auc(predictions[predictions["split"] == "test"]),
         "val_auc": auc(predictions[predictions["split"] == "val"]),
+        "heads": head_metrics(predictions, heads),
         "epochs": len(result.history), "split_hash": spec.split_hash,
         "class_weight": result.class_weight, "counts": notes.counts, "warnings": notes.warnings,
         "train_seconds": round(result.train_seconds, 3), "job_seconds": None,
@@ -275,8 +283,10 @@ def train_job(
 
 
 def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batch: int, fold: int,
-            multitask: bool) -> pd.DataFrame:
-    """predictions.parquet: image_id, fold, split, score, label (+ label_source, target prediction)."""
+            heads: tuple[str, ...] = ()) -> pd.DataFrame:
+    """predictions.parquet: image_id, fold, split, score, label, label_source, and per annotation
+    head its prediction, target and availability (`prediction_<head>`, `target_<head>`, `available_<head>`)."""
+    from crowdskin.train.models import head_output
     from crowdskin.train.pipeline import batches
 
     data = batches(cache_array, examples["row"].to_numpy(), examples["label"].to_numpy(),
@@ -285,13 +295,40 @@ def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batc
     frame = pd.DataFrame({
         "image_id": examples["image_id"].to_numpy(), "fold": fold, "split": examples["split"].to_numpy(),
         "score": np.asarray(outputs["label"], np.float64).reshape(-1),
-        "label": examples["label"].astype(int).to_numpy(), "label_source": examples["label_source"].to_numpy(),
+        "label": hard_labels(examples["label"].to_numpy()), "label_source": examples["label_source"].to_numpy(),
     })
-    if multitask and "target" in outputs:
-        frame["target_prediction"] = np.asarray(outputs["target"], np.float64).reshape(-1)
-        frame["target"] = examples["target"].to_numpy()
-        frame["target_available"] = examples["available"].to_numpy()
+    for head in heads:
+        target_column, available_column = head_columns(head)
+        frame[f"prediction_{head}"] = np.asarray(outputs[head_output(head)], np.float64).reshape(-1)
+        frame[target_column] = examples[target_column].to_numpy()
+        frame[available_column] = examples[available_column].to_numpy()
     return frame
+
+
+def head_metrics(predictions: pd.DataFrame, heads: tuple[str, ...]) -> dict[str, dict[str, float | int | None]]:
+    """Per head and split (val, test): n available, mean absolute error and Spearman correlation of
+    the prediction against the target (None where undefined: fewer than two rows or a constant side)."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for head in heads:
+        target_column, available_column = head_columns(head)
+        entry: dict[str, float | int | None] = {}
+        for split in ("val", "test"):
+            part = predictions[(predictions["split"] == split) & predictions[available_column].astype(bool)]
+            prediction, target = part[f"prediction_{head}"].astype(float), part[target_column].astype(float)
+            entry[f"{split}_n"] = len(part)
+            entry[f"{split}_mae"] = float((prediction - target).abs().mean()) if len(part) else None
+            entry[f"{split}_spearman"] = rank_correlation(prediction, target)
+        out[head] = entry
+    return out
+
+
+def rank_correlation(x: pd.Series, y: pd.Series) -> float | None:
+    """Spearman's rho by pandas (average ranks), None where undefined. Not scipy.stats: importing it
+    would cost each of the ~200 jobs about half a second."""
+    if len(x) < 2 or x.nunique() < 2 or y.nunique() < 2:
+        return None
+    value = float(x.reset_index(drop=True).corr(y.reset_index(drop=True), method="spearman"))
+    return None if math.isnan(value) else value
 
 
 def auc(predictions: pd.DataFrame) -> float | None:
@@ -375,14 +412,15 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     from crowdskin.train import tracking
 
     task = spec.task
+    heads = kind_of(task.kind).heads(task)
     # Parameters are the experiment (science settings, data, split); how it ran goes to tags.
     params = {**{k: v for k, v in spec.settings.items() if k != "task"}, "backbone": spec.backbone,
               "task": task.name, "kind": task.kind, "source": task.source, "feature": task.feature,
-              "fold": spec.fold, "seed": spec.seed, "split_hash": spec.split_hash,
+              "heads": ",".join(heads), "fold": spec.fold, "seed": spec.seed, "split_hash": spec.split_hash,
               "data_version": spec.data_version,
               "class_weight": metrics["class_weight"], "counts": metrics["counts"], "run_name": spec.experiment}
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
-            "source": str(task.source), "feature": str(task.feature), "multitask": str(task.multitask).lower(),
+            "source": str(task.source), "feature": str(task.feature), "multitask": str(bool(heads)).lower(),
             "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
             "crowdskin.check": str(spec.check).lower(),
             # where this machine keeps the weights is not part of the experiment (train.weights is)
@@ -390,6 +428,11 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
     final = {"test_auc": metrics["test_auc"], "val_auc_final": metrics["val_auc"],
              "train_seconds": metrics["train_seconds"]}
+    # Per head: test_<head>_mae, test_<head>_spearman, val_... (the MLflow UI sorts and plots them).
+    for head, values in metrics["heads"].items():
+        for split in ("val", "test"):
+            for statistic in ("mae", "spearman"):
+                final[f"{split}_{head}_{statistic}"] = values[f"{split}_{statistic}"]
     final = {k: float(v) for k, v in final.items() if v is not None}
     name = f"{'check/' if spec.check else ''}{task.name}/{spec.backbone}/fold{spec.fold}"
     if spec.defer_mlflow:

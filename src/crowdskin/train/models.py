@@ -1,19 +1,20 @@
-"""Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation head).
+"""Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation heads).
 
 Backbones: the study's VGG16, ResNet50 and InceptionV3 (keras.applications), and `smallcnn`, three
 convolution blocks that learn the synthetic default's diagnosis in seconds on a laptop's CPU,
 where the ImageNet-sized backbones need minutes per job to learn anything. It is for the embedded
 default and tests; the study's configs never use it, and it has no pretrained weights.
 
-The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy. The annotation target travels
-as two columns `[target, available]`: the mask is the availability flag, so a real annotation of 0
-counts (the study's code treated 0 as missing), and the MSE is averaged over the available
-annotations of the batch, 0 when there are none.
+The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy; a model with several heads
+shares the 0.5 among them. Each annotation target travels as two columns `[target, available]`:
+the mask is the availability flag, so a real annotation of 0 counts (the study's code treated 0 as
+missing), and the MSE is averaged over the available annotations of the batch, 0 when there are none.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +154,12 @@ def build_model(
     backbone: str,
     input_size: int,
     *,
-    multitask: bool,
+    heads: Sequence[str] = (),
     weights: Path | None = None,
     preprocess: str = "rescale",
     augment: keras.Sequential | None = None,
 ) -> keras.Model:
-    """Outputs a dict: `label` (sigmoid) and, for multi-task, `target` (linear)."""
+    """Outputs a dict: `label` (sigmoid) and one linear `target_<head>` per annotation head."""
     base_class, _ = BASES[backbone]
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = augment(inputs) if augment is not None else inputs
@@ -173,9 +174,16 @@ def build_model(
     shared = keras.layers.Dense(256, activation="relu", name="dense_256")(features)
     # float32 heads: under mixed precision the sigmoid and the regression stay numerically safe.
     outputs = {"label": keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="label")(shared)}
-    if multitask:
-        outputs["target"] = keras.layers.Dense(1, activation="linear", dtype="float32", name="target")(shared)
-    return keras.Model(inputs, outputs, name=f"{backbone}_{'multitask' if multitask else 'baseline'}")
+    for head in heads:
+        name = head_output(head)
+        outputs[name] = keras.layers.Dense(1, activation="linear", dtype="float32", name=name)(shared)
+    return keras.Model(inputs, outputs, name=f"{backbone}_{'multitask' if heads else 'baseline'}")
+
+
+def head_output(head: str) -> str:
+    """The model output of an annotation head. The prefix sorts every head after `label`, the order
+    in which Keras sums the losses of a dict of outputs, whatever the head is called."""
+    return f"target_{head}"
 
 
 def _allow_jit_of_augmentation(layer: keras.layers.Layer) -> None:
@@ -206,13 +214,17 @@ def compile_model(
     jit_compile: bool = False,
     run_eagerly: bool = False,
 ) -> None:
-    multitask = "target" in model.output
+    """Weighted cross-entropy on `label`; every other output is an annotation head with the masked
+    MSE. `loss_weights` {label, target}: the label's weight, and the annotation heads' together,
+    shared equally among them, so a model with three heads puts as much weight on annotations as
+    one with a single head."""
+    heads = [name for name in model.output if name != "label"]
     losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy(class_weight[0], class_weight[1])}
     # The 0.5/0.5 split is the multi-task loss; a baseline keeps its plain cross-entropy.
-    weights = {"label": loss_weights["label"] if multitask and loss_weights else 1.0}
-    if multitask:
-        losses["target"] = MaskedMSE()
-        weights["target"] = loss_weights["target"]
+    weights = {"label": loss_weights["label"] if heads and loss_weights else 1.0}
+    for head in heads:
+        losses[head] = MaskedMSE()
+        weights[head] = loss_weights["target"] / len(heads) if loss_weights else 1.0 / len(heads)
     if keras.backend.backend() != "tensorflow":
         _allow_jit_of_augmentation(model)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,

@@ -14,19 +14,26 @@ bytes through the host.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import keras
 import numpy as np
 
+from crowdskin.train.models import head_output
+
+
+def _pair(target: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """(n, 2) float32 rows of [target, available]: what the masked MSE reads."""
+    return np.stack([np.asarray(target, np.float32), np.asarray(available, np.float32)], axis=1)
+
 
 def batches(
     images: np.ndarray,
     rows: np.ndarray,
     labels: np.ndarray,
-    targets: np.ndarray | None = None,
-    available: np.ndarray | None = None,
+    heads: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     *,
     batch_size: int,
     training: bool,
@@ -40,15 +47,15 @@ def batches(
     augmentation layers in parallel map calls, where CacheBatches calls them from one worker.
     Without augmentation tf.data is not faster (docs/benchmarks.md, "Keras backends")."""
     if keras.backend.backend() == "tensorflow" and training and augment is not None:
-        data = make_dataset(images, rows, labels, targets, available, batch_size=batch_size, training=training,
+        data = make_dataset(images, rows, labels, heads, batch_size=batch_size, training=training,
                             seed=seed, augment=augment, deterministic=deterministic)
         return data.map(lambda x, y: x) if images_only else data
-    return CacheBatches(images, rows, labels, targets, available, batch_size=batch_size, training=training,
+    return CacheBatches(images, rows, labels, heads, batch_size=batch_size, training=training,
                         seed=seed, augment=augment, images_only=images_only, workers=workers)
 
 
 class CacheBatches(keras.utils.PyDataset):
-    """Batches of (image uint8, {"label": (B, 1)[, "target": (B, 2) = target, available]}).
+    """Batches of (image uint8, {"label": (B, 1)[, "target_<head>": (B, 2) = target, available per head]}).
 
     Training: an endless stream of full batches (one shape, so a compiled step is never
     recompiled), each pass over the rows in a fresh order drawn from (seed, pass), so batch
@@ -56,7 +63,7 @@ class CacheBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
-                 targets: np.ndarray | None = None, available: np.ndarray | None = None, *,
+                 heads: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, *,
                  batch_size: int, training: bool, seed: int = 0, augment: Any = None,
                  images_only: bool = False, workers: int = 1) -> None:
         # Augmentation layers keep random state: one worker calls them, in batch order.
@@ -65,8 +72,8 @@ class CacheBatches(keras.utils.PyDataset):
         self.images = images
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, np.float32).reshape(-1, 1)
-        self.pairs = (None if targets is None else
-                      np.stack([np.asarray(targets, np.float32), np.asarray(available, np.float32)], axis=1))
+        self.pairs = {head_output(head): _pair(target, available)
+                      for head, (target, available) in (heads or {}).items()}
         self.batch_size = int(batch_size)
         self.training = training
         self.seed = int(seed)
@@ -103,8 +110,8 @@ class CacheBatches(keras.utils.PyDataset):
         if self.images_only:
             return (x,)
         y = {"label": self.labels[positions]}
-        if self.pairs is not None:
-            y["target"] = self.pairs[positions]
+        for name, pair in self.pairs.items():
+            y[name] = pair[positions]
         return x, y
 
 
@@ -112,8 +119,7 @@ def make_dataset(
     images: np.ndarray,
     rows: np.ndarray,
     labels: np.ndarray,
-    targets: np.ndarray | None = None,
-    available: np.ndarray | None = None,
+    heads: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     *,
     batch_size: int,
     training: bool,
@@ -121,7 +127,7 @@ def make_dataset(
     augment: Any = None,
     deterministic: bool = False,
 ) -> Any:
-    """tf.data batches of (image float32 0-255, {"label": (B, 1)[, "target": (B, 2) = target, available]}).
+    """tf.data batches of (image float32 0-255, {"label": (B, 1)[, "target_<head>": (B, 2) per head]}).
 
     Training datasets shuffle and repeat forever (fit's steps_per_epoch bounds an epoch); others
     pass once over the rows in order.
@@ -132,10 +138,8 @@ def make_dataset(
     rows = np.asarray(rows, dtype=np.int64)
     size = images.shape[1]
     label_tensor = tf.constant(np.asarray(labels, np.float32).reshape(-1, 1))
-    target_tensor = None
-    if targets is not None:
-        pair = np.stack([np.asarray(targets, np.float32), np.asarray(available, np.float32)], axis=1)
-        target_tensor = tf.constant(pair)
+    head_tensors = {head_output(head): tf.constant(_pair(target, available))
+                    for head, (target, available) in (heads or {}).items()}
 
     def load(positions: np.ndarray) -> np.ndarray:
         # Sorted reads are sequential on the memory map; the batch order is restored after.
@@ -148,8 +152,8 @@ def make_dataset(
         batch = tf.numpy_function(load, [positions], tf.float32, stateful=False)
         batch.set_shape((None, size, size, 3))
         y = {"label": tf.gather(label_tensor, positions)}
-        if target_tensor is not None:
-            y["target"] = tf.gather(target_tensor, positions)
+        for name, tensor in head_tensors.items():
+            y[name] = tf.gather(tensor, positions)
         return batch, y
 
     dataset = tf.data.Dataset.from_tensor_slices(np.arange(len(rows), dtype=np.int64))

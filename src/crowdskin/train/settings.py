@@ -3,15 +3,17 @@ its result, and nothing else.
 
 A rule hands a job exactly this slice as `params`, so Snakemake re-trains exactly the jobs whose
 slice changed (adding a multi-task source re-trains no baseline; a new crowd label column re-trains
-only the crowdsim jobs). The same slice is the job's resume fingerprint and its MLflow parameters.
-Execution settings (threads, GPUs, memory, time limit) are never part of it.
+only the crowdsim jobs). Each task kind adds what it reads (`crowdskin.train.kinds`). The same
+slice is the job's resume fingerprint and its MLflow parameters. Execution settings (threads,
+GPUs, memory, time limit) are never part of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
+from crowdskin.train import kinds
+from crowdskin.train.kinds import kind_of
 from crowdskin.train.tasks import Task, input_size
 
 # Train settings every job's result depends on. The Keras backend is one: its kernels, random
@@ -23,17 +25,17 @@ SHARED_KEYS = (
 
 
 def job_settings(train: dict[str, Any], task: Task, backbone: str) -> dict[str, Any]:
-    """The science settings of one (task, backbone) job, from the validated `train` section."""
+    """The science settings of one (task, backbone) job, from the validated `train` section: the
+    settings every job shares, its task, its input size, and what its kind reads (the loss weights
+    of a model with heads, a crowd label column, a learning rate of its own)."""
+    kind = kind_of(task.kind)
     settings = {key: train[key] for key in SHARED_KEYS}
-    settings["task"] = asdict(task)
+    settings["task"] = task.to_dict()
     settings["input_size"] = input_size(train, backbone)
-    if task.multitask:  # a single-output model trains on its label loss alone
-        settings["loss_weights"] = train["loss_weights"]
-    if task.uses_crowd_labels:
-        settings["crowd_label"] = train["crowdsim"]["label"]
-    if task.kind == "crowdsim-incremental" and train["crowdsim"]["incremental_learning_rate"]:
-        settings["learning_rate"] = train["crowdsim"]["incremental_learning_rate"]
-    return settings
+    if not kind.__module__.startswith(f"{kinds.__name__}."):
+        # A kind of a plug-in module: the job imports it before it asks for the kind.
+        settings["kind_module"] = kind.__module__
+    return kind.settings(task, train, settings)
 
 
 def split_seed(config: dict[str, Any]) -> int:

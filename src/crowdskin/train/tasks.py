@@ -1,19 +1,22 @@
 """The task grid, derived from config alone (no data is read, so the DAG exists before the data).
 
-Task names are path-safe and sort the MLflow UI sensibly:
+A task is one row of the grid: a name (path-safe, it names the results folder and the MLflow run)
+and the kind of model it trains (`crowdskin.train.kinds`: each kind is one class in one file that
+says which tasks the config enables, which tables its jobs read, its examples, heads and start).
+The grid is every registered kind's tasks, in the kinds' table order:
 
-- `baseline`: classifier trained on expert labels. It is also CROWDSIM experiment (a): it trains on
-  the expert-labelled lesions only (crowd-labelled candidates are left out of its training set).
-- `multitask-<source>-<feature>`: baseline + a linear head regressing one annotation target
-  (`multitask-crowd-asymmetry`, ...).
-- `random`: the randomized control: a multi-task model whose targets are uniform [0, 1] draws.
-- `crowdsim-retrain`: CROWDSIM (b), trained from scratch on expert-labelled plus crowd-labelled images.
-- `crowdsim-incremental`: CROWDSIM (c), the fold's trained `baseline` fine-tuned on the crowd-labelled images.
+- `baseline`: classifier trained on expert labels (also CROWDSIM experiment (a)).
+- `multitask-<source>-<feature>`: + a linear head regressing one annotation target (ENHANCE).
+- `multihead-<source>`: + one head per ABC feature of one source, trained together.
+- `disagreement-<source>`: + heads for each feature's consensus and its spread across annotators.
+- `random`: the randomized control: a multi-task model whose target is uniform [0, 1] draws.
+- `crowdsim-retrain`, `crowdsim-soft`, `crowdsim-incremental`: CROWDSIM (b) with hard and with
+  soft crowd labels, and (c) the fold's baseline fine-tuned on the crowd-labelled images.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The smallest input each keras.applications base accepts without include_top.
@@ -22,43 +25,50 @@ MIN_INPUT_SIZE = {"smallcnn": 16, "vgg16": 32, "resnet50": 32, "inceptionv3": 75
 
 @dataclass(frozen=True)
 class Task:
-    """One row of the grid: what the model learns besides the label."""
+    """One row of the grid: what the model learns besides the label.
+
+    `features` lists the annotation features of a kind with several targets (empty otherwise).
+    """
 
     name: str
-    kind: str  # baseline | multitask | random | crowdsim-retrain | crowdsim-incremental
+    kind: str
     source: str | None = None
     feature: str | None = None
+    features: tuple[str, ...] = field(default=())
 
-    @property
-    def multitask(self) -> bool:
-        return self.kind in ("multitask", "random")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
 
-    @property
-    def uses_crowd_labels(self) -> bool:
-        return self.kind.startswith("crowdsim")
+    def to_dict(self) -> dict[str, Any]:
+        """The task as a job's settings carry it; `features` only where a kind has them, so the
+        single-target kinds' settings (and so their jobs' identity) are what they were."""
+        values = asdict(self)
+        if not self.features:
+            del values["features"]
+        else:
+            values["features"] = list(self.features)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Task:
+        return cls(**{**values, "features": tuple(values.get("features", ()))})
 
 
 def task_grid(train_config: dict[str, Any]) -> list[Task]:
-    """All tasks the config asks for, in a stable order."""
-    tasks: list[Task] = [Task("baseline", "baseline")]
-    multitask = train_config["multitask"]
-    for source in multitask["sources"]:
-        for feature in multitask["features"]:
-            tasks.append(Task(f"multitask-{source}-{feature}", "multitask", source, feature))
-    if train_config["random_control"]:
-        tasks.append(Task("random", "random", "random", "uniform"))
-    if train_config["crowdsim"]["enabled"]:
-        tasks.append(Task("crowdsim-retrain", "crowdsim-retrain"))
-        tasks.append(Task("crowdsim-incremental", "crowdsim-incremental"))
-    return tasks
+    """All tasks the config asks for, in the kinds' table order (then as each kind lists them)."""
+    from crowdskin.train.kinds import load_plugins, registered_kinds
+
+    load_plugins(train_config.get("plugins", ()))
+    return [task for kind in registered_kinds() for task in kind.tasks(train_config)]
 
 
 def input_size(train_config: dict[str, Any], backbone: str) -> int:
     """The configured input size for `backbone`, checked against what the backbone accepts."""
     size = int(train_config["input_size_by_backbone"].get(backbone, train_config["input_size"]))
-    if size < MIN_INPUT_SIZE[backbone]:
+    minimum = MIN_INPUT_SIZE[backbone]
+    if size < minimum:
         raise ValueError(
-            f"train.input_size {size} is below {backbone}'s minimum {MIN_INPUT_SIZE[backbone]}; "
+            f"train.input_size {size} is below {backbone}'s minimum {minimum}; "
             f"set train.input_size_by_backbone.{backbone}"
         )
     return size
