@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from crowdskin.config import section
+from crowdskin.config import SCHEMA_DIR, section
+from crowdskin.train.backbones import BACKBONES
 from crowdskin.train.examples import ExamplesError, balanced_class_weights, job_examples
 from crowdskin.train.loop import auc
 from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
 from crowdskin.train.tasks import Task, input_size, task_grid
-from crowdskin.train.weights import IMAGENET_FILES, WeightsError, resolve_weights
+from crowdskin.train.weights import WeightsError, resolve_weights
 
 SETTINGS = section("train")
 TASKS = {task.name: task for task in task_grid(SETTINGS)}
@@ -150,12 +155,44 @@ def test_missing_imagenet_file_says_which_file_to_put_where(tmp_path):
     with pytest.raises(WeightsError) as error:
         resolve_weights("imagenet", "resnet50", weights_dir=tmp_path)
     message = str(error.value)
-    assert IMAGENET_FILES["resnet50"][0] in message and str(tmp_path) in message and "never download" in message
-    (tmp_path / IMAGENET_FILES["resnet50"][0]).write_bytes(b"h5")
-    assert resolve_weights("imagenet", "resnet50", weights_dir=tmp_path) == tmp_path / IMAGENET_FILES["resnet50"][0]
+    name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert name in message and str(tmp_path) in message and "never download" in message
+    (tmp_path / name).write_bytes(b"h5")
+    assert resolve_weights("imagenet", "resnet50", weights_dir=tmp_path) == tmp_path / name
     assert resolve_weights("none", "vgg16") is None
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_weights(str(tmp_path / "nope.h5"), "vgg16")
+
+
+def test_the_schemas_backbone_enums_are_the_registry():
+    """A backbone is one entry of crowdskin.train.backbones.BACKBONES; the config schema lists the
+    names in three places (the grid, the checks, the per-backbone input sizes), checked here rather
+    than generated at validation time."""
+    train = yaml.safe_load((SCHEMA_DIR / "train.schema.yaml").read_text())["properties"]
+    enums = {"backbones": train["backbones"]["items"]["enum"],
+             "backbone_checks": train["backbone_checks"]["items"]["enum"],
+             "input_size_by_backbone": train["input_size_by_backbone"]["propertyNames"]["enum"]}
+    for key, names in enums.items():
+        assert sorted(names) == sorted(BACKBONES), f"train.schema.yaml's {key} enum differs from BACKBONES"
+    assert all(name == backbone.name for name, backbone in BACKBONES.items())
+
+
+def test_an_input_below_a_backbones_minimum_is_refused():
+    # The schema's floor is 32 px, so a plain dict reaches below it.
+    assert input_size({"input_size": 32, "input_size_by_backbone": {}}, "resnet50") == 32
+    with pytest.raises(ValueError, match="below resnet50's minimum 32"):
+        input_size({"input_size": 31, "input_size_by_backbone": {}}, "resnet50")
+    with pytest.raises(ValueError, match="below inceptionv3's minimum 75"):
+        input_size(section("train", {"input_size_by_backbone": {"inceptionv3": 74}}), "inceptionv3")
+
+
+def test_the_registry_and_what_reads_it_at_dag_time_import_no_keras():
+    """common.smk imports tasks and weights (and so the registry) while Snakemake builds the DAG."""
+    code = ("import sys, crowdskin.train.backbones, crowdskin.train.tasks, crowdskin.train.weights, "
+            "crowdskin.train.settings; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('keras', 'tensorflow', 'jax', 'torch')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_job_stops_at_start_when_imagenet_weights_are_missing(tmp_path):

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The smallest input each keras.applications base accepts without include_top.
-MIN_INPUT_SIZE = {"smallcnn": 16, "vgg16": 32, "resnet50": 32, "inceptionv3": 75}
+from crowdskin.train.backbones import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,10 @@ def task_grid(train_config: dict[str, Any]) -> list[Task]:
 def input_size(train_config: dict[str, Any], backbone: str) -> int:
     """The configured input size for `backbone`, checked against what the backbone accepts."""
     size = int(train_config["input_size_by_backbone"].get(backbone, train_config["input_size"]))
-    if size < MIN_INPUT_SIZE[backbone]:
+    minimum = BACKBONES[backbone].min_input_size
+    if size < minimum:
         raise ValueError(
-            f"train.input_size {size} is below {backbone}'s minimum {MIN_INPUT_SIZE[backbone]}; "
+            f"train.input_size {size} is below {backbone}'s minimum {minimum}; "
             f"set train.input_size_by_backbone.{backbone}"
         )
     return size
