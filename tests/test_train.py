@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -164,6 +165,22 @@ def test_missing_imagenet_file_says_which_file_to_put_where(tmp_path):
         resolve_weights(str(tmp_path / "nope.h5"), "vgg16")
 
 
+@pytest.mark.parametrize(("backbone", "url"), [
+    ("densenet121", "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("efficientnetv2b0", "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
+                         "efficientnetv2-b0_notop.h5"),
+])
+def test_imagenet_weights_of_the_new_backbones_are_the_files_keras_names(tmp_path, backbone, url):
+    """The include_top=False file names and URLs as keras.applications (3.15) builds them."""
+    name = url.rsplit("/", 1)[1]
+    with pytest.raises(WeightsError) as error:
+        resolve_weights("imagenet", backbone, weights_dir=tmp_path)
+    assert str(tmp_path / name) in str(error.value) and f"(from {url})" in str(error.value)
+    (tmp_path / name).write_bytes(b"h5")
+    assert resolve_weights("imagenet", backbone, weights_dir=tmp_path) == tmp_path / name
+
+
 def test_the_schemas_backbone_enums_are_the_registry():
     """A backbone is one entry of crowdskin.train.backbones.BACKBONES; the config schema lists the
     names in three places (the grid, the checks, the per-backbone input sizes), checked here rather
@@ -179,9 +196,10 @@ def test_the_schemas_backbone_enums_are_the_registry():
 
 def test_an_input_below_a_backbones_minimum_is_refused():
     # The schema's floor is 32 px, so a plain dict reaches below it.
-    assert input_size({"input_size": 32, "input_size_by_backbone": {}}, "resnet50") == 32
-    with pytest.raises(ValueError, match="below resnet50's minimum 32"):
-        input_size({"input_size": 31, "input_size_by_backbone": {}}, "resnet50")
+    for backbone in ("densenet121", "efficientnetv2b0"):
+        assert input_size({"input_size": 32, "input_size_by_backbone": {}}, backbone) == 32
+        with pytest.raises(ValueError, match=f"below {backbone}'s minimum 32"):
+            input_size({"input_size": 31, "input_size_by_backbone": {}}, backbone)
     with pytest.raises(ValueError, match="below inceptionv3's minimum 75"):
         input_size(section("train", {"input_size_by_backbone": {"inceptionv3": 74}}), "inceptionv3")
 
@@ -235,10 +253,14 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo, tmp_path):
     sample = load_config(repo / "config/config.yaml", repo / "config/real-sample.yaml", no_mirror)["train"]
     assert (sample["backbones"], sample["backbone_checks"], sample["optimizer"]) == (paper["backbones"], [], "rmsprop")
     assert {k: sample["augment"][k] for k in study_augment} == study_augment
-    # The default trains the small CNN on the full grid and checks each study backbone once.
+    # The default trains the small CNN on the full grid and checks every other backbone once; the
+    # DVC train stage names each check's target, since its cmd cannot expand a wildcard.
     default = load_config(repo / "config/config.yaml")["train"]
     assert default["weights"] == "none" and default["backbones"] == ["smallcnn"]
-    assert sorted(default["backbone_checks"]) == sorted(paper["backbones"])
+    assert sorted(default["backbone_checks"]) == sorted(set(BACKBONES) - {"smallcnn"})
+    dvc_cmd = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+    dvc_checks = re.findall(r"train/checks/baseline/(\w+)/fold0/metrics.json", dvc_cmd)
+    assert sorted(dvc_checks) == sorted(default["backbone_checks"])
     with pytest.raises(ConfigError, match="train.optimizer"):
         section("train", {"optimizer": "adagrad"})
 

@@ -77,5 +77,17 @@ BACKBONES: dict[str, Backbone] = {
                            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
         _keras_application("inceptionv3", "InceptionV3", "inception_v3", 75,
                            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3"),
+        # Two that recent dermatology work uses.
+        _keras_application("densenet121", "DenseNet121", "densenet", 32,
+                           "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "densenet"),
+        # EfficientNetV2 normalises inside the model by default (include_preprocessing=True: x / 255,
+        # then ImageNet's mean and sd), so its preprocess_input does nothing. Left on, a base behind
+        # `train.preprocess: rescale` would divide by 255 twice. Built without it, the base takes
+        # what every other backbone takes: x / 255 with `rescale` (the study's), or with `backbone`
+        # the same normalisation its weights were trained with (models.imagenet_standardize). Those
+        # two layers hold no weights, so the ImageNet file loads into the base without them.
+        Backbone("efficientnetv2b0", "keras.applications.EfficientNetV2B0",
+                 "crowdskin.train.models.imagenet_standardize", 32, "efficientnetv2-b0_notop.h5",
+                 f"{KERAS_APPLICATIONS_URL}efficientnet_v2/", (("include_preprocessing", False),)),
     )
 }

@@ -1,7 +1,7 @@
 """Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation head).
 
 Backbones are the entries of `crowdskin.train.backbones.BACKBONES`: the study's VGG16, ResNet50
-and InceptionV3 (keras.applications), and `smallcnn`, three
+and InceptionV3, DenseNet121 and EfficientNetV2-B0 (keras.applications), and `smallcnn`, three
 convolution blocks that learn the synthetic default's diagnosis in seconds on a laptop's CPU,
 where the ImageNet-sized backbones need minutes per job to learn anything. It is for the embedded
 default and tests; the study's configs never use it, and it has no pretrained weights.
@@ -41,6 +41,12 @@ def small_cnn(include_top: bool = False, weights: str | None = None,
 def scale_to_unit(images: Any) -> Any:
     """smallcnn's preprocessing: it has no pretrained weights, so 0-1 is all it needs."""
     return images / 255.0
+
+
+def imagenet_standardize(images: Any) -> Any:
+    """x / 255, then ImageNet's per-channel mean and sd: what EfficientNetV2's B variants do inside
+    the model with include_preprocessing=True (keras.applications' "torch" mode)."""
+    return keras.applications.imagenet_utils.preprocess_input(images, mode="torch")
 
 
 @keras.saving.register_keras_serializable(package="crowdskin")
