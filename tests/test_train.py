@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from crowdskin.config import section
+from crowdskin.config import SCHEMA_DIR, section
+from crowdskin.train.backbones import BACKBONES
 from crowdskin.train.examples import ExamplesError, balanced_class_weights, job_examples
 from crowdskin.train.loop import auc
 from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
 from crowdskin.train.tasks import Task, input_size, task_grid
-from crowdskin.train.weights import IMAGENET_FILES, WeightsError, resolve_weights
+from crowdskin.train.weights import WeightsError, resolve_weights
 
 SETTINGS = section("train")
 TASKS = {task.name: task for task in task_grid(SETTINGS)}
@@ -149,12 +155,72 @@ def test_missing_imagenet_file_says_which_file_to_put_where(tmp_path):
     with pytest.raises(WeightsError) as error:
         resolve_weights("imagenet", "resnet50", weights_dir=tmp_path)
     message = str(error.value)
-    assert IMAGENET_FILES["resnet50"][0] in message and str(tmp_path) in message and "never download" in message
-    (tmp_path / IMAGENET_FILES["resnet50"][0]).write_bytes(b"h5")
-    assert resolve_weights("imagenet", "resnet50", weights_dir=tmp_path) == tmp_path / IMAGENET_FILES["resnet50"][0]
+    name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert name in message and str(tmp_path) in message and "never download" in message
+    (tmp_path / name).write_bytes(b"h5")
+    assert resolve_weights("imagenet", "resnet50", weights_dir=tmp_path) == tmp_path / name
     assert resolve_weights("none", "vgg16") is None
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_weights(str(tmp_path / "nope.h5"), "vgg16")
+
+
+@pytest.mark.parametrize(("backbone", "url"), [
+    ("densenet121", "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("efficientnetv2b0", "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
+                         "efficientnetv2-b0_notop.h5"),
+])
+def test_imagenet_weights_of_the_new_backbones_are_the_files_keras_names(tmp_path, backbone, url):
+    """The include_top=False file names and URLs as keras.applications (3.15) builds them."""
+    name = url.rsplit("/", 1)[1]
+    with pytest.raises(WeightsError) as error:
+        resolve_weights("imagenet", backbone, weights_dir=tmp_path)
+    assert str(tmp_path / name) in str(error.value) and f"(from {url})" in str(error.value)
+    (tmp_path / name).write_bytes(b"h5")
+    assert resolve_weights("imagenet", backbone, weights_dir=tmp_path) == tmp_path / name
+
+
+def test_the_schema_accepts_exactly_the_registrys_backbones(monkeypatch):
+    """A backbone is one entry of crowdskin.train.backbones.BACKBONES: the schema's three backbone
+    lists (the grid, the checks, the per-backbone input sizes) take their names from it. Fails if
+    the schema lists names of its own again."""
+    from dataclasses import replace
+
+    from crowdskin.config import ConfigError
+    from crowdskin.train import backbones
+
+    train = yaml.safe_load((SCHEMA_DIR / "train.schema.yaml").read_text())["properties"]
+    for node in (train["backbones"]["items"], train["backbone_checks"]["items"],
+                 train["input_size_by_backbone"]["propertyNames"]):
+        assert node.get("x-registry") == "backbones" and "enum" not in node
+    new = replace(BACKBONES["vgg16"], name="vgg16plus")
+    monkeypatch.setitem(backbones.BACKBONES, "vgg16plus", new)
+    settings = section("train", {"backbones": ["vgg16plus"], "backbone_checks": ["vgg16plus"],
+                                 "input_size_by_backbone": {"vgg16plus": 64}})
+    assert input_size(settings, "vgg16plus") == 64
+    monkeypatch.delitem(backbones.BACKBONES, "vgg16plus")
+    with pytest.raises(ConfigError, match="vgg16plus"):
+        section("train", {"backbones": ["vgg16plus"]})
+    assert all(name == backbone.name for name, backbone in BACKBONES.items())
+
+
+def test_an_input_below_a_backbones_minimum_is_refused():
+    # The schema's floor is 32 px, so a plain dict reaches below it.
+    for backbone in ("densenet121", "efficientnetv2b0"):
+        assert input_size({"input_size": 32, "input_size_by_backbone": {}}, backbone) == 32
+        with pytest.raises(ValueError, match=f"below {backbone}'s minimum 32"):
+            input_size({"input_size": 31, "input_size_by_backbone": {}}, backbone)
+    with pytest.raises(ValueError, match="below inceptionv3's minimum 75"):
+        input_size(section("train", {"input_size_by_backbone": {"inceptionv3": 74}}), "inceptionv3")
+
+
+def test_the_registry_and_what_reads_it_at_dag_time_import_no_keras():
+    """common.smk imports tasks and weights (and so the registry) while Snakemake builds the DAG."""
+    code = ("import sys, crowdskin.train.backbones, crowdskin.train.tasks, crowdskin.train.weights, "
+            "crowdskin.train.settings; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('keras', 'tensorflow', 'jax', 'torch')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_job_stops_at_start_when_imagenet_weights_are_missing(tmp_path):
@@ -197,10 +263,14 @@ def test_config_files_validate_and_paper_asks_for_gpus(repo, tmp_path):
     sample = load_config(repo / "config/config.yaml", repo / "config/real-sample.yaml", no_mirror)["train"]
     assert (sample["backbones"], sample["backbone_checks"], sample["optimizer"]) == (paper["backbones"], [], "rmsprop")
     assert {k: sample["augment"][k] for k in study_augment} == study_augment
-    # The default trains the small CNN on the full grid and checks each study backbone once.
+    # The default trains the small CNN on the full grid and checks every other backbone once; the
+    # DVC train stage names each check's target, since its cmd cannot expand a wildcard.
     default = load_config(repo / "config/config.yaml")["train"]
     assert default["weights"] == "none" and default["backbones"] == ["smallcnn"]
-    assert sorted(default["backbone_checks"]) == sorted(paper["backbones"])
+    assert sorted(default["backbone_checks"]) == sorted(set(BACKBONES) - {"smallcnn"})
+    dvc_cmd = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+    dvc_checks = re.findall(r"train/checks/baseline/(\w+)/fold0/metrics.json", dvc_cmd)
+    assert sorted(dvc_checks) == sorted(default["backbone_checks"])
     with pytest.raises(ConfigError, match="train.optimizer"):
         section("train", {"optimizer": "adagrad"})
 

@@ -378,3 +378,45 @@ def test_small_cnn_is_a_base_like_the_study_backbones_and_refuses_weights(tmp_pa
         small_cnn(weights=str(tmp_path / "weights.h5"))
     with pytest.raises(WeightsError, match="no ImageNet weights known for backbone 'smallcnn'"):
         resolve_weights("imagenet", "smallcnn")
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "densenet121", "efficientnetv2b0"])
+def test_a_backbone_builds_at_its_minimum_input_and_predicts(name):
+    """The other three train at their minimum in the workflow tests' and the default run's checks."""
+    from crowdskin.train.backbones import BACKBONES
+    from crowdskin.train.models import build_model
+
+    size = BACKBONES[name].min_input_size
+    model = build_model(name, size, heads=("border",), preprocess="backbone")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    outputs = model.predict(pixels, verbose=0)
+    assert outputs["label"].shape == (2, 1) and outputs["target_border"].shape == (2, 1)
+    assert np.isfinite(outputs["label"]).all() and ((outputs["label"] > 0) & (outputs["label"] < 1)).all()
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "inceptionv3", "densenet121", "efficientnetv2b0"])
+def test_keras_refuses_one_pixel_below_a_backbones_minimum(name):
+    """The registry's minimum is Keras' own: one pixel less stops the builder before any layer exists."""
+    from crowdskin.train.backbones import BACKBONES
+
+    backbone = BACKBONES[name]
+    with pytest.raises(ValueError, match=f"at least {backbone.min_input_size}x{backbone.min_input_size}"):
+        backbone.build(backbone.min_input_size - 1)
+
+
+def test_efficientnetv2_built_without_its_preprocessing_gets_the_same_from_the_registry():
+    """`train.preprocess: backbone` gives EfficientNetV2-B0 what include_preprocessing=True does inside
+    the model, so its ImageNet weights see the pixels they were trained on."""
+    import keras
+
+    from crowdskin.train.backbones import BACKBONES
+
+    backbone = BACKBONES["efficientnetv2b0"]
+    inside = keras.applications.EfficientNetV2B0(include_top=False, weights=None, input_shape=(32, 32, 3))
+    outside = backbone.build(32)
+    assert not any(isinstance(layer, keras.layers.Normalization) for layer in outside.layers)
+    outside.set_weights(inside.get_weights())  # the preprocessing layers hold no weights
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    expected = inside.predict(pixels, verbose=0)
+    np.testing.assert_allclose(outside.predict(np.asarray(backbone.preprocess(pixels)), verbose=0), expected,
+                               rtol=1e-4, atol=1e-4 * np.abs(expected).max())

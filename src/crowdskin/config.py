@@ -31,10 +31,31 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(fh)
 
 
+def _registry_names() -> dict[str, list[str]]:
+    """What `x-registry: NAME` in a schema stands for: the names the package registers."""
+    from crowdskin.train.backbones import BACKBONES
+
+    return {"backbones": sorted(BACKBONES)}
+
+
+def _with_registry_enums(node: Any, names: Mapping[str, list[str]]) -> Any:
+    """Each `{x-registry: NAME}` of a schema gets `enum`: the registry's names, so that adding a
+    backbone is an entry of its registry and nothing in the schemas."""
+    if isinstance(node, dict):
+        node = {key: _with_registry_enums(value, names) for key, value in node.items()}
+        if "x-registry" in node:
+            node["enum"] = list(names[node["x-registry"]])
+        return node
+    if isinstance(node, list):
+        return [_with_registry_enums(value, names) for value in node]
+    return node
+
+
 def _registry(schema_dir: Path) -> Registry:
     resources = []
+    names = _registry_names()
     for path in sorted(schema_dir.glob("*.schema.yaml")):
-        contents = _load_yaml(path)
+        contents = _with_registry_enums(_load_yaml(path), names)
         # No `$schema` in the sub-schemas: jsonschema would switch to the plain validator class
         # there and stop filling in defaults.
         contents.pop("$schema", None)

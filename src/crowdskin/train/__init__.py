@@ -12,7 +12,9 @@ Modules, in the order a job uses them:
   before keras is imported.
 - `pipeline`: input with parallel loading, augmentation (the study's settings) and prefetch:
   `tf.data` on TensorFlow, a `keras.utils.PyDataset` on any backend.
-- `models`: Keras 3 backbones, heads, the masked multi-task loss.
+- `backbones`: the registry of backbones (builder, preprocessing, minimum input size, ImageNet
+  weights file), without importing Keras.
+- `models`: Keras 3 models (a registry backbone + heads), the masked multi-task loss.
 - `weights`: `none | imagenet | <file>` without any silent fallback.
 - `runtime`: per backend: threads, GPU memory growth, mixed precision, XLA/jit, determinism, GPUs.
 - `loop`: one (task, backbone, fold) job as steps (examples, fit, predict, write, log), resumable

@@ -1,6 +1,7 @@
 """Keras 3 models of the study: backbone + Flatten + Dense(256) + label head (+ annotation heads).
 
-Backbones: the study's VGG16, ResNet50 and InceptionV3 (keras.applications), and `smallcnn`, three
+Backbones are the entries of `crowdskin.train.backbones.BACKBONES`: the study's VGG16, ResNet50
+and InceptionV3, DenseNet121 and EfficientNetV2-B0 (keras.applications), and `smallcnn`, three
 convolution blocks that learn the synthetic default's diagnosis in seconds on a laptop's CPU,
 where the ImageNet-sized backbones need minutes per job to learn anything. It is for the embedded
 default and tests; the study's configs never use it, and it has no pretrained weights.
@@ -21,6 +22,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from crowdskin.train.backbones import BACKBONES
+
 
 def small_cnn(include_top: bool = False, weights: str | None = None,
               input_shape: tuple[int, int, int] = (32, 32, 3)) -> keras.Model:
@@ -36,16 +39,15 @@ def small_cnn(include_top: bool = False, weights: str | None = None,
     return keras.Model(inputs, x, name="smallcnn")
 
 
-def _scale_to_unit(images: Any) -> Any:
+def scale_to_unit(images: Any) -> Any:
+    """smallcnn's preprocessing: it has no pretrained weights, so 0-1 is all it needs."""
     return images / 255.0
 
 
-BASES = {
-    "smallcnn": (small_cnn, _scale_to_unit),
-    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
-    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
-    "inceptionv3": (keras.applications.InceptionV3, keras.applications.inception_v3.preprocess_input),
-}
+def imagenet_standardize(images: Any) -> Any:
+    """x / 255, then ImageNet's per-channel mean and sd: what EfficientNetV2's B variants do inside
+    the model with include_preprocessing=True (keras.applications' "torch" mode)."""
+    return keras.applications.imagenet_utils.preprocess_input(images, mode="torch")
 
 
 @keras.saving.register_keras_serializable(package="crowdskin")
@@ -120,7 +122,7 @@ class BackbonePreprocess(keras.layers.Layer):
         self.backbone = backbone
 
     def call(self, images: Any) -> Any:
-        return BASES[self.backbone][1](images)
+        return BACKBONES[self.backbone].preprocess(images)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "backbone": self.backbone}
@@ -160,15 +162,13 @@ def build_model(
     augment: keras.Sequential | None = None,
 ) -> keras.Model:
     """Outputs a dict: `label` (sigmoid) and one linear `target_<head>` per annotation head."""
-    base_class, _ = BASES[backbone]
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = augment(inputs) if augment is not None else inputs
     if preprocess == "rescale":
         x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     else:
         x = BackbonePreprocess(backbone, name="preprocess")(x)
-    base = base_class(include_top=False, weights=str(weights) if weights else None,
-                      input_shape=(input_size, input_size, 3))
+    base = BACKBONES[backbone].build(input_size, weights)
     base.trainable = True
     features = keras.layers.Flatten(name="flatten")(base(x))
     shared = keras.layers.Dense(256, activation="relu", name="dense_256")(features)

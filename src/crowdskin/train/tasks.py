@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The smallest input each keras.applications base accepts without include_top.
-MIN_INPUT_SIZE = {"smallcnn": 16, "vgg16": 32, "resnet50": 32, "inceptionv3": 75}
+from crowdskin.train.backbones import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def task_grid(train_config: dict[str, Any]) -> list[Task]:
 def input_size(train_config: dict[str, Any], backbone: str) -> int:
     """The configured input size for `backbone`, checked against what the backbone accepts."""
     size = int(train_config["input_size_by_backbone"].get(backbone, train_config["input_size"]))
-    minimum = MIN_INPUT_SIZE[backbone]
+    minimum = BACKBONES[backbone].min_input_size
     if size < minimum:
         raise ValueError(
             f"train.input_size {size} is below {backbone}'s minimum {minimum}; "

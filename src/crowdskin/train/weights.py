@@ -10,21 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# include_top=False files, as keras.applications names them.
-IMAGENET_FILES = {
-    "vgg16": (
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
-    ),
-    "resnet50": (
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
-    ),
-    "inceptionv3": (
-        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
-    ),
-}
+from crowdskin.train.backbones import BACKBONES
 
 
 class WeightsError(FileNotFoundError):
@@ -40,14 +26,15 @@ def resolve_weights(spec: str, backbone: str, weights_dir: str | Path | None = N
     if spec == "none":
         return None
     if spec == "imagenet":
-        if backbone not in IMAGENET_FILES:
+        entry = BACKBONES[backbone]
+        if entry.imagenet_file is None:
             raise WeightsError(f"no ImageNet weights known for backbone {backbone!r}")
-        name, url = IMAGENET_FILES[backbone]
+        name = entry.imagenet_file
         directory = Path(weights_dir) if weights_dir else keras_cache_dir()
         path = directory / name
         if not path.is_file():
             raise WeightsError(
-                f"train.weights is 'imagenet' but {path} does not exist. Put {name} (from {url}{name}) "
+                f"train.weights is 'imagenet' but {path} does not exist. Put {name} (from {entry.imagenet_url}) "
                 f"into {directory}, or set execution.train.weights_dir to the directory that has it, or use "
                 f"train.weights: none for random initialisation. Jobs never download weights."
             )
