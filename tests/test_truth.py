@@ -28,6 +28,7 @@ from crowdskin.truth import (
     FLOORS,
     RELIABILITY_AUC,
     RELIABILITY_SPEARMAN,
+    SPREAD_MEAN,
     Floor,
     annotations_vs_truth,
     automated_vs_truth,
@@ -36,11 +37,12 @@ from crowdskin.truth import (
     reliability_per_worker,
     reliability_vs_truth,
     spearman,
+    spread_vs_ambiguity,
     summarise,
     training_auc,
 )
 
-# Four lesions: every feature and every colour flag varies, so every correlation is defined.
+# Four lesions: every feature, every colour flag and the ambiguity vary, so every correlation is defined.
 TRUTH = pd.DataFrame({
     "image_id": ["S0", "S1", "S2", "S3"],
     "abnormal": [0, 1, 0, 1],
@@ -49,6 +51,7 @@ TRUTH = pd.DataFrame({
     "color": [1, 2, 3, 4],
     "colors": ["red", "black|white", "blue_gray|dark_brown|light_brown",
                "black|blue_gray|light_brown|white"],
+    "ambiguity": [0.0, 0.5, 0.0, 0.9],
 })
 
 
@@ -145,6 +148,51 @@ def test_consensus_order_not_scale_and_only_available_targets():
     assert result.loc["student", "spearman"] == pytest.approx(1.0)
     assert result.loc["crowd", "spearman"] == pytest.approx(-1.0)
     assert result.loc["crowd", "n"] == 3 and result.loc["crowd", "n_truth"] == 4
+
+
+# --- spread_vs_ambiguity ----------------------------------------------------------------------
+
+def spread_targets() -> pd.DataFrame:
+    """Student targets: border spreads 0.2, 0.6, 0.5, 1.0 (S2 by two raters); colour 0.4 on S0, none
+    on S1 (unannotated), 0.0 on S2 from a single rater (no spread), 0.8 on S3; a diameter row, which
+    is no ABC feature. Crowd: border spreads ranked as the ambiguity. Automated: one rater, std 0."""
+    rows = [("student", "border", s, std, n) for s, std, n in
+            (("S0", 0.2, 3), ("S1", 0.6, 3), ("S2", 0.5, 2), ("S3", 1.0, 3))]
+    rows += [("student", "color", s, std, n) for s, std, n in
+             (("S0", 0.4, 3), ("S1", math.nan, 0), ("S2", 0.0, 1), ("S3", 0.8, 3))]
+    rows += [("student", "diameter", "S0", 5.0, 3)]
+    rows += [("crowd", "border", s, std, 3) for s, std in (("S0", 0.1), ("S1", 0.5), ("S2", 0.2), ("S3", 0.9))]
+    rows += [("automated", "border", s, 0.0, 1) for s in TRUTH["image_id"]]
+    return pd.DataFrame(rows, columns=["source", "feature", "image_id", "std", "n_annotators"])
+
+
+def test_spread_vs_ambiguity_by_hand():
+    """Student mean spread per lesion: S0 (0.2 + 0.4) / 2 = 0.3, S1 0.6, S2 0.5 (its lone colour score
+    has no spread), S3 0.9; ranks 1, 3, 2, 4 against the ambiguity's 1.5, 3, 1.5, 4: rho = 4.5 /
+    sqrt(5 * 4.5) = 0.9487. Clear lesions S0, S2: mean 0.4; ambiguous S1, S3: 0.75. The automated
+    source (one rater) has no row; the diameter row is no ABC feature. Break: drop the
+    `.where(scored["n_annotators"] >= 2)` in spread_vs_ambiguity -> a lone score counts as full
+    agreement: the automated source gets rows, S2's spread is 0.25 and the clear mean 0.275."""
+    result = spread_vs_ambiguity(spread_targets(), TRUTH).set_index(["source", "feature"])
+    assert list(result.index) == [("crowd", SPREAD_MEAN), ("crowd", "border"), ("student", SPREAD_MEAN),
+                                  ("student", "border"), ("student", "color")]
+    student = result.loc[("student", SPREAD_MEAN)]
+    assert (student["n_truth"], student["n"], student["n_ambiguous"]) == (4, 4, 2)
+    assert student["mean_spread_clear"] == pytest.approx(0.4)
+    assert student["mean_spread_ambiguous"] == pytest.approx(0.75)
+    assert student["spearman"] == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    color = result.loc[("student", "color")]
+    assert (color["n_truth"], color["n"], color["n_ambiguous"]) == (4, 2, 1)
+    assert result.loc[("crowd", SPREAD_MEAN), "spearman"] == pytest.approx(result.loc[("crowd", "border"), "spearman"])
+
+
+def test_spread_vs_ambiguity_reversed_spread_correlates_negatively():
+    """Spread falling as the ambiguity rises gives a negative rho, so a check of it can fail. Break:
+    `spearman(pairs["true"], pairs["true"])` for the spread in spread_vs_ambiguity -> rho 1."""
+    targets = pd.DataFrame({"source": "crowd", "feature": "border", "image_id": TRUTH["image_id"],
+                            "std": [0.9, 0.3, 0.8, 0.1], "n_annotators": 3})
+    row = spread_vs_ambiguity(targets, TRUTH).iloc[0]
+    assert row["spearman"] < -0.9
 
 
 # --- funnel_vs_spammers ------------------------------------------------------------------------
@@ -353,6 +401,8 @@ def test_floors_are_one_place_with_one_target():
     (lambda: annotations_vs_truth(pd.DataFrame({"image_id": [], "source": [], "feature": []}), TRUTH), "value"),
     (lambda: consensus_vs_truth(pd.DataFrame({"image_id": [], "source": [], "feature": [], "target": []}), TRUTH),
      "available"),
+    (lambda: spread_vs_ambiguity(spread_targets().drop(columns="std"), TRUTH), "std"),
+    (lambda: spread_vs_ambiguity(spread_targets(), TRUTH.drop(columns="ambiguity")), "ambiguity"),
     (lambda: funnel_vs_spammers(decisions().drop(columns="rejected_by"), WORKERS), "rejected_by"),
     (lambda: funnel_vs_spammers(decisions(), WORKERS.drop(columns="is_spammer")), "is_spammer"),
     (lambda: reliability_per_worker(RELIABILITY.drop(columns="reliability"), kept_answers(VOTES), TRUTH, WORKERS),
@@ -437,8 +487,8 @@ def test_automated_recovers_the_drawn_lesions(synthetic_automated):
 def test_floors_hold_on_the_default_synthetic_data(tmp_path, repo):
     """Every floored check before training passes on freshly generated data with config/config.yaml's
     `synthetic` settings and seed, run through the same package functions as the workflow's rules
-    (ingest, automated ABC with the default variant, consensus targets, MTurk funnel, crowd labels'
-    worker reliabilities). The AUC target needs training and is not judged here ("no value")."""
+    (ingest, automated ABC with the default variant, consensus targets and their spread, MTurk funnel,
+    crowd labels' worker reliabilities). The AUC target needs training and is not judged here ("no value")."""
     config = load_config(repo / "config" / "config.yaml")
     generate(tmp_path / "synthetic", SyntheticSettings.from_config(config["synthetic"], seed=config["seed"]))
     ingested = ingest_all(config["ingest"], tmp_path)
@@ -460,6 +510,7 @@ def test_floors_hold_on_the_default_synthetic_data(tmp_path, repo):
         "automated": automated_vs_truth(automated, truth_images),
         "annotations": annotations_vs_truth(annotations, truth_images),
         "consensus": consensus_vs_truth(targets, truth_images),
+        "ambiguity": spread_vs_ambiguity(targets, truth_images),
         "mturk_funnel": funnel_vs_spammers(funnel.decisions, truth_workers),
         "dawid_skene": pd.concat([
             reliability_vs_truth(reliability_per_worker(reliability, funnel.kept, truth_images, truth_workers)),

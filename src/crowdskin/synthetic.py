@@ -9,7 +9,10 @@ ellipse and rotated, so their properties are known by construction:
 The label depends on these (and abnormal lesions mostly show blue-gray or black, see DARK_RATE),
 so annotations carry signal as in the real data. Simulated students and
 crowd workers score them with per-annotator bias and noise and skip some; a simulated MTurk batch
-mixes careful workers and fast spammers. Ground truth is written to `truth/` beside the data.
+mixes careful workers and fast spammers. Some lesions are ambiguous (more often abnormal ones, see
+`draw_ambiguity`): their border is blurred and every student's and crowd worker's noise on them is
+raised, so the annotators' disagreement on a lesion carries signal too. Ground truth is written to
+`truth/` beside the data.
 """
 
 from __future__ import annotations
@@ -30,6 +33,24 @@ REFERENCE_COLORS: dict[str, tuple[int, int, int]] = {
 SKIN = np.array([226, 178, 152], dtype=np.float64)
 CANDIDATE_FRACTION = 0.2  # share of the lesions in the MTurk candidate pool
 CONFIDENCE = ("very uncertain", "uncertain", "neutral", "confident", "very confident")
+# An ambiguous lesion is clearly so: its ambiguity starts well above 0, so that "ambiguous" is a
+# difference an annotator's spread and an image can show, not a sliver of extra noise.
+AMBIGUOUS_LEVELS = (0.4, 1.0)
+# The ambiguity's own random stream (with the seed): drawing it from the main stream would shift
+# every later draw, so no other file could stay the same when ambiguity is switched off.
+AMBIGUITY_STREAM = 0xA3B1
+# The config's border blur is given in pixels of an image of this size and scales with image_size.
+BLUR_REFERENCE_SIZE = 128
+
+
+@dataclass(frozen=True)
+class AmbiguitySettings:
+    """The `synthetic.ambiguity` section (defaults and meaning in synthetic.schema.yaml)."""
+
+    rate_abnormal: float
+    rate_normal: float
+    noise_gain: float
+    blur: float
 
 
 @dataclass(frozen=True)
@@ -47,17 +68,22 @@ class SyntheticSettings:
     assignments_per_hit: int
     n_workers: int
     spammer_fraction: float
+    ambiguity: AmbiguitySettings
     seed: int
 
     @classmethod
     def from_config(cls, section: dict, seed: int) -> SyntheticSettings:
-        values = {key: value for key, value in section.items() if key not in ("enabled", "mturk")}
-        return cls(**values, **section["mturk"], seed=seed)
+        values = {key: value for key, value in section.items() if key not in ("enabled", "mturk", "ambiguity")}
+        return cls(**values, **section["mturk"], ambiguity=AmbiguitySettings(**section["ambiguity"]), seed=seed)
 
 
 def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
-                colors: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """An RGB uint8 image and a uint8 {0,255} mask of one lesion with the given true properties."""
+                colors: list[str], border_blur: float) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB uint8 image and a uint8 {0,255} mask of one lesion with the given true properties.
+
+    `border_blur` > 0 fades the lesion's colours outward into the skin (`blur_border`, sigma in
+    pixels); the mask stays sharp, as a segmentation of an ill-defined lesion still draws one line.
+    """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     cx, cy = size * rng.uniform(0.42, 0.58), size * rng.uniform(0.42, 0.58)
     angle = rng.uniform(0, np.pi)
@@ -77,9 +103,32 @@ def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
     sectors = (np.floor((theta + np.pi) / (2 * np.pi) * len(colors)).astype(int)) % len(colors)
     for i, name in enumerate(colors):
         image[mask & (sectors == i)] = REFERENCE_COLORS[name]
+    mask_u8 = (mask * 255).astype(np.uint8)
+    # Before the noise and the camera's blur, so that the fading border has the skin's texture;
+    # skipped rather than a no-op, so a clear lesion's pixels are exactly as before.
+    if border_blur > 0:
+        image = blur_border(image, mask_u8, border_blur)
     image += rng.normal(0, 4, image.shape)
     image = cv2.GaussianBlur(np.clip(image, 0, 255), (3, 3), 0)
-    return image.astype(np.uint8), (mask * 255).astype(np.uint8)
+    return image.astype(np.uint8), mask_u8
+
+
+def blur_border(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """`image` (float, H x W x 3) with the lesion of `mask` (uint8 {0,255}) fading into the skin
+    outside it: the lesion's nearby colours (a Gaussian average of `sigma` pixels over the lesion)
+    blend into each outside pixel with weight exp(-d^2 / 2 sigma^2) at distance d from the mask.
+
+    Outward only: inside the mask the painted colours stay as they are, since mixing them with the
+    skin there would make colours that were never painted, and the automated colour flags would
+    then be judged against a truth the image no longer shows.
+    """
+    inside = (mask > 0).astype(np.float64)
+    weight = cv2.GaussianBlur(inside, (0, 0), sigma)
+    lesion = cv2.GaussianBlur(image * inside[..., None], (0, 0), sigma) / np.maximum(weight, 1e-12)[..., None]
+    distance = cv2.distanceTransform(255 - mask, cv2.DIST_L2, 5)
+    # Where the lesion's average has next to no weight it is noise, and the fade is nil there anyway.
+    fade = np.where((mask == 0) & (weight > 1e-3), np.exp(-0.5 * (distance / sigma) ** 2), 0.0)[..., None]
+    return fade * lesion + (1 - fade) * image
 
 
 # Dermoscopy's melanoma colours: an abnormal lesion shows one of them far more often than a healthy
@@ -113,6 +162,19 @@ def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) ->
     })
 
 
+def draw_ambiguity(rng: np.random.Generator, abnormal: np.ndarray, settings: AmbiguitySettings) -> np.ndarray:
+    """Each lesion's ambiguity: 0 (clear) or uniform in `AMBIGUOUS_LEVELS`, with the chance of its
+    diagnosis (`abnormal`, 0/1 per lesion).
+
+    Both draws are made for every lesion whatever the rates, so the rates only decide which lesions
+    are ambiguous: at a higher rate, a lesion ambiguous at a lower one stays so, at the same level.
+    """
+    rate = np.where(np.asarray(abnormal).astype(bool), settings.rate_abnormal, settings.rate_normal)
+    chance = rng.random(len(rate))
+    level = rng.uniform(*AMBIGUOUS_LEVELS, len(rate))
+    return np.where(chance < rate, level, 0.0)
+
+
 def _score(rng: np.random.Generator, truth: float, feature: str, bias: float, noise: float) -> int:
     low, high = {"asymmetry": (0, 2), "border": (0, 8), "color": (1, 6)}[feature]
     return int(np.clip(round(truth + bias + rng.normal(0, noise)), low, high))
@@ -136,9 +198,14 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     root = Path(root)
     rng = np.random.default_rng(settings.seed)
     truth = _lesion_truth(rng, settings.n_images, settings.abnormal_fraction)
+    ambiguity = settings.ambiguity
+    truth["ambiguity"] = draw_ambiguity(np.random.default_rng([settings.seed, AMBIGUITY_STREAM]),
+                                        truth["abnormal"].to_numpy(), ambiguity)
+    blur = ambiguity.blur * settings.image_size / BLUR_REFERENCE_SIZE
     written: list[str] = []
     for row in truth.itertuples():
-        image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colors.split("|"))
+        image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colors.split("|"),
+                                  blur * row.ambiguity)
         for relative, array in ((f"images/{row.image_id}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
                                 (f"masks/{row.image_id}_segmentation.png", mask)):
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +218,13 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
 
     # crowd: ENHANCE layout `ID,i,ii,iii`, one file per feature, three worker slots
     crowd = truth.sample(frac=settings.crowd_fraction, random_state=settings.seed).sort_values("image_id")
+    # An ambiguous lesion scales each rater's noise draw rather than drawing more, so that no later
+    # draw shifts and a clear lesion's scores are the same whatever the ambiguity settings.
     for feature in features:
         slots = [(rng.normal(0, 0.5), rng.uniform(0.6, 1.4)) for _ in range(3)]
         rows = [[r.image_id] + ["" if rng.random() < settings.missing_rate
-                                else _score(rng, getattr(r, feature), feature, b, s)
+                                else _score(rng, getattr(r, feature), feature, b,
+                                            s * (1 + ambiguity.noise_gain * r.ambiguity))
                                 for b, s in slots] for r in crowd.itertuples()]
         _write_csv(root / f"enhance/crowd/{feature}.csv", ["ID", "i", "ii", "iii"], rows)
         written.append(f"enhance/crowd/{feature}.csv")
@@ -180,8 +250,10 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
             occurrence[f] = occurrence.get(f, 0) + 1
         rows = []
         for r in sample.itertuples():
+            gain = 1 + ambiguity.noise_gain * r.ambiguity
             cells = ["" if rng.random() < settings.missing_rate else
-                     _score(rng, getattr(r, f), f, *students[slot_student[i]]) for i, f in enumerate(order)]
+                     _score(rng, getattr(r, f), f, students[slot_student[i]][0], students[slot_student[i]][1] * gain)
+                     for i, f in enumerate(order)]
             rows.append([r.image_id] + cells + ["", ""])
         _write_csv(year / f"group{g:02d}.csv", header, rows, delimiter=";", bom=True)
         written.append(f"enhance/student/2020-2021/group{g:02d}.csv")

@@ -16,6 +16,11 @@ Only on these data can the stages be checked against the answer rather than agai
 - `consensus_vs_truth`: does the training target keep the signal? The ENHANCE target is a mean of
   per-annotator z-scores, so only its *order* can be compared with the truth: Spearman correlation
   per source and feature.
+- `spread_vs_ambiguity`: does the annotators' disagreement on a lesion say how ambiguous it was
+  drawn (``ambiguity`` in truth/images.csv: an ambiguous lesion raises every student's and crowd
+  worker's noise)? Per source with several annotators per lesion: Spearman correlation of the
+  consensus stage's spread (``std``, the population std of the annotators' z-scores), averaged
+  over the lesion's ABC features, with the true ambiguity; and per feature.
 - `funnel_vs_spammers`: do the CROWDSIM rules remove the simulated spammers' answers and spare the
   careful workers'? Precision and recall at the assignment level, per rule alone and for the funnel.
 - `reliability_per_worker` and `reliability_vs_truth`: does the crowd labels' Dawid–Skene fit know
@@ -53,10 +58,14 @@ FEATURES = ("asymmetry", "border", "color")
 AUTOMATED_SCORES = {"asymmetry": "asymmetry_class", "border": "border_score", "color": "color_score"}
 TRUTH_IMAGE_COLUMNS = ("image_id", *FEATURES, "colors")
 TRUTH_WORKER_COLUMNS = ("worker_id", "is_spammer")
+# The `feature` of spread_vs_ambiguity's row that averages a lesion's spread over its ABC features.
+SPREAD_MEAN = "mean"
 
 AGREEMENT_COLUMNS = ["feature", "n_truth", "n", "exact_agreement", "spearman"]
 ANNOTATION_COLUMNS = ["source", "feature", "n_truth", "n", "exact_agreement", "mean_abs_error", "spearman"]
 CONSENSUS_COLUMNS = ["source", "feature", "n_truth", "n", "spearman"]
+SPREAD_COLUMNS = ["source", "feature", "n_truth", "n", "n_ambiguous", "mean_spread_clear", "mean_spread_ambiguous",
+                  "spearman"]
 SPAMMER_COLUMNS = ["rule", "n", "spam", "true_positives", "false_positives", "false_negatives",
                    "precision", "recall"]
 WORKER_COLUMNS = ["worker_id", "is_spammer", "n_votes", "n_votes_with_truth", "empirical_accuracy",
@@ -194,6 +203,42 @@ def consensus_vs_truth(targets: pd.DataFrame, truth_images: pd.DataFrame) -> pd.
         rows.append({"source": source, "feature": feature, "n_truth": len(group), "n": stats["n"],
                      "spearman": stats["spearman"]})
     return pd.DataFrame(rows, columns=CONSENSUS_COLUMNS)
+
+
+def spread_vs_ambiguity(targets: pd.DataFrame, truth_images: pd.DataFrame) -> pd.DataFrame:
+    """Per source of the consensus targets: does the annotators' spread rank lesions as the true ambiguity?
+
+    A lesion's spread on a feature is the targets' ``std`` where at least two annotators scored it
+    (one annotator has no spread: its std 0 would read as perfect agreement). Rows per source: first
+    ``SPREAD_MEAN``, each lesion's spread averaged over the features it has one for, then one row per
+    feature. Sources with no lesion scored twice (the automated one) get no row. Columns: source,
+    feature, n_truth (lesions of the truth with a target row of the source), n (of those with a
+    spread), n_ambiguous (of those, ambiguity > 0), mean_spread_clear and mean_spread_ambiguous (the
+    mean spread of the clear and the ambiguous ones), spearman (spread vs ambiguity).
+    """
+    require_columns(targets, ["image_id", "source", "feature", "n_annotators", "std"], "targets")
+    require_columns(truth_images, ["ambiguity"], "truth_images")
+    truth = _truth_images(truth_images)
+    ambiguity = pd.to_numeric(truth["ambiguity"], errors="coerce")
+    scored = targets[targets["feature"].isin(FEATURES)].assign(image_id=targets["image_id"].astype(str))
+    scored = scored[scored["image_id"].isin(truth.index)]
+    spread = pd.to_numeric(scored["std"], errors="coerce").where(scored["n_annotators"] >= 2)
+    scored = scored.assign(spread=spread)
+    rows = []
+    for source, group in scored.groupby("source", sort=True):
+        if group["spread"].isna().all():
+            continue
+        per_feature = [(feature, part.groupby("image_id")["spread"].mean())
+                       for feature, part in group.groupby("feature", sort=True)]
+        for feature, lesions in [(SPREAD_MEAN, group.groupby("image_id")["spread"].mean()), *per_feature]:
+            pairs = pd.DataFrame({"spread": lesions, "true": ambiguity.reindex(lesions.index)}).dropna()
+            clear, ambiguous = pairs.loc[pairs["true"] == 0, "spread"], pairs.loc[pairs["true"] > 0, "spread"]
+            rows.append({"source": source, "feature": feature, "n_truth": len(lesions), "n": len(pairs),
+                         "n_ambiguous": len(ambiguous),
+                         "mean_spread_clear": float(clear.mean()) if len(clear) else float("nan"),
+                         "mean_spread_ambiguous": float(ambiguous.mean()) if len(ambiguous) else float("nan"),
+                         "spearman": spearman(pairs["spread"], pairs["true"])})
+    return pd.DataFrame(rows, columns=SPREAD_COLUMNS)
 
 
 def _precision_recall(rule: str, rejected: pd.Series, spam: pd.Series) -> dict[str, object]:
@@ -358,14 +403,17 @@ class Floor:
 # that another seed passes and a real regression fails. The comment after each floor gives seed 42's
 # value and the lowest of the five. Re-measure them (tests/test_truth.py's floors test prints the
 # values below a floor) when the synthetic generator or a stage's algorithm changes on purpose.
+# Last re-measured when the generator got ambiguous lesions (`synthetic.ambiguity`), which raise every
+# rater's noise on about a quarter of the lesions: the floors those data broke at one of the five seeds were
+# lowered by the same rule (each says so); the others still held at all five and were kept.
 FLOORS: tuple[Floor, ...] = (
     # Automated ABC (table automated.csv)
     Floor("automated border score ranks lesions as the lobe count", "automated", {"feature": "border"},
           "spearman", 0.70),  # 0.843, 0.831
     Floor("automated colour count ranks lesions as the painted colours", "automated", {"feature": "color"},
-          "spearman", 0.70),  # 0.819, 0.785
+          "spearman", 0.70),  # 0.814, 0.776
     Floor("automated white flag agrees with the painted white", "automated", {"feature": "color_white"},
-          "exact_agreement", 0.90),  # 1.000, 1.000
+          "exact_agreement", 0.90),  # 0.994, 0.992
     Floor("automated blue-gray flag agrees with the painted blue-gray", "automated",
           {"feature": "color_blue_gray"}, "exact_agreement", 0.85),  # 0.992, 0.974
     Floor("automated asymmetry class ranks lesions as the true class", "automated", {"feature": "asymmetry"},
@@ -373,36 +421,42 @@ FLOORS: tuple[Floor, ...] = (
           note="no floor: the study variant's centring does not recover asymmetry (variant paper does)"),
     # Raw scores of the simulated raters (annotations.csv): truth + rater bias + noise
     Floor("student asymmetry scores rank lesions as the truth", "annotations",
-          {"source": "student", "feature": "asymmetry"}, "spearman", 0.55),  # 0.679, 0.627
+          {"source": "student", "feature": "asymmetry"}, "spearman", 0.45),  # 0.574, 0.533 (was 0.55; 0.533 at seed 1)
     Floor("student border scores rank lesions as the truth", "annotations",
-          {"source": "student", "feature": "border"}, "spearman", 0.80),  # 0.922, 0.906
+          {"source": "student", "feature": "border"}, "spearman", 0.80),  # 0.853, 0.842
     Floor("student colour scores rank lesions as the truth", "annotations",
-          {"source": "student", "feature": "color"}, "spearman", 0.65),  # 0.797, 0.726
+          {"source": "student", "feature": "color"}, "spearman", 0.55),  # 0.672, 0.624 (was 0.65; 0.624 at seed 7)
     Floor("crowd asymmetry scores rank lesions as the truth", "annotations",
-          {"source": "crowd", "feature": "asymmetry"}, "spearman", 0.50),  # 0.617, 0.577
+          {"source": "crowd", "feature": "asymmetry"}, "spearman", 0.40),  # 0.541, 0.491 (was 0.50; 0.491 at seed 1)
     Floor("crowd border scores rank lesions as the truth", "annotations",
-          {"source": "crowd", "feature": "border"}, "spearman", 0.75),  # 0.892, 0.853
+          {"source": "crowd", "feature": "border"}, "spearman", 0.75),  # 0.824, 0.790
     Floor("crowd colour scores rank lesions as the truth", "annotations",
-          {"source": "crowd", "feature": "color"}, "spearman", 0.60),  # 0.722, 0.653
+          {"source": "crowd", "feature": "color"}, "spearman", 0.50),  # 0.605, 0.570 (was 0.60; 0.570 at seed 1)
     # Consensus targets (consensus.csv): the training targets keep the order of the truth
     Floor("student asymmetry target ranks lesions as the truth", "consensus",
-          {"source": "student", "feature": "asymmetry"}, "spearman", 0.75),  # 0.875, 0.858
+          {"source": "student", "feature": "asymmetry"}, "spearman", 0.75),  # 0.800, 0.783
     Floor("student border target ranks lesions as the truth", "consensus",
-          {"source": "student", "feature": "border"}, "spearman", 0.85),  # 0.975, 0.968
+          {"source": "student", "feature": "border"}, "spearman", 0.85),  # 0.952, 0.938
     Floor("student colour target ranks lesions as the truth", "consensus",
-          {"source": "student", "feature": "color"}, "spearman", 0.80),  # 0.933, 0.913
+          {"source": "student", "feature": "color"}, "spearman", 0.80),  # 0.873, 0.838
     Floor("crowd asymmetry target ranks lesions as the truth", "consensus",
-          {"source": "crowd", "feature": "asymmetry"}, "spearman", 0.70),  # 0.822, 0.759
+          {"source": "crowd", "feature": "asymmetry"}, "spearman", 0.60),  # 0.764, 0.667 (was 0.70; 0.667 at seed 3)
     Floor("crowd border target ranks lesions as the truth", "consensus",
-          {"source": "crowd", "feature": "border"}, "spearman", 0.85),  # 0.955, 0.955
+          {"source": "crowd", "feature": "border"}, "spearman", 0.85),  # 0.921, 0.921
     Floor("crowd colour target ranks lesions as the truth", "consensus",
-          {"source": "crowd", "feature": "color"}, "spearman", 0.75),  # 0.885, 0.862
+          {"source": "crowd", "feature": "color"}, "spearman", 0.75),  # 0.804, 0.786
+    # Annotators' spread (ambiguity.csv): the std of the raters' z-scores on a lesion, averaged over
+    # its ABC features, against the drawn ambiguity, which raises every rater's noise on the lesion
+    Floor("student annotations' spread ranks lesions as the true ambiguity", "ambiguity",
+          {"source": "student", "feature": SPREAD_MEAN}, "spearman", 0.50),  # 0.673, 0.590
+    Floor("crowd annotations' spread ranks lesions as the true ambiguity", "ambiguity",
+          {"source": "crowd", "feature": SPREAD_MEAN}, "spearman", 0.35),  # 0.568, 0.446
     # The MTurk funnel (mturk_funnel.csv): every spammer answer rejected; careful workers' answers are
     # rejected too (impossible triplets, low confidence), hence the low precision by design.
     Floor("MTurk funnel rejects the spammers' answers (recall)", "mturk_funnel", {"rule": "all rules"},
           "recall", 0.90),  # 1.000, 1.000
     Floor("MTurk funnel's rejections are spammers' answers (precision)", "mturk_funnel", {"rule": "all rules"},
-          "precision", 0.30),  # 0.410, 0.384
+          "precision", 0.30),  # 0.401, 0.384
     # Dawid-Skene's worker reliabilities (dawid_skene.csv). Fitted on the funnel's kept answers (what
     # the crowd labels use) they are reported, not judged: the funnel leaves no spammer (the AUC is
     # undefined) and few votes per careful worker. Fitted on every answer, the model must tell the

@@ -395,7 +395,15 @@ HISTORY_INDEX = [
 # exist where it is generated and nowhere else; the config decides, not a file on disk.
 TRUTH_CHECKS = config["synthetic"]["enabled"]
 # The detailed tables the summary judges, by name: results/truth/<name>.csv.
-TRUTH_TABLES = ["automated", "annotations", "consensus", "mturk_funnel", "dawid_skene", "auc"]
+TRUTH_TABLES = [
+    "automated",
+    "annotations",
+    "consensus",
+    "ambiguity",
+    "mturk_funnel",
+    "dawid_skene",
+    "auc",
+]
 
 
 def truth_table(name):

@@ -28,6 +28,7 @@ if TRUTH_CHECKS:
             automated=truth_table("automated"),
             annotations=truth_table("annotations"),
             consensus=truth_table("consensus"),
+            ambiguity=truth_table("ambiguity"),
             mturk_funnel=truth_table("mturk_funnel"),
             dawid_skene=truth_table("dawid_skene"),
             dawid_skene_workers=f"{TRUTH}/dawid_skene_workers.csv",

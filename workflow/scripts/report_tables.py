@@ -83,6 +83,11 @@ if hasattr(out, "truth"):
                                "and Spearman with the true value"),
           report.table_section(csv("truth_consensus"), "Consensus targets against the truth",
                                "the training targets are means of z-scores: only their order (Spearman) compares"),
+          report.table_section(csv("truth_ambiguity"), "Annotators' spread against the true ambiguity",
+                               "per source with several annotators: each lesion's spread (std of the annotators' "
+                               "z-scores, lesions scored at least twice) averaged over its features (feature mean), "
+                               "then per feature: mean spread of clear and ambiguous lesions, Spearman with the "
+                               "drawn ambiguity"),
           report.table_section(csv("truth_mturk_funnel"), "MTurk filters against the simulated spammers",
                                "assignment level: positive = answer by a spammer, predicted = rejected; each rule "
                                "alone, then the whole funnel"),

@@ -16,6 +16,7 @@ def truth_data():
     images = pd.read_csv(inp.truth_images, dtype={"image_id": str})
     workers = pd.read_csv(inp.truth_workers, dtype={"worker_id": str})
     kept = pd.read_parquet(inp.kept)
+    targets = tables.read_table(inp.targets, tables.TARGETS)
     per_worker = truth.reliability_per_worker(pd.read_csv(inp.worker_reliability, dtype={"worker_id": str}), kept,
                                               images, workers)
     # The same model on every answer, spammers' included: can it tell them apart without the funnel?
@@ -24,7 +25,8 @@ def truth_data():
     return {
         "automated": truth.automated_vs_truth(pd.read_parquet(inp.automated), images),
         "annotations": truth.annotations_vs_truth(read_annotations(inp.annotations, inp.automated_annotations), images),
-        "consensus": truth.consensus_vs_truth(tables.read_table(inp.targets, tables.TARGETS), images),
+        "consensus": truth.consensus_vs_truth(targets, images),
+        "ambiguity": truth.spread_vs_ambiguity(targets, images),
         "mturk_funnel": truth.funnel_vs_spammers(pd.read_parquet(inp.decisions), workers),
         "dawid_skene": pd.concat([truth.reliability_vs_truth(per_worker, "kept"),
                                   truth.reliability_vs_truth(per_worker_all, "all")], ignore_index=True),
