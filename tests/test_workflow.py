@@ -69,7 +69,15 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert set(auc["model"]) == {"baseline", "multitask-automated-asymmetry"}
     baseline_backbones = auc.loc[auc["model"] == "baseline", "backbone"]
     assert len(baseline_backbones) >= 1 and baseline_backbones.is_unique
-    assert len(summary) == len([f for f in FLOORS if f.per is None]) + len(baseline_backbones)
+    # and the spread heads' checks once each, without a value: disagreement-student's on the small CNN
+    # (the test config draws no ambiguous lesion, so no correlation is defined) and the crowd's (no
+    # crowd disagreement model in the test config)
+    spread = summary[summary["table"] == "spread_heads"].set_index("row")
+    assert list(spread.index) == ["source=student, head=mean, backbone=smallcnn", "source=crowd, head=mean"]
+    assert (spread["status"] == "no value").all()
+    heads = pd.read_csv(finished_run / "results/test/truth/spread_heads.csv")
+    assert set(heads["head"]) == {"mean", "asymmetry_std", "color_std"} and (heads["n"] == 60).all()
+    assert len(summary) == len([f for f in FLOORS if f.per is None]) + len(baseline_backbones) + 2
     assert summary["check"].is_unique and set(summary["status"]) <= {"pass", "fail", "no value", "no floor"}
     reliability = pd.read_csv(finished_run / "results/test/crowd/worker_reliability.csv")
     assert reliability["reliability"].between(0, 1).all() and (reliability["n_votes"] > 0).all()
@@ -190,7 +198,8 @@ TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
 EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | TRUTH_AUC
 TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
-TARGETS = {"crowd_targets", "crowd_analysis"} | TRAINING | TRUTH_DATA
+# The disagreement model reads the targets: its spread heads' truth check follows.
+TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING | TRUTH_DATA
 # The crowd labels reach the crowdsim jobs only: the expert-only tasks leave out the crowd's whole
 # candidate pool, which no filter setting changes.
 LABELS = {"crowd_labels"} | (TRAINING - {"ensemble"}) | TRUTH_DATA  # no ensemble holds a crowdsim task
@@ -231,12 +240,13 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
                   "truth_summary": 1, "report_tables": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
-        "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1} | evaluation
+        "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1,
+        "truth_spread_heads": 1} | evaluation
     # The loss weights reach the models with annotation heads only (multitask, multihead,
     # disagreement: 6 jobs), and a new task (the randomized control, two folds) trains only itself:
     # 6 + 2 jobs; a baseline or a crowdsim job re-trained would make it more.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
-        "train_job_without_model": 8, "train_summary": 1} | evaluation
+        "train_job_without_model": 8, "train_summary": 1, "truth_spread_heads": 1} | evaluation
     # the soft label's setting reaches crowdsim-soft alone (in no ensemble)
     assert planned_jobs(finished_run, "train: {crowdsim: {soft: {label: posterior}}}") == {
         "train_job_without_model": 2, "train_summary": 1} | {k: v for k, v in evaluation.items() if k != "ensemble"}
@@ -248,7 +258,7 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
     reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
-        "ensemble_over_backbones": 7, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
         "truth_summary": 1, "report_tables": 1}
 
 

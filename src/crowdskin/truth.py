@@ -241,6 +241,45 @@ def spread_vs_ambiguity(targets: pd.DataFrame, truth_images: pd.DataFrame) -> pd
     return pd.DataFrame(rows, columns=SPREAD_COLUMNS)
 
 
+SPREAD_HEAD_COLUMNS = ["model", "source", "backbone", "head", "n_truth", "n", "n_ambiguous",
+                       "mean_prediction_clear", "mean_prediction_ambiguous", "spearman"]
+SPREAD_HEAD_SUFFIX = "_std"  # a head that predicts the annotators' spread (crowdskin.train.kinds.disagreement)
+
+
+def spread_heads_vs_ambiguity(predictions: pd.DataFrame, truth_images: pd.DataFrame) -> pd.DataFrame:
+    """Does a model's disagreement head rank its test lesions as the true ambiguity?
+
+    `predictions`: the predictions.parquet rows of the models with spread heads (columns
+    ``prediction_<feature>_std``), every fold, with columns model, source and backbone added. Only the
+    test split counts, pooled over the folds (each lesion is tested once in k-fold). Per (model,
+    backbone): first ``SPREAD_MEAN``, each lesion's spread predictions averaged over its spread heads,
+    then one row per head; a head predicts for every lesion, whether or not its annotators' spread is
+    known. Columns: `SPREAD_HEAD_COLUMNS`.
+    """
+    require_columns(predictions, ["model", "source", "backbone", "split", "image_id"], "predictions")
+    require_columns(truth_images, ["ambiguity"], "truth_images")
+    ambiguity = pd.to_numeric(_truth_images(truth_images)["ambiguity"], errors="coerce")
+    heads = [c.removeprefix("prediction_") for c in predictions.columns
+             if c.startswith("prediction_") and c.endswith(SPREAD_HEAD_SUFFIX)]
+    test = predictions[predictions["split"] == "test"].assign(image_id=lambda d: d["image_id"].astype(str))
+    rows = []
+    for (model, source, backbone), group in test.groupby(["model", "source", "backbone"], sort=True):
+        own = [h for h in heads if group[f"prediction_{h}"].notna().any()]
+        if not own:
+            continue
+        by_lesion = group.groupby("image_id")[[f"prediction_{h}" for h in own]].mean()
+        for head, values in [(SPREAD_MEAN, by_lesion.mean(axis=1)),
+                             *[(h, by_lesion[f"prediction_{h}"]) for h in own]]:
+            pairs = pd.DataFrame({"prediction": values, "true": ambiguity.reindex(values.index)}).dropna()
+            clear, ambiguous = pairs.loc[pairs["true"] == 0, "prediction"], pairs.loc[pairs["true"] > 0, "prediction"]
+            rows.append({"model": model, "source": source, "backbone": backbone, "head": head,
+                         "n_truth": len(values), "n": len(pairs), "n_ambiguous": len(ambiguous),
+                         "mean_prediction_clear": float(clear.mean()) if len(clear) else float("nan"),
+                         "mean_prediction_ambiguous": float(ambiguous.mean()) if len(ambiguous) else float("nan"),
+                         "spearman": spearman(pairs["prediction"], pairs["true"])})
+    return pd.DataFrame(rows, columns=SPREAD_HEAD_COLUMNS)
+
+
 def _precision_recall(rule: str, rejected: pd.Series, spam: pd.Series) -> dict[str, object]:
     tp = int((rejected & spam).sum())
     fp = int((rejected & ~spam).sum())
@@ -451,6 +490,15 @@ FLOORS: tuple[Floor, ...] = (
           {"source": "student", "feature": SPREAD_MEAN}, "spearman", 0.50),  # 0.673, 0.590
     Floor("crowd annotations' spread ranks lesions as the true ambiguity", "ambiguity",
           {"source": "crowd", "feature": SPREAD_MEAN}, "spearman", 0.35),  # 0.568, 0.446
+    # The disagreement models' spread heads (spread_heads.csv): trained on the annotators' spread,
+    # do they predict, from the image alone, which test lesions are ambiguous? Measured by the whole
+    # default run (seed 42) and by its disagreement jobs at seeds 1, 3, 7, 11 (`snakemake
+    # results/seed<N>/truth/spread_heads.csv --config seed=<N> run_name=seed<N>`): the small CNN
+    # learns a weak ranking (the blurred border shows at 32 px; the annotators' spread is noisy).
+    Floor("student disagreement heads rank test lesions as the true ambiguity", "spread_heads",
+          {"source": "student", "head": SPREAD_MEAN}, "spearman", 0.10, per="backbone"),  # 0.225, 0.194
+    Floor("crowd disagreement heads rank test lesions as the true ambiguity", "spread_heads",
+          {"source": "crowd", "head": SPREAD_MEAN}, "spearman", 0.0, per="backbone"),  # 0.130, 0.130
     # The MTurk funnel (mturk_funnel.csv): every spammer answer rejected; careful workers' answers are
     # rejected too (impossible triplets, low confidence), hence the low precision by design.
     Floor("MTurk funnel rejects the spammers' answers (recall)", "mturk_funnel", {"rule": "all rules"},
@@ -477,9 +525,13 @@ FLOORS: tuple[Floor, ...] = (
           kind="target", per="backbone"),
 )
 
+# The tables of what training gives (the default run's truth_summary judges them; checking them
+# needs the whole training grid).
+TRAINED_TABLES = ("auc", "spread_heads")
+
 # The column of each table that counts what a statistic is over, and the one that counts the truth's
 # units it could have been over (the difference is what was missing); absent where a table has none.
-_COUNTS = {"auc": ("n_pooled", None), "mturk_funnel": ("n", None)}
+_COUNTS = {"auc": ("n_pooled", None), "mturk_funnel": ("n", None), "spread_heads": ("n", "n_truth")}
 
 
 def _status(value: float, floor: float | None) -> Status:

@@ -16,6 +16,7 @@ from crowdskin.files import unwritable_reason
 from crowdskin.train.kinds import CROWD_LABELS, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
+from crowdskin.truth import SPREAD_HEAD_SUFFIX
 
 try:
     config.update(
@@ -403,7 +404,22 @@ TRUTH_TABLES = [
     "mturk_funnel",
     "dawid_skene",
     "auc",
+    "spread_heads",
 ]
+# The models with heads for the annotators' spread (disagreement-<source>): their test predictions
+# against the drawn ambiguity.
+_SPREAD_HEADS = [
+    (
+        train_predictions(name, backbone, fold),
+        {"model": name, "source": task.source, "backbone": backbone},
+    )
+    for name, task in TRAIN_TASKS.items()
+    if any(head.endswith(SPREAD_HEAD_SUFFIX) for head in TRAIN_KINDS[name].heads(task))
+    for backbone in TRAIN_BACKBONES
+    for fold in TRAIN_FOLDS
+]
+SPREAD_HEAD_FILES = [path for path, _ in _SPREAD_HEADS]
+SPREAD_HEAD_INDEX = [entry for _, entry in _SPREAD_HEADS]
 
 
 def truth_table(name):

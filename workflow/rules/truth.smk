@@ -9,6 +9,7 @@ if TRUTH_CHECKS:
     localrules:
         truth_data,
         truth_auc,
+        truth_spread_heads,
         truth_summary,
 
     # Everything before training, so `snakemake results/truth/automated.csv` needs no training job.
@@ -47,6 +48,20 @@ if TRUTH_CHECKS:
         script:
             script_path("truth_checks.py")
 
+    # The disagreement models' spread heads against the drawn ambiguity (empty without such a model).
+    rule truth_spread_heads:
+        input:
+            truth_images=rules.synthesize.output.truth_images,
+            predictions=SPREAD_HEAD_FILES,
+        output:
+            spread_heads=truth_table("spread_heads"),
+        log:
+            f"{LOGS}/truth/spread_heads.log",
+        params:
+            index=SPREAD_HEAD_INDEX,
+        script:
+            script_path("truth_checks.py")
+
     rule truth_summary:
         input:
             **{name: truth_table(name) for name in TRUTH_TABLES},
@@ -57,4 +72,9 @@ if TRUTH_CHECKS:
         script:
             script_path("truth_checks.py")
 
-    ALL_TARGETS += [*rules.truth_data.output, *rules.truth_auc.output, *rules.truth_summary.output]
+    ALL_TARGETS += [
+        *rules.truth_data.output,
+        *rules.truth_auc.output,
+        *rules.truth_spread_heads.output,
+        *rules.truth_summary.output,
+    ]

@@ -88,6 +88,10 @@ if hasattr(out, "truth"):
                                "z-scores, lesions scored at least twice) averaged over its features (feature mean), "
                                "then per feature: mean spread of clear and ambiguous lesions, Spearman with the "
                                "drawn ambiguity"),
+          report.table_section(csv("truth_spread_heads"), "Disagreement heads against the true ambiguity",
+                               "each disagreement model's spread heads (<feature>_std) on its test lesions, pooled "
+                               "over the folds: the heads' mean (head mean), then each head: mean prediction on "
+                               "clear and ambiguous lesions, Spearman with the drawn ambiguity"),
           report.table_section(csv("truth_mturk_funnel"), "MTurk filters against the simulated spammers",
                                "assignment level: positive = answer by a spammer, predicted = rejected; each rule "
                                "alone, then the whole funnel"),

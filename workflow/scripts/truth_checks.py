@@ -39,11 +39,21 @@ def truth_auc():
     return {"auc": truth.training_auc(pd.read_csv(inp.auc_summary))}
 
 
+def truth_spread_heads():
+    images = pd.read_csv(inp.truth_images, dtype={"image_id": str})
+    parts = [pd.read_parquet(path).assign(**entry)
+             for path, entry in zip(inp.predictions, snakemake.params.index, strict=True)]
+    predictions = (pd.concat(parts, ignore_index=True) if parts else
+                   pd.DataFrame(columns=["model", "source", "backbone", "split", "image_id"]))
+    return {"spread_heads": truth.spread_heads_vs_ambiguity(predictions, images)}
+
+
 def truth_summary():
     return {"summary": truth.summarise({name: pd.read_csv(path) for name, path in inp.items()})}
 
 
-results = {"truth_data": truth_data, "truth_auc": truth_auc, "truth_summary": truth_summary}[snakemake.rule]()
+results = {"truth_data": truth_data, "truth_auc": truth_auc, "truth_spread_heads": truth_spread_heads,
+           "truth_summary": truth_summary}[snakemake.rule]()
 for name, table in results.items():
     write_csv_atomic(table, out[name])
     log.info("%s:\n%s", name, table.to_string(index=False))
