@@ -154,3 +154,21 @@ def test_no_code_outside_the_kinds_compares_kind_names():
     assert len(sources) > 40 and offending == []
     assert comparison.search('if task.kind == "crowdsim-incremental":')  # what it looks for
     assert comparison.search('return self.kind.startswith("crowdsim")')
+
+
+def test_new_kinds_are_ensembled_over_backbones_and_compared_with_what_they_name():
+    """With two backbones every new task gets its average over the backbones; the source ensembles
+    keep ENHANCE's single-feature models only; each new kind's comparisons are planned."""
+    from crowdskin.evaluate.ensemble import extra_comparisons, plan_ensembles
+
+    tasks = task_grid(TRAIN)
+    plan = {e.name: e for e in plan_ensembles(tasks, ["vgg16", "resnet50"], section("evaluate"))}
+    for name in ("multihead-crowd", "disagreement-crowd", "crowdsim-soft"):
+        assert plan[name].members == (name,) and plan[name].backbones == ("all",)
+    assert plan["ensemble-crowd"].members == ("multitask-crowd-asymmetry", "multitask-crowd-border",
+                                              "multitask-crowd-color")
+    pairs = extra_comparisons(tasks, list(plan.values()))
+    assert {("multihead-crowd", "ensemble-crowd"), ("disagreement-crowd", "multihead-crowd"),
+            ("crowdsim-soft", "crowdsim-retrain"), ("crowdsim-retrain", "crowdsim-incremental")} <= set(pairs)
+    # a reference the grid lacks is no comparison
+    assert ("multihead-crowd", "ensemble-crowd") not in extra_comparisons(tasks, [])

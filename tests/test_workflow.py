@@ -258,8 +258,8 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
     reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
-        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
-        "truth_summary": 1, "report_tables": 1}
+        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1,
+        "truth_auc": 1, "truth_summary": 1, "report_tables": 1}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):

@@ -51,6 +51,7 @@ from scipy.stats import spearmanr
 from crowdskin.crowd.labels import votes_from_answers
 from crowdskin.evaluate.stats import auc
 from crowdskin.tables import AUTOMATED_COLORS
+from crowdskin.train.kinds.disagreement import SPREAD_SUFFIX
 
 # The truth's column for each ABC feature; the crowd, student and automated feature names match.
 FEATURES = ("asymmetry", "border", "color")
@@ -243,7 +244,8 @@ def spread_vs_ambiguity(targets: pd.DataFrame, truth_images: pd.DataFrame) -> pd
 
 SPREAD_HEAD_COLUMNS = ["model", "source", "backbone", "head", "n_truth", "n", "n_ambiguous",
                        "mean_prediction_clear", "mean_prediction_ambiguous", "spearman"]
-SPREAD_HEAD_SUFFIX = "_std"  # a head that predicts the annotators' spread (crowdskin.train.kinds.disagreement)
+# A head that predicts the annotators' spread ends so (crowdskin.train.kinds.disagreement).
+SPREAD_HEAD_SUFFIX = SPREAD_SUFFIX
 
 
 def spread_heads_vs_ambiguity(predictions: pd.DataFrame, truth_images: pd.DataFrame) -> pd.DataFrame:

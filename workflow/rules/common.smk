@@ -16,7 +16,7 @@ from crowdskin.files import unwritable_reason
 from crowdskin.train.kinds import CROWD_LABELS, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
-from crowdskin.truth import SPREAD_HEAD_SUFFIX
+from crowdskin.train.kinds.disagreement import SPREAD_SUFFIX
 
 try:
     config.update(
@@ -414,7 +414,7 @@ _SPREAD_HEADS = [
         {"model": name, "source": task.source, "backbone": backbone},
     )
     for name, task in TRAIN_TASKS.items()
-    if any(head.endswith(SPREAD_HEAD_SUFFIX) for head in TRAIN_KINDS[name].heads(task))
+    if any(head.endswith(SPREAD_SUFFIX) for head in TRAIN_KINDS[name].heads(task))
     for backbone in TRAIN_BACKBONES
     for fold in TRAIN_FOLDS
 ]
