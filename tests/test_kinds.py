@@ -172,3 +172,29 @@ def test_new_kinds_are_ensembled_over_backbones_and_compared_with_what_they_name
             ("crowdsim-soft", "crowdsim-retrain"), ("crowdsim-retrain", "crowdsim-incremental")} <= set(pairs)
     # a reference the grid lacks is no comparison
     assert ("multihead-crowd", "ensemble-crowd") not in extra_comparisons(tasks, [])
+
+
+def test_a_plugin_kinds_jobs_import_its_module(tmp_path, monkeypatch):
+    """A kind registered by a `train.plugins` module joins the grid, and its jobs' settings name the
+    module, so that a job process (or the warm worker) imports it before asking for the kind."""
+    from crowdskin.train.kinds import base
+
+    (tmp_path / "my_kinds.py").write_text(
+        "from crowdskin.train.kinds import TaskKind, register\n"
+        "from crowdskin.train.tasks import Task\n\n\n"
+        "@register\n"
+        "class Mine(TaskKind):\n"
+        "    name = 'mine'\n"
+        "    order = 36\n\n"
+        "    @classmethod\n"
+        "    def tasks(cls, train):\n"
+        "        return [Task('mine', cls.name)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_KINDS", dict(base._KINDS))  # the registry as it was, after the test
+    train = section("train", {"plugins": ["my_kinds"]})
+    mine = [task for task in task_grid(train) if task.kind == "mine"]
+    assert [task.name for task in mine] == ["mine"]
+    assert job_settings(train, mine[0], "vgg16")["kind_module"] == "my_kinds"
+    assert "kind_module" not in job_settings(train, TASKS["baseline"], "vgg16")
+    with pytest.raises(ImportError, match="train.plugins names 'no_such_module'"):
+        task_grid(section("train", {"plugins": ["no_such_module"]}))

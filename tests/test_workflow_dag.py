@@ -108,8 +108,9 @@ def test_a_synthetic_run_with_real_sources_is_refused_with_the_reason(tmp_path):
 
 
 THROWAWAY_KIND = '''
-"""A kind of model kept outside crowdskin: the crowd's border score as a second head, fine-tuning
-the fold's baseline, compared with the randomized control."""
+"""A throw-away kind kept outside crowdskin: it reads the targets table, fine-tunes the fold's
+baseline and is compared with the randomized control: all that its place in the DAG depends on."""
+
 from crowdskin.train.kinds import TARGETS, TaskKind, register
 from crowdskin.train.tasks import Task
 
@@ -124,10 +125,6 @@ class Throwaway(TaskKind):
     @classmethod
     def tasks(cls, train):
         return [Task("throwaway-border", cls.name, "crowd", "border")]
-
-    @classmethod
-    def heads(cls, task):
-        return ("border",)
 
     @classmethod
     def references(cls, task, task_names):

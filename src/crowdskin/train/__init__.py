@@ -4,10 +4,13 @@ Modules, in the order a job uses them:
 
 - `settings`: the slice of the config each job receives (its science settings, nothing else).
 - `splits`: which lesions are trainable, and the 5 folds (`results/splits/folds.parquet`).
-- `tasks`: the task grid (baseline, multi-task per source x feature, randomized control, CROWDSIM)
-  derived from config alone, so the DAG is built before any data exists.
+- `tasks`: the task grid derived from config alone (each kind's tasks), so the DAG is built
+  before any data exists.
+- `kinds`: one class per kind of model (baseline, multitask, multihead, disagreement, random,
+  crowdsim-retrain, crowdsim-soft, crowdsim-incremental), registered by name: the tables its jobs
+  read, its examples and heads, its start, its place in the tables and comparisons.
 - `cache`: every image resized once to the input size (`results/train/cache/`).
-- `examples`: one job's table of examples (split, label, annotation target, availability flag).
+- `examples`: one job's table of examples (split, label, per head its target and availability flag).
 - `backend`: which Keras 3 backend (tensorflow, jax, torch) the process trains with, chosen
   before keras is imported.
 - `pipeline`: input with parallel loading, augmentation (the study's settings) and prefetch:

@@ -198,6 +198,9 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
             if spec.base_model is None:
                 raise ValueError(f"{spec.task.name} fine-tunes the fold's {starts_from} model; none was given")
             model = keras.models.load_model(spec.base_model, compile=False)
+            missing = [head for head in heads if models.head_output(head) not in model.output]
+            if missing:
+                raise ValueError(f"{spec.task.name} fine-tunes {spec.base_model}, which has no head for {missing}")
         else:
             model = models.build_model(spec.backbone, settings["input_size"], heads=heads,
                                        weights=spec.weights, preprocess=settings["preprocess"], augment=in_model)
