@@ -72,7 +72,7 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_train_worker.py
 
-# DVC (about 7 min; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
+# DVC (about 8 min; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
 # git copy of the project, then a no-op repro, metrics, push and pull, a crowd setting's invalidation.
 test-dvc: $(STAMP)
 	CROWDSKIN_DVC_TESTS=1 $(BIN)/python -m pytest tests/test_dvc.py

@@ -39,7 +39,7 @@ UNVERSIONED = (f"{RESULTS}/logs/", f"{RESULTS}/benchmarks/", "results/mlflow/")
 
 dvc_test = pytest.mark.skipif(
     not os.environ.get("CROWDSKIN_DVC_TESTS"),
-    reason="runs the whole default workflow through `dvc repro` (about 7 min): `make test-dvc` runs it (CI does)",
+    reason="runs the whole default workflow through `dvc repro` (about 8 min): `make test-dvc` runs it (CI does)",
 )
 pytestmark = [pytest.mark.slow, dvc_test]
 
