@@ -6,12 +6,13 @@ Compared with `multihead-<source>`, the same consensus heads without the spread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import pandas as pd
 
-from crowdskin.train.kinds.base import TARGETS, ExampleInputs, ExampleNotes, HeadTargets, TaskKind, register
+from crowdskin.train.kinds.base import ExampleInputs, ExampleNotes, HeadTargets, register
+from crowdskin.train.kinds.multihead import MultiHead
 from crowdskin.train.kinds.multitask import consensus_column, note_annotated
 from crowdskin.train.tasks import Task
 
@@ -19,16 +20,11 @@ SPREAD_SUFFIX = "_std"  # a spread head's name: the feature's, with this suffix
 
 
 @register
-class Disagreement(TaskKind):
+class Disagreement(MultiHead):
+    """MultiHead's tasks (from `train.disagreement`), with a spread head beside each feature's."""
+
     name: ClassVar[str] = "disagreement"
     order: ClassVar[int] = 14
-    reads: ClassVar[frozenset[str]] = frozenset({TARGETS})
-
-    @classmethod
-    def tasks(cls, train: Mapping[str, Any]) -> list[Task]:
-        section = train["disagreement"]
-        return [Task(f"{cls.name}-{source}", cls.name, source, features=tuple(section["features"]))
-                for source in section["sources"]]
 
     @classmethod
     def heads(cls, task: Task) -> tuple[str, ...]:

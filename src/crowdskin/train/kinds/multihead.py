@@ -22,7 +22,8 @@ class MultiHead(TaskKind):
 
     @classmethod
     def tasks(cls, train: Mapping[str, Any]) -> list[Task]:
-        section = train["multihead"]
+        """One task per source of the kind's own config section (`train.<kind name>`)."""
+        section = train[cls.name]
         return [Task(f"{cls.name}-{source}", cls.name, source, features=tuple(section["features"]))
                 for source in section["sources"]]
 
