@@ -13,7 +13,7 @@ from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, extra_comparisons, plan_ensembles
 from crowdskin.files import unwritable_reason
-from crowdskin.train.kinds import CROWD_LABELS, TARGETS, kind_of
+from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 from crowdskin.train.kinds.disagreement import SPREAD_SUFFIX
@@ -360,7 +360,7 @@ def _scored_predictions():
                 path = train_predictions(task.name, backbone, fold)
                 entries.append((path, task.name, task.kind, task.source, backbone, fold))
     for ensemble in ENSEMBLE_PLAN.values():
-        kind = TRAIN_TASKS[ensemble.name].kind if ensemble.name in TRAIN_TASKS else "ensemble"
+        kind = TRAIN_TASKS[ensemble.name].kind if ensemble.name in TRAIN_TASKS else ENSEMBLE_KIND
         for backbone in ensemble.backbones:
             for fold in TRAIN_FOLDS:
                 path = ensemble_predictions(ensemble.name, backbone, fold)

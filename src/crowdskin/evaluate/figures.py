@@ -33,7 +33,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
 from crowdskin.evaluate.scores import REFERENCE
-from crowdskin.train.kinds import ENSEMBLE_ORDER, kind_order
+from crowdskin.train.kinds import ENSEMBLE_KIND, ENSEMBLE_ORDER, kind_order
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -184,7 +184,7 @@ def _roc_figure(roc: pd.DataFrame, auc_table: pd.DataFrame) -> Figure:
         return _explanation_figure(_why_no_roc(auc_table))
     _require(roc, ["model", "backbone", "fpr", "tpr"], "roc")
 
-    shown = auc_table[(auc_table["model"] == REFERENCE) | (auc_table["kind"] == "ensemble")] if len(auc_table) \
+    shown = auc_table[(auc_table["model"] == REFERENCE) | (auc_table["kind"] == ENSEMBLE_KIND)] if len(auc_table) \
         else pd.DataFrame(columns=["model", "backbone"])
     backbones = _backbone_order([*shown["backbone"], *roc["backbone"]])
     models = _model_order(shown) if len(shown) else []

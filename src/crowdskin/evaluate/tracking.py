@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
+from crowdskin.train.kinds import ENSEMBLE_KIND
 from crowdskin.train.tracking import _retry, bound_http_retries, ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ def _targets(auc_table: pd.DataFrame, auc_folds: pd.DataFrame, runs: pd.DataFram
         summary = {name: value for name, column in SUMMARY_METRICS.items()
                    if (value := _number(row.get(column))) is not None}
         # backbone `all` is an average over the backbones, always an ensemble whatever its kind says
-        role = "ensemble" if kind == "ensemble" or backbone == ALL_BACKBONES else "parent"
-        target = _Target(role, model, backbone, "ensemble" if role == "ensemble" else kind, _text(row.get("source")),
+        role = "ensemble" if kind == ENSEMBLE_KIND or backbone == ALL_BACKBONES else "parent"
+        target = _Target(role, model, backbone, ENSEMBLE_KIND if role == "ensemble" else kind, _text(row.get("source")),
                          summary, _fold_metrics(auc_folds, model, backbone))
         if role == "ensemble":
             listed = members.get(model)

@@ -26,8 +26,9 @@ from crowdskin.train.kinds.base import (
 )
 from crowdskin.train.kinds.base import registered_kinds as _registered
 
-__all__ = ["CROWD_LABELS", "ENSEMBLE_ORDER", "TABLES", "TARGETS", "ExampleInputs", "ExampleNotes", "ExamplesError",
-           "HeadTargets", "TaskKind", "kind_of", "kind_order", "load_plugins", "register", "registered_kinds"]
+__all__ = ["CROWD_LABELS", "ENSEMBLE_KIND", "ENSEMBLE_ORDER", "TABLES", "TARGETS", "ExampleInputs", "ExampleNotes",
+           "ExamplesError", "HeadTargets", "TaskKind", "kind_of", "kind_order", "load_plugins", "register",
+           "registered_kinds"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
@@ -51,8 +52,10 @@ def registered_kinds() -> list[type[TaskKind]]:
 def kind_order() -> dict[str, int]:
     """Each kind's table order by name, and `ensemble` (ensembles of several tasks) after the
     single-feature multi-task models, as ENHANCE's Table 5 lists them."""
-    return {**{kind.name: kind.order for kind in _registered()}, "ensemble": ENSEMBLE_ORDER}
+    return {**{kind.name: kind.order for kind in _registered()}, ENSEMBLE_KIND: ENSEMBLE_ORDER}
 
 
+# The `kind` of an ensemble of several tasks in the scores' tables and MLflow: no task kind has it.
+ENSEMBLE_KIND = "ensemble"
 # Between the multi-task models (10-19) and the randomized control (30).
 ENSEMBLE_ORDER = 20
