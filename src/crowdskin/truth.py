@@ -244,8 +244,6 @@ def spread_vs_ambiguity(targets: pd.DataFrame, truth_images: pd.DataFrame) -> pd
 
 SPREAD_HEAD_COLUMNS = ["model", "source", "backbone", "head", "n_truth", "n", "n_ambiguous",
                        "mean_prediction_clear", "mean_prediction_ambiguous", "spearman"]
-# A head that predicts the annotators' spread ends so (crowdskin.train.kinds.disagreement).
-SPREAD_HEAD_SUFFIX = SPREAD_SUFFIX
 
 
 def spread_heads_vs_ambiguity(predictions: pd.DataFrame, truth_images: pd.DataFrame) -> pd.DataFrame:
@@ -262,7 +260,7 @@ def spread_heads_vs_ambiguity(predictions: pd.DataFrame, truth_images: pd.DataFr
     require_columns(truth_images, ["ambiguity"], "truth_images")
     ambiguity = pd.to_numeric(_truth_images(truth_images)["ambiguity"], errors="coerce")
     heads = [c.removeprefix("prediction_") for c in predictions.columns
-             if c.startswith("prediction_") and c.endswith(SPREAD_HEAD_SUFFIX)]
+             if c.startswith("prediction_") and c.endswith(SPREAD_SUFFIX)]  # the disagreement kind's spread heads
     test = predictions[predictions["split"] == "test"].assign(image_id=lambda d: d["image_id"].astype(str))
     rows = []
     for (model, source, backbone), group in test.groupby(["model", "source", "backbone"], sort=True):
