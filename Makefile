@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-faults test-dvc lint bench dag clean
+.PHONY: install run test test-faults test-dvc lint bench dag clean browser screenshots
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -83,6 +83,17 @@ test-dvc: $(STAMP)
 # Slurm client and no controller, every snakemake call on the machine waits ~9 s for one.
 test-slurm: $(STAMP)
 	bash profiles/slurm/local-cluster.sh run env CROWDSKIN_SLURM_TESTS=1 $(BIN)/python -m pytest tests/test_slurm.py
+
+# Headless Chromium for the report's browser test in `make test` (skipped, with the reason, without
+# it): Debian's package, installed as root. CI runs this first.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The README's screenshots of the default run's report (after `make run`), one per page.
+screenshots: $(STAMP) browser
+	rm -rf docs/report
+	$(BIN)/python tests/report_browser.py results/default/report.html docs/report
 
 # ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
 lint: $(STAMP)

@@ -22,6 +22,7 @@ from crowdskin.evaluate.figures import (
     fold_auc_dots,
     forest_plot,
     funnel_chart,
+    overfitting_note,
     roc_curves,
     training_curves,
 )
@@ -119,6 +120,8 @@ def assert_png(path: Path, *, min_width: int = 600, min_height: int = 300) -> np
     pixels = imread(path)
     height, width = pixels.shape[:2]
     assert width >= min_width and height >= min_height, (width, height)
+    # the report shows a figure at its own size up to about 1150 px: a wider one is scaled down
+    assert width <= 1000, width
     assert pixels[..., :3].std() > 0.01, "blank image"
     return pixels
 
@@ -230,8 +233,7 @@ def test_forest_rows_are_grouped_by_backbone_with_holm_p_and_na_rows(tmp_path):
     fig = _forest_figure(table)
     ax, right = fig.axes[0], fig.axes[1]
     labels = tick_texts(ax)
-    assert labels[:4] == ["vgg16", "multitask-crowd-color vs baseline", "ensemble-crowd vs baseline",
-                          "ensemble-student vs baseline"]
+    assert labels[:4] == ["vgg16", "multitask-crowd-color", "ensemble-crowd", "ensemble-student"]
     assert labels[4] == "resnet50" and labels[8] == "all backbones (averaged)"
     assert len(labels) == 12 and not any("ghost" in label for label in labels)
     p = tick_texts(right)
@@ -255,7 +257,31 @@ def test_forest_height_grows_with_rows_and_falls_back_to_fold_rows():
     assert large.get_figheight() > small.get_figheight()
     folds = pd.concat([table.assign(scope=f"fold{k}") for k in range(2)], ignore_index=True)
     labels = tick_texts(_forest_figure(folds).axes[0])
-    assert "ensemble-crowd vs baseline (fold1)" in labels
+    assert "ensemble-crowd (fold1)" in labels
+
+
+def test_forest_has_a_panel_against_the_control_and_draws_the_adjusted_interval():
+    """The randomized control's comparisons get their own panel; the bar is the adjusted interval
+    (filled marker only where it clears 0), not the unadjusted bootstrap one."""
+    table = comparisons()
+    table["adjusted_ci_low"] = table["difference"] - 0.1
+    table["adjusted_ci_high"] = table["difference"] + 0.1
+    table.loc[0, ["difference", "adjusted_ci_low", "adjusted_ci_high"]] = [0.2, 0.12, 0.28]
+    control = table.assign(reference="random", difference=table["difference"] - 0.01)
+    other = table.iloc[:1].assign(model="multihead-crowd", reference="ensemble-crowd")
+    fig = _forest_figure(pd.concat([table, control, other], ignore_index=True), controls=["random"])
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert titles == ["against the baseline", "against the randomized control (a gain here is the annotations')",
+                      "other pairs the kinds ask for"]
+    first = fig.axes[0]
+    bars = [c for c in first.collections if len(c.get_segments())]
+    spans = sorted(float(seg[1][0] - seg[0][0]) for c in bars for seg in c.get_segments())
+    # the bootstrap intervals span 0.1: none of them is drawn
+    assert spans == pytest.approx([0.16] + [0.2] * (len(spans) - 1))
+    points = [line for line in first.get_lines() if line.get_marker() not in (None, "None", "")]
+    filled = [line for line in points if line.get_markerfacecolor() != "white"]
+    assert len(filled) == 1 and filled[0].get_xdata()[0] == pytest.approx(0.2)
+    assert "Bonferroni-adjusted" in all_text(fig)
 
 
 def test_forest_of_no_comparison_explains(tmp_path):
@@ -271,13 +297,17 @@ def test_fold_dots_leave_out_nan_aucs_and_count_them(tmp_path):
     table.loc[0, ["auc", "note"]] = [NAN, "test set has one class only (5 normal)"]
     fig = _fold_auc_figure(table)
     ax = fig.axes[0]
-    assert ax.get_ylim() == (0, 1)
+    defined = table["auc"].dropna()
+    # fitted to the data, not [0, 1]
+    assert 0 < ax.get_ylim()[0] <= defined.min() and defined.max() <= ax.get_ylim()[1] < 1
     assert "1 fold AUC undefined" in all_text(fig)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["baseline", "multitask-crowd-color", *ENSEMBLES]
     dots = sum(len(c.get_offsets()) for c in ax.collections if c.get_offsets().shape[1] == 2
                and hasattr(c, "get_sizes") and len(c.get_sizes()))
     assert dots == len(table) - 1
-    assert any(line.get_ydata()[0] == 0.5 and line.get_linestyle() == ":" for line in ax.get_lines())
+    assert not any(line.get_linestyle() == ":" for line in ax.get_lines()), "chance is off this axis"
+    low = _fold_auc_figure(table.assign(auc=table["auc"] - 0.2)).axes[0]
+    assert any(line.get_ydata()[0] == 0.5 and line.get_linestyle() == ":" for line in low.get_lines())
     assert legend_texts(fig, 0) == ["vgg16", "resnet50", "all backbones (averaged)"]
 
     fold_auc_dots(table, tmp_path / "folds.png")
@@ -297,26 +327,45 @@ def test_fold_dots_with_every_auc_undefined_explain(tmp_path):
 # --- training curves ----------------------------------------------------------------------------------
 
 
-def test_training_curves_one_column_per_family_with_single_epoch_markers(tmp_path):
+def test_training_curves_one_row_per_family_on_shared_scales(tmp_path):
     frame = histories()
+    extra = frame[frame["task"] == "crowdsim-retrain"].assign(task="crowdsim-incremental", kind="crowdsim-incremental")
+    frame = pd.concat([frame, extra], ignore_index=True)
     fig = _training_figure(frame)
-    titles = [ax.get_title() for ax in fig.axes[:3]]
-    assert titles == ["baseline (1 task)", "multitask (1 task)", "crowdsim-retrain (1 task)"]
-    loss_ax, auc_ax = fig.axes[0], fig.axes[3]
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[::2] == ["baseline: loss (train solid, validation dashed)", "multitask: loss (train solid, "
+                           "validation dashed)", "crowdsim: loss (train solid, validation dashed)"]
+    loss_ax, auc_ax = fig.axes[0], fig.axes[1]
     styles = sorted(line.get_linestyle() for line in loss_ax.get_lines())
     assert styles == ["-", "-", "--", "--"]  # train and validation for two backbones
-    assert legend_texts(fig, 0) == ["train", "validation"]
-    assert legend_texts(fig, 4) == ["crowd-color · vgg16", "crowd-color · resnet50"]
+    # every loss panel on one scale, every AUC panel on another
+    assert len({ax.get_ylim() for ax in fig.axes[::2]}) == 1 and len({ax.get_ylim() for ax in fig.axes[1::2]}) == 1
+    # the crowdsim row holds both variants, each line its own colour and marker
+    crowd = [line for line in fig.axes[5].get_lines() if line.get_label().startswith("crowdsim")]
+    assert {line.get_label() for line in crowd} == {"crowdsim-retrain · vgg16", "crowdsim-retrain · resnet50",
+                                                    "crowdsim-incremental · vgg16", "crowdsim-incremental · resnet50"}
+    assert len({(line.get_color(), line.get_marker()) for line in crowd}) == 4
     # The mean over the folds, per epoch.
-    vgg = next(line for line in auc_ax.get_lines() if line.get_label() == "vgg16")
+    vgg = next(line for line in auc_ax.get_lines() if line.get_label() == "baseline · vgg16")
     expected = frame[(frame["task"] == "baseline") & (frame["backbone"] == "vgg16")].groupby("epoch")["val_auc"]
     assert np.allclose(vgg.get_ydata(), expected.mean().to_numpy())
-    single = [line for line in fig.axes[5].get_lines() if line.get_label() in ("vgg16", "resnet50")]
-    assert all(len(line.get_xdata()) == 1 and line.get_marker() not in (None, "None", "") for line in single)
-    assert list(fig.axes[5].get_xticks()) == [1] and fig.axes[5].get_xlim() == (0, 2)
+    single = [line for line in crowd if len(line.get_xdata()) == 1]
+    assert single and all(line.get_marker() not in (None, "None", "") for line in single)
 
     training_curves(frame, tmp_path / "training.png")
     assert_png(tmp_path / "training.png")
+
+
+def test_training_curves_name_a_line_whose_validation_loss_rises():
+    epochs = np.arange(1, 7)
+    rising = pd.DataFrame({"epoch": epochs, "loss": 1.0 / epochs, "val_loss": [0.5, 0.45, 0.5, 0.6, 0.7, 0.8]})
+    assert overfitting_note(rising) == "val. loss rises after epoch 2"
+    steady = rising.assign(val_loss=1.1 / epochs)
+    assert overfitting_note(steady) == ""
+    frame = histories()
+    frame.loc[frame["task"] == "baseline", "val_loss"] = frame.loc[frame["task"] == "baseline", "epoch"] * 0.5
+    assert "overfitting" in all_text(_training_figure(frame))
+    assert "overfitting" not in all_text(_training_figure(histories()))
 
 
 def test_training_curves_without_val_auc_or_losses_explain_per_panel(tmp_path):

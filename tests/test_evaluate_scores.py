@@ -185,7 +185,8 @@ def test_comparisons_pair_each_model_with_its_backbones_baseline_and_crowdsim_wi
     pairs = set(zip(comparisons["model"], comparisons["reference"], comparisons["backbone"], strict=True))
     assert ("crowdsim-retrain", "crowdsim-incremental", "vgg16") in pairs
     assert ("ensemble-crowd", "baseline", "resnet50") in pairs
-    assert len(comparisons) == 2 * (len(MODELS) - 1 + 1)
+    # per backbone: five against the baseline, crowdsim's own pair, two against the randomized control
+    assert len(comparisons) == 2 * (len(MODELS) - 1 + 1 + 2)
     row = comparisons[(comparisons["model"] == "random") & (comparisons["backbone"] == "vgg16")].iloc[0]
     sub = test[test["backbone"] == "vgg16"]
     a = sub[sub["model"] == "random"].sort_values("image_id")
@@ -196,6 +197,58 @@ def test_comparisons_pair_each_model_with_its_backbones_baseline_and_crowdsim_wi
     assert row["ci_low"] < row["difference"] < row["ci_high"]
     assert (comparisons["holm_p"] >= comparisons["delong_p"]).all()
     assert comparisons["holm_p"].to_numpy() == pytest.approx(stats.holm(comparisons["delong_p"].to_numpy()))
+
+
+def test_every_annotation_model_and_ensemble_is_compared_with_the_randomized_control():
+    """Fails if a model with annotation heads or an ensemble of several tasks misses its comparison
+    with the control, or if a model without heads (the baseline, CROWDSIM) or the control gets one."""
+    tasks = task_grid(train_config(crowdsim={"enabled": True}))
+    plan = plan_ensembles(tasks, ["vgg16", "resnet50"], EVALUATE | {"backbone_ensembles": True})
+    extra = extra_comparisons(tasks, plan)
+    against_control = {model for model, reference in extra if reference == "random"}
+    with_heads = {t.name for t in tasks if t.kind in ("multitask", "multihead", "disagreement")}
+    assert with_heads and with_heads <= against_control
+    assert {e.name for e in plan if e.name.startswith("ensemble-")} <= against_control
+    assert not against_control & {"baseline", "random", "crowdsim-retrain", "crowdsim-incremental"}
+    assert len(extra) == len(set(extra))
+    # without a control in the grid there is nothing to compare with
+    no_control = [t for t in tasks if t.name != "random"]
+    assert not [pair for pair in extra_comparisons(no_control, plan) if pair[1] == "random"]
+
+
+def test_adjusted_intervals_clear_zero_only_beside_a_holm_p_below_alpha():
+    """The intervals shown beside Holm p: on many comparisons, some near the edge, an adjusted
+    interval that excludes 0 always sits beside Holm p < 0.05, while the unadjusted bootstrap
+    interval does not (the inconsistency a reader saw); with one comparison it is the usual
+    95 % DeLong interval."""
+    models = [("baseline", "baseline", "", 1.0)] + [
+        (f"multitask-crowd-f{k}", "multitask", "crowd", 1.0 + 0.12 * k) for k in range(12)]
+    consistent_rows = unadjusted_disagreements = 0
+    for seed in range(6):
+        comparisons = score(long_predictions(models, n=160, seed=seed), SETTINGS).comparisons
+        clears = (comparisons["adjusted_ci_low"] > 0) | (comparisons["adjusted_ci_high"] < 0)
+        assert (comparisons.loc[clears, "holm_p"] < 0.05).all()
+        consistent_rows += int(clears.sum())
+        bootstrap_clears = (comparisons["ci_low"] > 0) | (comparisons["ci_high"] < 0)
+        unadjusted_disagreements += int((bootstrap_clears & (comparisons["holm_p"] >= 0.05)).sum())
+        assert (comparisons["adjusted_ci_low"] <= comparisons["difference"]).all()
+        assert (comparisons["difference"] <= comparisons["adjusted_ci_high"]).all()
+    # both situations occur, so the assertions above were exercised
+    assert consistent_rows > 0 and unadjusted_disagreements > 0
+
+    one = score(long_predictions(models[:2], n=160, backbones=("vgg16",)), SETTINGS).comparisons.iloc[0]
+    half = 1.959964 * abs(one["difference"] / one["delong_z"])
+    assert one["adjusted_ci_low"] == pytest.approx(one["difference"] - half, rel=1e-5)
+    assert one["adjusted_ci_high"] == pytest.approx(one["difference"] + half, rel=1e-5)
+
+
+def test_simultaneous_intervals_widen_with_the_number_of_comparisons():
+    low1, high1 = stats.simultaneous_intervals([0.02], [0.0001])
+    low10, high10 = stats.simultaneous_intervals([0.02] * 10, [0.0001] * 10)
+    assert high1[0] - low1[0] < high10[0] - low10[0]
+    assert stats.simultaneous_intervals([0.02], [0.0])[0][0] == 0.02
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.simultaneous_intervals([0.0], [-1.0])
 
 
 def test_a_model_equal_to_the_baseline_differs_by_zero_with_p_one():

@@ -333,19 +333,61 @@ def test_report_shows_every_table_and_figure(finished_run):
     for figure in ("roc.png", "forest.png", "fold_auc.png", "training_curves.png", "mturk_funnel.png",
                    "raincloud.png", "source_agreement.png"):
         assert figure in report, figure
-    for category in ("Data and quarantine", "Automated ABC", "Crowd layer", "Training", "Ensembles and statistics",
-                     "Truth checks"):
+    for category in ("1. Summary", "2. Data", "3. Annotations", "4. Crowd", "5. Training", "6. Models and ensembles",
+                     "8. Truth checks", "9. Configuration"):
         assert category in report, category
     # the report embeds each page; decoded, the tables are there as a reader sees them
     pages = {name: base64.b64decode(data).decode() for name, data in
              re.findall(r"data:text/html;charset=utf8;filename=([\w.]+);base64,([A-Za-z0-9+/=]+)", report)}
     assert {"data.html", "auc_table.html", "comparisons.html", "auc_folds.html", "config.html"} <= set(pages)
     assert "baseline-and-asymmetry" in pages["auc_table.html"] and " ± " in pages["auc_table.html"]
-    assert "multitask-automated-asymmetry" in pages["comparisons.html"] and "holm_p" in pages["comparisons.html"]
+    assert "multitask-automated-asymmetry" in pages["comparisons.html"] and "Holm p" in pages["comparisons.html"]
+    assert "adjusted 95 % CI" in pages["comparisons.html"]
     assert "MTurk filtering funnel" in pages["crowd.html"] and "Quarantined rows" in pages["data.html"]
     assert "Checks against the synthetic truth" in pages["truth.html"] and "checks:" in pages["truth.html"]
     assert "Dawid–Skene worker reliability" in pages["truth.html"]
     assert "baseline-and-asymmetry" in pages["config.html"] and "\nexecution:" not in pages["config.html"]
+
+
+def test_the_report_reads_in_a_browser(finished_run, tmp_path):
+    """As a reader sees it in headless Chromium at 1600 x 1100: the landing page gives the headline
+    figures, and on every page of every category no image is shown narrower than it was drawn and no
+    table column runs past the window's right edge. Screenshots: tmp_path (the README's come from
+    `tests/report_browser.py results/default/report.html docs/report`)."""
+    from report_browser import chromium, walk
+
+    if chromium() is None:
+        pytest.skip("chromium not installed (apt-get install chromium; `make browser` does it, CI runs it)")
+    report_html = finished_run / "results/test/report.html"
+    if not report_html.exists():
+        snakemake(finished_run, "--report", "results/test/report.html", "--configfile", str(TEST_CONFIG))
+    seen = walk(report_html, tmp_path / "screens")
+
+    summary = pd.read_csv(finished_run / "results/test/scores/auc_summary.csv")
+    baseline = summary[(summary["model"] == "baseline")].iloc[0]
+    landing = seen.landing_text
+    assert "the answer first" in landing and "Baseline pooled out-of-fold AUC" in landing
+    assert f"{baseline['pooled_auc']:.3f}" in landing, "the baseline's pooled AUC is the headline"
+    assert "lesions tested" in landing and "abnormal" in landing
+    assert "Truth checks (synthetic data)" in landing and "Where to look next" in landing
+    # navigation in the workflow's order, with readable names
+    assert seen.categories == sorted(seen.categories) and seen.categories[0] == "1. Summary"
+    assert seen.categories[-1] == "9. Configuration"
+    assert not [item.label for item in seen.items if "/" in item.label or item.label.endswith((".png", ".html"))]
+
+    shrunk = [f"{item.category} / {item.label}: {natural} px shown at {shown:.0f} px"
+              for item in seen.items for natural, shown in item.images if shown < natural - 1]
+    assert not shrunk, shrunk
+    overflowing = [f"{item.category} / {item.label}: {cell}" for item in seen.items for cell in item.overflowing]
+    assert not overflowing, overflowing
+    assert sum(bool(item.images) for item in seen.items) >= 7, "every figure was seen"
+    assert all(item.screenshot.stat().st_size > 0 for item in seen.items)
+    truth = next(item for item in seen.items if item.label == "Checks against the synthetic truth")
+    assert "checks:" in truth.text
+    data = next(item for item in seen.items if item.label == "Rows read, kept and quarantined")
+    quarantined = len(pd.read_parquet(finished_run / "results/test/data/quarantine.parquet"))
+    after = data.text.split("Quarantined rows by reason", 1)[1].split("Download report", 1)[0]
+    assert ("None." in after) == (quarantined == 0), "an empty table says so"
 
 
 def test_a_changed_mask_re_runs_its_shard_only(finished_run):

@@ -13,6 +13,7 @@ from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, extra_comparisons, plan_ensembles
 from crowdskin.files import unwritable_reason
+from crowdskin.report import CATEGORIES
 from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
@@ -427,14 +428,21 @@ def truth_table(name):
 
 
 # --- report -------------------------------------------------------------------------------
-def report_page(name, category, subcategory=None):
-    """An HTML table page of the report, with its caption in workflow/report/<name>.rst."""
+def report_item(path, caption, category, label):
+    """A report entry: `category` a key of crowdskin.report.CATEGORIES (Snakemake sorts categories
+    by name, so they are numbered in the workflow's order), `label` the name a reader sees in place
+    of the file's path."""
     return report(
-        f"{REPORT}/{name}.html",
-        caption=f"../report/{name}.rst",
-        category=category,
-        subcategory=subcategory,
+        path,
+        caption=f"../report/{caption}.rst",
+        category=CATEGORIES[category],
+        labels={"result": label},
     )
+
+
+def report_page(name, category, label):
+    """An HTML table page of the report, with its caption in workflow/report/<name>.rst."""
+    return report_item(f"{REPORT}/{name}.html", name, category, label)
 
 
 def report_table_inputs(wildcards):
@@ -454,6 +462,7 @@ def report_table_inputs(wildcards):
         "comparisons": rules.scores.output.comparisons,
         "auc_folds": rules.scores.output.auc_folds,
         "head_metrics": rules.scores.output.heads,
+        "auc_summary": rules.scores.output.auc_summary,
     }
     if TRUTH_WORKERS:
         inputs["spammer_detection"] = rules.crowd_spammer_detection.output.detection
@@ -465,8 +474,64 @@ def report_table_inputs(wildcards):
 
 
 # The truth checks' page, only where they run.
-REPORT_TRUTH_PAGE = {"truth": report_page("truth", "Truth checks")} if TRUTH_CHECKS else {}
+REPORT_TRUTH_PAGE = (
+    {"truth": report_page("truth", "checks", "Checks against the synthetic truth")}
+    if TRUTH_CHECKS
+    else {}
+)
+
+# The landing page's roles of models: the randomized control(s), the ensembles of several tasks,
+# and CROWDSIM's models (those trained on crowd labels).
+REPORT_ROLES = {
+    "controls": [t.name for t in TRAIN_TASKS.values() if kind_of(t.kind).randomized_control],
+    "ensembles": [name for name in ENSEMBLE_PLAN if name not in TRAIN_TASKS],
+    "crowdsim": [t.name for t in TRAIN_TASKS.values() if CROWD_LABELS in kind_of(t.kind).reads],
+}
 
 
 # What the report shows of the config: everything that can change a result.
 REPORT_CONFIG = {key: value for key, value in config.items() if key != "execution"}
+
+# Every figure of the report, shown as a page of its own (the figure under its caption, in a frame
+# that scrolls: Snakemake centres an image in the window, and one taller than the window loses its
+# top): name -> (PNG, category, the name a reader sees). The caption is workflow/report/<name>.rst.
+REPORT_FIGURES = {
+    "source_agreement": (
+        f"{ANALYSIS}/source_agreement.png",
+        "annotations",
+        "Agreement between sources",
+    ),
+    "raincloud": (
+        f"{ANALYSIS}/raincloud.png",
+        "annotations",
+        "Annotation scores per source",
+    ),
+    "mturk_funnel": (
+        f"{SCORES}/figures/mturk_funnel.png",
+        "crowd",
+        "MTurk filtering funnel",
+    ),
+    "training_curves": (
+        f"{SCORES}/figures/training_curves.png",
+        "training",
+        "Training curves",
+    ),
+    "forest": (f"{SCORES}/figures/forest.png", "models", "Comparisons (forest plot)"),
+    "roc": (f"{SCORES}/figures/roc.png", "models", "ROC curves, pooled over the folds"),
+    "fold_auc": (f"{SCORES}/figures/fold_auc.png", "models", "AUC per fold"),
+}
+# What the captions may name of the run (their only settings).
+REPORT_CAPTION_VALUES = {
+    "run_name": RUN_NAME,
+    "resamples": EVALUATE["bootstrap"]["resamples"],
+    "scheme": config["split"]["scheme"],
+    "n_folds": config["split"]["n_folds"],
+}
+
+
+def report_figure_category(wildcards):
+    return CATEGORIES[REPORT_FIGURES[wildcards.figure][1]]
+
+
+def report_figure_labels(wildcards):
+    return {"result": REPORT_FIGURES[wildcards.figure][2]}

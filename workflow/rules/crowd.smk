@@ -85,16 +85,8 @@ rule crowd_analysis:
         counts=f"{ANALYSIS}/annotation_counts.csv",
         correlation=f"{ANALYSIS}/label_correlation.csv",
         agreement=f"{ANALYSIS}/source_agreement.csv",
-        agreement_figure=report(
-            f"{ANALYSIS}/source_agreement.png",
-            caption="../report/source_agreement.rst",
-            category="Crowd layer",
-        ),
-        raincloud=report(
-            f"{ANALYSIS}/raincloud.png",
-            caption="../report/raincloud.rst",
-            category="Crowd layer",
-        ),
+        agreement_figure=f"{ANALYSIS}/source_agreement.png",
+        raincloud=f"{ANALYSIS}/raincloud.png",
     log:
         f"{LOGS}/crowd/analysis.log",
     threads: 1

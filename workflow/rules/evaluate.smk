@@ -68,35 +68,16 @@ rule figures:
         funnel=rules.crowd_mturk_filter.output.funnel,
         histories=HISTORY_FILES,
     output:
-        roc=report(
-            f"{SCORES}/figures/roc.png",
-            caption="../report/roc.rst",
-            category="Ensembles and statistics",
-        ),
-        forest=report(
-            f"{SCORES}/figures/forest.png",
-            caption="../report/forest.rst",
-            category="Ensembles and statistics",
-        ),
-        folds=report(
-            f"{SCORES}/figures/fold_auc.png",
-            caption="../report/fold_auc.rst",
-            category="Ensembles and statistics",
-        ),
-        training=report(
-            f"{SCORES}/figures/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
-        ),
-        funnel=report(
-            f"{SCORES}/figures/mturk_funnel.png",
-            caption="../report/mturk_funnel.rst",
-            category="Crowd layer",
-        ),
+        roc=f"{SCORES}/figures/roc.png",
+        forest=f"{SCORES}/figures/forest.png",
+        folds=f"{SCORES}/figures/fold_auc.png",
+        training=f"{SCORES}/figures/training_curves.png",
+        funnel=f"{SCORES}/figures/mturk_funnel.png",
     log:
         f"{LOGS}/figures.log",
     params:
         history_index=HISTORY_INDEX,
+        controls=REPORT_ROLES["controls"],
     script:
         script_path("evaluate_figures.py")
 

@@ -18,7 +18,7 @@ histories = pd.concat(
     ignore_index=True,
 )
 figures.roc_curves(read(inp.roc), read(inp.auc_summary), out.roc)
-figures.forest_plot(read(inp.comparisons), out.forest)
+figures.forest_plot(read(inp.comparisons), out.forest, snakemake.params.controls)
 figures.fold_auc_dots(read(inp.auc_folds), out.folds)
 figures.training_curves(histories, out.training)
 figures.funnel_chart(read(inp.funnel), out.funnel)

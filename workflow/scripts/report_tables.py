@@ -10,6 +10,7 @@ from crowdskin.logs import to_rule_log
 log = to_rule_log(snakemake)
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 run = params.config["run_name"]
+results = f"results/{run}"
 
 
 def csv(name):
@@ -24,7 +25,8 @@ write(out.data, "data",
       report.table_section(csv("ingest_counts"), "Rows read, kept and quarantined per file",
                            "rows in = rows kept + rows quarantined, per file and table"),
       report.table_section(report.quarantine_summary(pd.read_parquet(inp.quarantine)), "Quarantined rows by reason",
-                           "results/data/quarantine.parquet holds every row with its file, row, column and raw value"),
+                           f"{results}/data/quarantine.parquet holds every row with its file, row, column and "
+                           "raw value"),
       report.table_section(csv("download_report"), "Download report", "every file acquired, with its checksum"))
 
 status, distribution = report.automated_summary(pd.read_parquet(inp.automated))
@@ -56,20 +58,30 @@ write(out.training, "training",
                            "Spearman correlation on the test lesions that have the target, the mean over folds and "
                            "pooled over the folds' test lesions"))
 
+averaged = "all" in params.backbones
 write(out.auc_table, "AUC table",
       report.table_section(format_table(csv("auc_table"), params.backbones), "AUC per model and backbone (Table 5)",
                            "each cell: mean ± sd of the test AUC over the folds · AUC of the pooled out-of-fold "
-                           "predictions [95 % stratified bootstrap CI]; 'all backbones' averages the backbones' "
-                           "predicted probabilities"))
+                           "predictions [95 % stratified bootstrap CI]"
+                           + ("; 'all backbones' averages the backbones' predicted probabilities" if averaged
+                              else "")))
+comparisons = csv("comparisons")
+verdicts = report.control_verdicts(comparisons, params.roles["controls"])
 write(out.comparisons, "comparisons",
-      report.table_section(csv("comparisons"), "Comparisons",
-                           "difference = AUC(model) - AUC(reference) with its paired stratified bootstrap 95 % CI; "
-                           "paired DeLong z and p; p Holm-adjusted over every row"))
+      report.text_section("Gains from the annotations", " ".join(verdicts)) if verdicts else "",
+      report.table_section(report.comparisons_view(comparisons), "Comparisons",
+                           "difference = AUC(model) − AUC(reference) on the same lesions; adjusted CI: "
+                           "Bonferroni-adjusted DeLong interval over every row, consistent with Holm's p (an "
+                           "interval that excludes 0 has Holm p < 0.05); bootstrap CI: the paired stratified "
+                           f"bootstrap 95 % interval, unadjusted. Every column: {results}/scores/comparisons.csv"))
 write(out.auc_folds, "AUC per fold", report.table_section(csv("auc_folds"), "AUC per model, backbone and fold"))
 if hasattr(out, "truth"):
     summary = csv("truth_summary")
+    # The verdict beside the check's name, where a reader looks first.
+    first = [c for c in ("check", "status", "value", "floor") if c in summary.columns]
     write(out.truth, "truth checks",
-          report.table_section(summary, "Checks against the synthetic truth",
+          report.table_section(summary[first + [c for c in summary.columns if c not in first]],
+                               "Checks against the synthetic truth",
                                f"{report.status_counts(summary)}. A check passes when its value reaches its floor "
                                "(kind floor: set a margin below what the default data give; kind target: what the "
                                "training aims for). A fail is reported and never stops the run; 'no value' means "
@@ -105,6 +117,9 @@ if hasattr(out, "truth"):
                                "column) that the true diagnoses confirm"),
           report.table_section(csv("truth_auc"), "Test AUC of the baseline and the multi-task models",
                                "fold mean ± sd and pooled out-of-fold AUC per backbone (all: averaged over the "
-                               "backbones), from results/scores/auc_summary.csv"))
+                               f"backbones), from {results}/scores/auc_summary.csv"))
+truth = csv("truth_summary") if hasattr(inp, "truth_summary") else None
+Path(out.summary).write_text(report.summary_page(run, csv("auc_summary"), comparisons, truth=truth, **params.roles),
+                             encoding="utf-8")
 Path(out.config).write_text(report.config_page(params.config, run), encoding="utf-8")
 log.info("wrote %d report pages", len(out))

@@ -14,6 +14,8 @@ import pandas as pd
 
 DIAGNOSIS_COLORS = {0: "#4C72B0", 1: "#DD8452"}
 DIAGNOSIS_NAMES = {0: "healthy", 1: "abnormal"}
+# Under 1000 px at the saved dpi: the report shows an image at its own size only up to about 1150 px.
+MAX_WIDTH_INCHES = 9.0
 
 
 def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, seed: int) -> Path:
@@ -26,7 +28,7 @@ def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, 
     features = sorted(frame["feature"].unique())
     rng = np.random.default_rng(seed)
     n_rows, n_cols = max(len(row_keys), 1), max(len(features), 1)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.4 * n_rows), squeeze=False,
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(2.9 * n_cols, MAX_WIDTH_INCHES), 2.4 * n_rows), squeeze=False,
                              layout="constrained")
     for i, (dataset, source) in enumerate(row_keys):
         for j, feature in enumerate(features):
@@ -59,9 +61,14 @@ def agreement_heatmap(agreement: pd.DataFrame, path: str | Path) -> Path:
     """One heat map per (dataset, feature): Pearson r between every pair of sources."""
     panels = list(agreement.groupby(["dataset", "feature"], sort=True)) if len(agreement) else []
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n + 1.0, 3.2), squeeze=False, layout="constrained")
+    n_cols = min(n, 3)
+    n_rows = -(-n // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(2.8 * n_cols + 1.0, MAX_WIDTH_INCHES), 3.0 * n_rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_axis_off()
     image = None
-    for ax, ((dataset, feature), group) in zip(axes[0], panels, strict=False):
+    for ax, ((dataset, feature), group) in zip(axes.ravel(), panels, strict=False):
         sources = sorted(set(group["source_a"]) | set(group["source_b"]))
         matrix = pd.DataFrame(np.eye(len(sources)), index=sources, columns=sources)
         for row in group.itertuples():
@@ -78,7 +85,7 @@ def agreement_heatmap(agreement: pd.DataFrame, path: str | Path) -> Path:
         axes[0][0].text(0.5, 0.5, "fewer than two sources share lesions", ha="center", va="center", fontsize=8)
         axes[0][0].set_axis_off()
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="Pearson r")
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="Pearson r")
     return _save(fig, path)
 
 

@@ -79,13 +79,21 @@ def plan_ensembles(tasks: Sequence[Task], backbones: Sequence[str], evaluate: Ma
 
 
 def extra_comparisons(tasks: Sequence[Task], ensembles: Sequence[Ensemble]) -> list[tuple[str, str]]:
-    """(model, reference) pairs compared besides each model against the baseline: the references
-    each task's kind names (crowdsim-retrain against crowdsim-incremental, multihead-<source>
-    against ensemble-<source>, ...), where the grid has them."""
+    """(model, reference) pairs compared besides each model against the baseline: every model with
+    annotation heads and every ensemble of several tasks against the randomized control (a gain the
+    control matches is not the annotations'), then the references each task's kind names
+    (crowdsim-retrain against crowdsim-incremental, multihead-<source> against ensemble-<source>,
+    ...), where the grid has them."""
     names = [task.name for task in tasks]
     present = set(names) | {ensemble.name for ensemble in ensembles}
-    return [(task.name, reference) for task in tasks
-            for reference in kind_of(task.kind).references(task, names) if reference in present]
+    pairs: list[tuple[str, str]] = []
+    for control in (task for task in tasks if kind_of(task.kind).randomized_control):
+        pairs += [(task.name, control.name) for task in tasks
+                  if task.name != control.name and kind_of(task.kind).heads(task)]
+        pairs += [(ensemble.name, control.name) for ensemble in ensembles if ensemble.name not in names]
+    pairs += [(task.name, reference) for task in tasks
+              for reference in kind_of(task.kind).references(task, names) if reference in present]
+    return list(dict.fromkeys(pairs))
 
 
 def average_predictions(members: Mapping[str, pd.DataFrame], *, where: str = "") -> pd.DataFrame:

@@ -52,7 +52,11 @@ COLOR_CYCLE = tuple(OKABE_ITO[name] for name in ("blue", "orange", "bluish green
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 LINE_STYLES: tuple[Any, ...] = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)))
 NEUTRAL = "#7F7F7F"  # reference lines (chance, zero) that must not compete with the data
-DPI = 150
+# Figures are drawn at most MAX_WIDTH_INCHES wide at DPI, i.e. 1000 px: the report shows an image at its
+# own size where it fits (about 1150 px beside the sidebar in a 1600 px window) and scales a wider one
+# down, which made text unreadable.
+DPI = 100
+MAX_WIDTH_INCHES = 10.0
 _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7.5,
        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False}
 
@@ -86,7 +90,7 @@ def _themed(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
 
 def _new_figure(width: float, height: float) -> Figure:
     # A bare Figure, not pyplot's: nothing global keeps it alive, so figures returned to callers need no close().
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(min(width, MAX_WIDTH_INCHES), height), layout="constrained")
 
 
 def _save(fig: Figure, path: str | Path) -> None:
@@ -196,7 +200,7 @@ def _roc_figure(roc: pd.DataFrame, auc_table: pd.DataFrame) -> Figure:
 
     n_cols = 2 if len(backbones) == 4 else min(len(backbones), 3)
     n_rows = math.ceil(len(backbones) / n_cols)
-    fig = _new_figure(4.3 * n_cols, 4.6 * n_rows)
+    fig = _new_figure(3.3 * n_cols if n_cols > 1 else 5.5, (3.6 if n_cols > 1 else 5.6) * n_rows)
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax in axes[len(backbones):]:
         ax.set_axis_off()
@@ -250,8 +254,25 @@ def _p_text(p: Any) -> str:
     return f"p_Holm = {p:.3f}" if p < 0.01 else f"p_Holm = {p:.2f}"
 
 
+def _interval_columns(table: pd.DataFrame) -> tuple[str, str, str]:
+    """The interval drawn: the adjusted one (consistent with Holm's p) where the table has it."""
+    if {"adjusted_ci_low", "adjusted_ci_high"} <= set(table.columns) and table["adjusted_ci_low"].notna().any():
+        return "adjusted_ci_low", "adjusted_ci_high", "Bonferroni-adjusted DeLong 95 % CI (consistent with Holm's p)"
+    return "ci_low", "ci_high", "paired bootstrap 95 % CI (unadjusted)"
+
+
+def _reference_groups(table: pd.DataFrame, controls: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Panels of the forest plot: against the baseline, against the randomized control, the rest."""
+    is_baseline = table["reference"] == REFERENCE
+    is_control = table["reference"].isin(list(controls))
+    groups = [("against the baseline", table[is_baseline]),
+              ("against the randomized control (a gain here is the annotations')", table[is_control]),
+              ("other pairs the kinds ask for", table[~is_baseline & ~is_control])]
+    return [(title, part) for title, part in groups if len(part)]
+
+
 @_themed
-def _forest_figure(comparisons: pd.DataFrame) -> Figure:
+def _forest_figure(comparisons: pd.DataFrame, controls: Sequence[str] = ()) -> Figure:
     if comparisons.empty:
         return _explanation_figure("No comparisons: no model shares a backbone with its reference.", height=2.5)
     _require(comparisons, ["model", "reference", "backbone", "difference", "ci_low", "ci_high", "holm_p"],
@@ -259,78 +280,85 @@ def _forest_figure(comparisons: pd.DataFrame) -> Figure:
     pooled = "scope" in comparisons.columns and (comparisons["scope"] == "pooled").any()
     table = comparisons[comparisons["scope"] == "pooled"] if pooled else comparisons
     per_fold = not pooled and "scope" in table.columns
+    low_column, high_column, interval_name = _interval_columns(table)
     backbones = _backbone_order(table["backbone"])
     styles = _backbone_styles(backbones)
+    groups = _reference_groups(table, controls)
 
-    # One header line per backbone, then its comparisons, top to bottom.
-    labels: list[str] = []
-    p_labels: list[str] = []
-    headers: list[int] = []
-    entries: list[tuple[int, pd.Series]] = []
-    for backbone in backbones:
-        headers.append(len(labels))
-        labels.append(_backbone_title(backbone))
-        p_labels.append("")
-        for _, row in table[table["backbone"] == backbone].iterrows():
-            label = f"{row['model']} vs {row['reference']}"
-            if per_fold:
-                label += f" ({row['scope']})"
-            entries.append((len(labels), row))
-            labels.append(label)
-            p_labels.append(_p_text(row["holm_p"]))
-
-    fig = _new_figure(8.0, 1.4 + 0.3 * len(labels))
-    ax = fig.subplots()
-    ax.axvline(0, color=OKABE_ITO["black"], linewidth=0.9)
-    for y, row in entries:
-        style = styles[str(row["backbone"])]
-        if _nan(row["difference"]):
-            ax.text(0, y, "n/a", ha="center", va="center", fontsize=8, color="#333333",
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-            continue
-        if not (_nan(row["ci_low"]) or _nan(row["ci_high"])):
-            ax.hlines(y, row["ci_low"], row["ci_high"], color=style.color, linewidth=1.8)
-        ax.plot([row["difference"]], [y], marker=style.marker, color=style.color, markersize=6, linestyle="none")
-
-    values = table[["difference", "ci_low", "ci_high"]].to_numpy(np.float64)
+    values = table[["difference", low_column, high_column]].to_numpy(np.float64)
     finite = np.abs(values[np.isfinite(values)])
     # Symmetric about 0 so "which side of zero" is read at a glance.
-    half = max(float(finite.max()) * 1.15 if finite.size else 0.0, 0.05)
-    ax.set_xlim(-half, half)
-    ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.tick_params(axis="y", length=0)
-    for index, tick in enumerate(ax.get_yticklabels()):
-        if index in headers:
-            tick.set_fontweight("bold")
-            tick.set_color(styles[backbones[headers.index(index)]].color)
-    for index in headers[1:]:
-        ax.axhline(index - 0.5, color="#DDDDDD", linewidth=0.8)
-    ax.set_xlabel("AUC difference (model − reference), paired bootstrap 95 % CI")
+    half = max(float(finite.max()) * 1.1 if finite.size else 0.0, 0.02)
+    heights = [len(part) + (len(backbones) if len(backbones) > 1 else 0) + 0.6 for _, part in groups]
+    fig = _new_figure(MAX_WIDTH_INCHES, 1.3 + 0.2 * sum(heights) + 0.35 * len(groups))
+    axes = fig.subplots(len(groups), 1, squeeze=False, height_ratios=heights, sharex=True)[:, 0]
+    for ax, (title, part) in zip(axes, groups, strict=True):
+        labels: list[str] = []
+        p_labels: list[str] = []
+        headers: dict[int, str] = {}
+        entries: list[tuple[int, pd.Series]] = []
+        for backbone in backbones:
+            rows = part[part["backbone"] == backbone]
+            if rows.empty:
+                continue
+            if len(backbones) > 1:
+                headers[len(labels)] = backbone
+                labels.append(_backbone_title(backbone))
+                p_labels.append("")
+            for _, row in rows.iterrows():
+                label = str(row["model"]) if title == "against the baseline" or row["reference"] in controls \
+                    else f"{row['model']} vs {row['reference']}"
+                if per_fold:
+                    label += f" ({row['scope']})"
+                entries.append((len(labels), row))
+                labels.append(label)
+                p_labels.append(_p_text(row["holm_p"]))
+        ax.axvline(0, color=OKABE_ITO["black"], linewidth=0.9)
+        for y, row in entries:
+            style = styles[str(row["backbone"])]
+            if _nan(row["difference"]):
+                ax.text(0, y, "n/a", ha="center", va="center", fontsize=8, color="#333333",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+                continue
+            low, high = row[low_column], row[high_column]
+            clears = not (_nan(low) or _nan(high)) and (low > 0 or high < 0)
+            if not (_nan(low) or _nan(high)):
+                ax.hlines(y, low, high, color=style.color, linewidth=1.8)
+            # Filled: the interval clears 0 (and Holm p < 0.05); hollow: it does not.
+            ax.plot([row["difference"]], [y], marker=style.marker, color=style.color, markersize=6, linestyle="none",
+                    markerfacecolor=style.color if clears else "white", markeredgewidth=1.3)
+        ax.set_xlim(-half, half)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.tick_params(axis="y", length=0)
+        for index, tick in enumerate(ax.get_yticklabels()):
+            if index in headers:
+                tick.set_fontweight("bold")
+                tick.set_color(styles[headers[index]].color)
+        ax.set_title(title, loc="left", fontsize=9.5)
+        # The p-values as a right-hand column of tick labels: the layout engine makes room for them.
+        right = ax.twinx()
+        right.set_ylim(ax.get_ylim())
+        right.set_yticks(range(len(labels)), p_labels)
+        right.tick_params(axis="y", length=0)
+        right.spines["right"].set_visible(False)
+    axes[-1].set_xlabel(f"← reference better · AUC difference (model − reference) · model better →\n{interval_name}")
     scope = "pooled out-of-fold predictions" if pooled else "per fold"
-    ax.set_title(f"AUC difference against the reference ({scope})", pad=16)
-    ax.text(0.01, 1.0, "← reference better", transform=ax.transAxes, ha="left", va="bottom", fontsize=7.5,
-            color="#555555")
-    ax.text(0.99, 1.0, "model better →", transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5,
-            color="#555555")
-
-    # The p-values as a right-hand column of tick labels: the layout engine makes room for them.
-    right = ax.twinx()
-    right.set_ylim(ax.get_ylim())
-    right.set_yticks(range(len(labels)), p_labels)
-    right.tick_params(axis="y", length=0)
-    right.spines["right"].set_visible(False)
+    fig.suptitle(f"AUC difference against the reference ({scope}); filled: interval clear of 0", x=0.01, ha="left",
+                 fontsize=10)
     return fig
 
 
-def forest_plot(comparisons: pd.DataFrame, path: str | Path) -> None:
-    """One row per comparison (model vs reference), grouped and coloured by backbone: the AUC difference
-    with its paired bootstrap CI and, in a right-hand column, the Holm-adjusted DeLong p-value.
+def forest_plot(comparisons: pd.DataFrame, path: str | Path, controls: Sequence[str] = ()) -> None:
+    """One row per comparison (model vs reference), a panel per kind of reference (the baseline, the
+    randomized control `controls`, the pairs kinds ask for), coloured by backbone: the AUC difference
+    with its adjusted interval (comparisons.csv's `adjusted_ci_*`, consistent with Holm's p; the
+    bootstrap CI where a table lacks them) and, in a right-hand column, the Holm-adjusted DeLong p.
 
     `comparisons`: comparisons.csv. The pooled rows are drawn when there are any, otherwise the per-fold
     rows (labelled with their fold). A row without a difference shows "n/a" and no point.
     """
-    _save(_forest_figure(comparisons), path)
+    _save(_forest_figure(comparisons, controls), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -354,13 +382,19 @@ def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
     slot = 0.8 / len(backbones)
     # Many models wrap onto several rows of panels instead of one unreadably wide strip.
     model_width = 0.3 * len(backbones) + 0.4
-    per_row = max(1, min(len(models), int(12.0 // model_width)))
+    per_row = max(1, min(len(models), int((MAX_WIDTH_INCHES - 2.4) // model_width)))
     per_row = math.ceil(len(models) / math.ceil(len(models) / per_row))  # rows of even length
     rows = [models[i:i + per_row] for i in range(0, len(models), per_row)]
     fig = _new_figure(max(6.0, model_width * per_row + 2.8), 0.6 + 3.6 * len(rows))
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    # Fitted to the data (every row the same, so a model's place compares across rows): on [0, 1] the
+    # models' 0.84-0.95 would be one smudge. Chance is drawn only when the data come near it.
+    low, high = float(defined["auc"].min()), float(defined["auc"].max())
+    pad = max((high - low) * 0.08, 0.01)
+    y_limits = (max(0.0, low - pad), min(1.0, high + pad))
     for ax, row_models in zip(axes, rows, strict=True):
-        ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
+        if y_limits[0] <= 0.5:
+            ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
         for b, backbone in enumerate(backbones):
             style = styles[backbone]
             for x, model in enumerate(row_models):
@@ -370,17 +404,18 @@ def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
                 centre = x - 0.4 + slot * (b + 0.5)
                 # Deterministic jitter: the folds spread evenly across the slot, so no two dots coincide in x.
                 spread = np.linspace(-0.3, 0.3, len(part)) * slot if len(part) > 1 else np.zeros(1)
-                ax.scatter(centre + spread, part["auc"], s=22, color=style.color, marker=style.marker,
-                           edgecolors="white", linewidths=0.5, zorder=3, clip_on=False)
+                ax.scatter(centre + spread, part["auc"], s=26, color=style.color, marker=style.marker,
+                           edgecolors="white", linewidths=0.5, zorder=3)
                 ax.hlines(part["auc"].mean(), centre - 0.4 * slot, centre + 0.4 * slot, color=style.color,
                           linewidth=2.2, zorder=2)
         # Every row keeps the first row's scale, so a model's place is comparable across rows.
         ax.set_xlim(-0.6, per_row - 0.4)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(*y_limits)
         ax.set_xticks(range(len(row_models)), row_models, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_ylabel("test AUC")
     fig.suptitle("Test AUC per fold", x=0.02, ha="left")
-    subtitle = "dots: folds; bar: mean over folds; dotted: chance (0.5)"
+    fitted = f"; axis fitted to the data ({y_limits[0]:.2f}–{y_limits[1]:.2f})"
+    subtitle = "dots: folds; bar: mean over folds" + ("; dotted: chance (0.5)" if y_limits[0] <= 0.5 else fitted)
     if missing:
         subtitle += f"\n{missing} fold AUC{'s' if missing > 1 else ''} undefined (one class in the test set) left out"
     axes[0].set_title(subtitle, loc="left", fontsize=7.5, color="#555555")
@@ -393,7 +428,7 @@ def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
 
 def fold_auc_dots(auc_folds: pd.DataFrame, path: str | Path) -> None:
     """Test AUC of every fold per model (x) and backbone (colour and marker), the mean over folds as a
-    short bar, on [0, 1] with chance (0.5) dotted.
+    short bar, on an axis fitted to the data (chance, 0.5, dotted when the axis reaches it).
 
     `auc_folds`: auc_folds.csv. Undefined AUCs (NaN: one class in the test set) are left out, and the
     subtitle counts them.
@@ -418,6 +453,29 @@ def _epoch_axis(ax: Axes, epochs: Sequence[Any]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _family(kind: str) -> str:
+    """A row of the training figure: kinds sharing their first word (crowdsim-retrain, crowdsim-soft,
+    crowdsim-incremental) share a row, so a family's variants are compared on one axis."""
+    return kind.split("-", 1)[0]
+
+
+def overfitting_note(line: pd.DataFrame, *, rise: float = 0.1) -> str:
+    """"val. loss rises after epoch k" when the last epoch's validation loss exceeds its minimum by
+    more than `rise` (relative) while the training loss went on falling: the model fits its training
+    data better and the held-out data worse, and the last epoch's weights are the ones tested."""
+    if not {"loss", "val_loss"} <= set(line.columns):
+        return ""
+    ordered = line.dropna(subset=["val_loss", "loss"]).sort_values("epoch")
+    if len(ordered) < 3:
+        return ""
+    best = int(ordered["val_loss"].to_numpy().argmin())
+    last_val, best_val = float(ordered["val_loss"].iloc[-1]), float(ordered["val_loss"].iloc[best])
+    falling_train = float(ordered["loss"].iloc[-1]) < float(ordered["loss"].iloc[best])
+    if best < len(ordered) - 1 and last_val > best_val * (1 + rise) and falling_train:
+        return f"val. loss rises after epoch {ordered['epoch'].iloc[best]:g}"
+    return ""
+
+
 @_themed
 def _training_figure(histories: pd.DataFrame) -> Figure:
     if histories.empty:
@@ -425,63 +483,77 @@ def _training_figure(histories: pd.DataFrame) -> Figure:
     _require(histories, ["task", "kind", "backbone", "epoch"], "histories")
     present = list(dict.fromkeys(histories["kind"].astype(str)))
     known = _training_families()
-    families = [k for k in known if k in present] + [k for k in present if k not in known]
+    kinds = [k for k in known if k in present] + [k for k in present if k not in known]
+    families = list(dict.fromkeys(_family(k) for k in kinds))
     backbones = _backbone_order(histories["backbone"])
-    backbone_styles = _backbone_styles(backbones)
     metrics = [c for c in ("loss", "val_loss", "val_auc") if c in histories.columns]
     # Folds that stopped early leave later epochs averaged over fewer folds.
     mean = (histories.groupby(["kind", "task", "backbone", "epoch"], sort=False)[metrics].mean().reset_index()
             if metrics else histories[["kind", "task", "backbone", "epoch"]].drop_duplicates())
+    mean["family"] = mean["kind"].astype(str).map(_family)
+    has_loss_column = any(c in mean for c in ("loss", "val_loss"))
 
-    lines_per_family = [len(mean[mean["kind"] == k][["task", "backbone"]].drop_duplicates()) for k in families]
-    legend_rows = math.ceil(max(lines_per_family) / 2)
-    fig = _new_figure(max(4.0 * len(families), 5.0), 5.4 + 0.16 * legend_rows)
-    axes = fig.subplots(2, len(families), squeeze=False)
-    for col, family in enumerate(families):
-        loss_ax, auc_ax = axes[0][col], axes[1][col]
-        part = mean[mean["kind"] == family]
-        tasks = list(dict.fromkeys(part["task"]))
-        has_loss = any(c in part and part[c].notna().any() for c in ("loss", "val_loss"))
-        has_auc = "val_auc" in part and part["val_auc"].notna().any()
-        for (task, backbone), line in part.groupby(["task", "backbone"], sort=False):
+    fig = _new_figure(MAX_WIDTH_INCHES, 0.5 + 2.6 * len(families))
+    axes = fig.subplots(len(families), 2, squeeze=False)
+    # One scale per column: losses and AUCs compare across families at a glance.
+    loss_values = mean[[c for c in ("loss", "val_loss") if c in mean]].to_numpy(np.float64) if has_loss_column \
+        else np.empty(0)
+    loss_values = loss_values[np.isfinite(loss_values)]
+    auc_values = mean["val_auc"].to_numpy(np.float64) if "val_auc" in mean else np.empty(0)
+    auc_values = auc_values[np.isfinite(auc_values)]
+    epochs_all = sorted(mean["epoch"].dropna().unique())
+    for row, family in enumerate(families):
+        loss_ax, auc_ax = axes[row][0], axes[row][1]
+        part = mean[mean["family"] == family]
+        lines = list(part.groupby(["task", "backbone"], sort=False))
+        notes = []
+        for index, ((task, backbone), line) in enumerate(lines):
             line = line.sort_values("epoch")
-            color = backbone_styles[str(backbone)].color
-            marker = MARKERS[tasks.index(task) % len(MARKERS)]
-            # Markers keep a one-epoch history visible and tell tasks apart without colour.
-            common = {"color": color, "marker": marker, "markersize": 4, "linewidth": 1.3,
+            style = _Style(COLOR_CYCLE[index % len(COLOR_CYCLE)], MARKERS[index % len(MARKERS)])
+            # Markers keep a one-epoch history visible and tell lines apart without colour.
+            common = {"color": style.color, "marker": style.marker, "markersize": 4, "linewidth": 1.3,
                       "markevery": max(1, len(line) // 10)}
-            name = " · ".join(x for x in (_short_task(str(task), family), str(backbone)) if x)
+            name = str(task) + (f" · {backbone}" if len(backbones) > 1 else "")
             for column, linestyle in (("loss", "-"), ("val_loss", "--")):
                 if column in line and line[column].notna().any():
                     loss_ax.plot(line["epoch"], line[column], linestyle=linestyle, **common)
-            if has_auc:
+            if "val_auc" in line and line["val_auc"].notna().any():
                 auc_ax.plot(line["epoch"], line["val_auc"], linestyle="-", label=name, **common)
-        loss_ax.set_title(f"{family} ({len(tasks)} task{'s' if len(tasks) != 1 else ''})")
-        epochs = sorted(part["epoch"].dropna().unique())
-        if has_loss:
+            note = overfitting_note(line)
+            if note:
+                notes.append(f"{name}: {note}")
+        loss_ax.set_title(f"{family}: loss (train solid, validation dashed)", loc="left", fontsize=9)
+        auc_ax.set_title(f"{family}: validation AUC", loc="left", fontsize=9)
+        if loss_values.size:
+            loss_ax.set_ylim(0, float(loss_values.max()) * 1.05)
             loss_ax.set_ylabel("loss")
-            _epoch_axis(loss_ax, epochs)
-            key = [Line2D([], [], color=NEUTRAL, linestyle=s, label=lab)
-                   for s, lab, column in (("-", "train", "loss"), ("--", "validation", "val_loss"))
-                   if column in part and part[column].notna().any()]
-            loss_ax.legend(handles=key, loc="upper right")
+            _epoch_axis(loss_ax, epochs_all)
         else:
             _explain(loss_ax, "no loss recorded in the histories")
-        if has_auc:
+        if notes:
+            loss_ax.text(0.99, 0.97, "overfitting:\n" + "\n".join(notes[:4]) + ("\n…" if len(notes) > 4 else ""),
+                         transform=loss_ax.transAxes, ha="right", va="top", fontsize=7, color=OKABE_ITO["vermillion"])
+        if auc_values.size:
+            low = min(float(auc_values.min()), 0.5)
+            auc_ax.set_ylim(max(0.0, low - 0.02), min(1.0, float(auc_values.max()) + 0.02))
             auc_ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
-            auc_ax.set_ylabel("validation AUC")
-            auc_ax.set_xlabel("epoch (mean over folds)")
-            _epoch_axis(auc_ax, epochs)
-            auc_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=6.5, frameon=False)
+            auc_ax.set_ylabel("AUC")
+            _epoch_axis(auc_ax, epochs_all)
+            auc_ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False,
+                          ncols=1 if len(lines) <= 6 else 2)
         else:
             _explain(auc_ax, "no validation AUC recorded in the histories")
+    axes[-1][0].set_xlabel("epoch (mean over folds)")
+    axes[-1][1].set_xlabel("epoch (mean over folds)")
     return fig
 
 
 def training_curves(histories: pd.DataFrame, path: str | Path) -> None:
-    """One column per task family (baseline, multitask, random, crowdsim-retrain, crowdsim-incremental,
-    those present): loss per epoch (train solid, validation dashed) above, validation AUC below; one
-    line per (task, backbone), the mean over its folds (colour: backbone, marker: task).
+    """One row per task family (baseline, multitask, multihead, disagreement, random, crowdsim: kinds
+    sharing their first word), those present: loss per epoch (train solid, validation dashed) left,
+    validation AUC right, on one scale per column; one line per (task, backbone), the mean over its
+    folds, each in its own colour and marker. A line whose validation loss rises while its training
+    loss falls is named in its panel (overfitting).
 
     `histories`: the history.csv files concatenated, with columns task, kind, backbone and fold added.
     A missing loss or val_auc column gives a panel saying so.

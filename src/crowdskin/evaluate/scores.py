@@ -325,7 +325,7 @@ def comparison_pairs(models: Iterable[tuple[str, str]],
 
 COMPARISON_COLUMNS = ["model", "reference", "backbone", "scope", "n_test", "n_abnormal", "auc_model",
                       "auc_reference", "difference", "ci_low", "ci_high", "delong_z", "delong_p", "holm_p",
-                      "note"]
+                      "adjusted_ci_low", "adjusted_ci_high", "note"]
 
 
 def _paired(model: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -359,7 +359,7 @@ def _compare_one(joined: pd.DataFrame, settings: Settings, boot: _Bootstrap | No
     if m < 2 or n < 2:
         return row | {"note": f"{m} abnormal and {n} normal: too few for DeLong"}
     result = stats.delong(labels, a, b)
-    row |= {"delong_z": result.z, "delong_p": result.p}
+    row |= {"delong_z": result.z, "delong_p": result.p, "_delong_variance": result.variance}
     if math.isnan(result.p):
         row["note"] = "DeLong variance 0 with a non-zero difference: no p-value"
     return row
@@ -388,12 +388,16 @@ def compare(test: pd.DataFrame, pooled: Mapping[tuple[str, str], pd.DataFrame],
             row = base | {"scope": f"fold{fold}"} | _compare_one(joined, settings, None, (model, reference))
             row["note"] = "; ".join(x for x in (note, row.get("note", "")) if x)
             rows.append(row)
-    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS, "_delong_variance"])
     has_p = table["delong_p"].notna()
     if has_p.any():
         table.loc[has_p, "holm_p"] = stats.holm(table.loc[has_p, "delong_p"].to_numpy(np.float64))
+        low, high = stats.simultaneous_intervals(table.loc[has_p, "difference"].to_numpy(np.float64),
+                                                 table.loc[has_p, "_delong_variance"].to_numpy(np.float64),
+                                                 settings.confidence)
+        table.loc[has_p, "adjusted_ci_low"], table.loc[has_p, "adjusted_ci_high"] = low, high
     table["note"] = table["note"].fillna("")
-    return table
+    return table[COMPARISON_COLUMNS]
 
 
 # ----------------------------------------------------------------------------------------------------

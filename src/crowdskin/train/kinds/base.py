@@ -75,6 +75,10 @@ class TaskKind:
     in_source_ensemble: ClassVar[bool] = False
     # Its test AUC is one of the truth checks' training rows (the baseline and the study's models).
     truth_checked: ClassVar[bool] = False
+    # A randomized control: a head without annotation. Every model with annotation heads and every
+    # ensemble of several tasks is compared with it, so that a gain from the annotations can be told
+    # apart from a gain from any second head.
+    randomized_control: ClassVar[bool] = False
 
     # --- the grid -------------------------------------------------------------------------------
     @classmethod

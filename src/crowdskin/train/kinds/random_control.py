@@ -17,6 +17,7 @@ from crowdskin.train.tasks import Task
 class RandomControl(TaskKind):
     name: ClassVar[str] = "random"
     order: ClassVar[int] = 30
+    randomized_control: ClassVar[bool] = True
 
     @classmethod
     def tasks(cls, train: Mapping[str, Any]) -> list[Task]:
