@@ -1,4 +1,5 @@
-"""MLflow comparisons: parent runs over the fold runs, ensemble runs, and a second call that updates."""
+"""MLflow comparisons: parent runs over the fold runs, ensemble runs, the checks run, and a second call that
+updates (replacing the runs an older version left with per-fold metrics)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from crowdskin.evaluate.tracking import log_comparisons
-from crowdskin.train.tracking import ensure_experiment, log_run
+from crowdskin.evaluate.tracking import BASELINE_METRICS, SUMMARY_METRICS, log_comparisons
+from crowdskin.train.tracking import CHECK_TAGS, EXPERIMENT_KIND, HEADLINE_METRIC, ensure_experiment, log_run
 
 pytest.importorskip("mlflow")
 
@@ -25,6 +26,8 @@ ENSEMBLES = [("ensemble-crowd", "crowd", b) for b in [*BACKBONES, "all"]] + [("b
                                                                               ("mystery", None, "vgg16")]
 NO_RUN = ("random", "resnet50", 1)  # its job's MLflow logging failed: no run id in runs.csv
 RETRAINED = ("baseline", "vgg16", 1)
+OLD_PARENT = ("baseline", "resnet50")  # an older version's parent: per-fold test_auc, the old metric names
+AGGREGATES = set(SUMMARY_METRICS) | set(BASELINE_METRICS)
 
 
 def fold_auc(model: str, backbone: str, fold: int) -> float:
@@ -35,32 +38,34 @@ def fold_auc(model: str, backbone: str, fold: int) -> float:
 
 
 def tables(runs_ids: dict[tuple[str, str, int], str | None], *, baseline_vgg16_mean: float = 0.75):
-    """auc_table, auc_folds and runs.csv in the formats of results/scores and results/train."""
-    folds, table, runs = [], [], []
+    """auc_summary, runs.csv and comparisons in the formats of results/scores and results/train."""
+    table, runs, comparisons = [], [], []
     models = [(t, kind, source, b) for t, (kind, source) in TASKS.items() for b in BACKBONES]
     models += [(name, "ensemble", source, b) for name, source, b in ENSEMBLES]
     for model, kind, source, backbone in models:
         aucs = [fold_auc(model, backbone, k) for k in FOLDS]
-        folds += [{"model": model, "kind": kind, "source": source, "backbone": backbone, "fold": k, "auc": a,
-                   "n_test": 40, "n_abnormal": 8, "note": "" if a == a else "one class"}
-                  for k, a in zip(FOLDS, aucs, strict=True)]
         mean = float(pd.Series(aucs).mean(skipna=False))
         if (model, backbone) == ("baseline", "vgg16"):
             mean = baseline_vgg16_mean
         table.append({"model": model, "kind": kind, "source": source, "backbone": backbone, "n_folds": len(FOLDS),
                       "mean_auc": mean, "sd_auc": 0.01, "pooled_auc": mean + 0.001, "pooled_ci_low": mean - 0.1,
                       "pooled_ci_high": mean + 0.1, "n_pooled": 80, "note": ""})
+        if model != "baseline" and backbone != "all":
+            for scope, reference in (("pooled", "baseline"), ("fold0", "baseline"), ("pooled", "random")):
+                comparisons.append({"model": model, "reference": reference, "backbone": backbone, "scope": scope,
+                                    "difference": 0.02 if scope == "pooled" else 0.5, "ci_low": -0.01,
+                                    "ci_high": 0.05, "delong_z": 1.0, "delong_p": 0.3, "holm_p": 0.6, "note": ""})
     for (task, backbone, fold), run_id in runs_ids.items():
         runs.append({"task": task, "backbone": backbone, "fold": fold, "test_auc": 0.7, "val_auc": 0.7, "epochs": 2,
                      "split_hash": "abc", "train_seconds": 1.0, "job_seconds": 2.0, "mlflow_run_id": run_id,
                      "mlflow_error": None if run_id else "ConnectionError: store down", "warnings": ""})
-    return pd.DataFrame(table), pd.DataFrame(folds), pd.DataFrame(runs)
+    return pd.DataFrame(table), pd.DataFrame(runs), pd.DataFrame(comparisons)
 
 
-def fold_run(uri: str, task: str, backbone: str, fold: int) -> str:
+def fold_run(uri: str, task: str, backbone: str, fold: int, **extra_tags: str) -> str:
     kind, source = TASKS.get(task, ("crowdsim-retrain", "crowd"))
     tags = {"task": task, "kind": kind, "backbone": backbone, "fold": str(fold), "source": str(source),
-            "feature": "None"}
+            "feature": "None", **extra_tags}
     return log_run(uri, EXPERIMENT, run_name=f"{task}/{backbone}/fold{fold}", params={"task": task, "fold": fold},
                    tags=tags, history=[{"epoch": 1, "loss": 0.5}], metrics={"test_auc": 0.7}, artifacts=[])
 
@@ -78,6 +83,24 @@ def find(store: dict[str, SimpleNamespace], role: str, task: str, backbone: str)
     return found[0]
 
 
+def old_parent(client, experiment_id: str, task: str, backbone: str) -> str:
+    """A parent as an older version logged it: the fold runs' AUCs as `test_auc` at step k, old names."""
+    from mlflow.entities import Metric
+
+    run = client.create_run(experiment_id, run_name=f"{task}/{backbone}",
+                            tags={"crowdskin.role": "parent", "task": task, "backbone": backbone})
+    metrics = [Metric("test_auc", 0.9 + k / 100, 0, k) for k in FOLDS] + [Metric("mean_test_auc", 0.9, 0, 0),
+                                                                         Metric("pooled_ci_low", 0.8, 0, 0)]
+    client.log_batch(run.info.run_id, metrics=metrics)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def call(uri: str, ids: dict, **kwargs) -> pd.DataFrame:
+    auc_table, runs, comparisons = tables(ids, **kwargs)
+    return log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members=MEMBERS, comparisons=comparisons)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A store after a first and a second call (the second after re-training one job); snapshots of each."""
@@ -90,26 +113,30 @@ def store(tmp_path_factory):
         (t, b, k): None if (t, b, k) == NO_RUN else fold_run(uri, t, b, k) for t in TASKS for b in BACKBONES
         for k in FOLDS}
     ids[("crowdsim-retrain", "vgg16", 0)] = fold_run(uri, "crowdsim-retrain", "vgg16", 0)  # not in the tables
-    auc_table, auc_folds, runs = tables(ids)
-    first = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, auc_folds=auc_folds, runs=runs, members=MEMBERS)
+    old_parent_id = old_parent(client, experiment_id, *OLD_PARENT)
+    for fold in FOLDS:  # nested under it by the older version
+        client.set_tag(ids[(*OLD_PARENT, fold)], "mlflow.parentRunId", old_parent_id)
+    # backbone check runs: one as this version's jobs log it, one of an older version (kind baseline, no role)
+    checks = {"new": fold_run(uri, "baseline", "vgg16", 0, **{"crowdskin.check": "true", **CHECK_TAGS}),
+              "old": fold_run(uri, "baseline", "resnet50", 0, **{"crowdskin.check": "true"})}
+    first = call(uri, ids)
     after_first = snapshot(client, experiment_id)
-    history_first = client.get_metric_history(find(after_first, "parent", "baseline", "vgg16")[0], "mean_test_auc")
+    history_first = client.get_metric_history(find(after_first, "parent", "baseline", "vgg16")[0], "fold_mean_test_auc")
 
     retrained = dict(ids)
     retrained[RETRAINED] = fold_run(uri, *RETRAINED)
     before_second = snapshot(client, experiment_id)
     time.sleep(0.01)  # a strictly newer timestamp, as any real second call has
-    auc_table, auc_folds, runs = tables(retrained, baseline_vgg16_mean=0.81)
     started = time.perf_counter()
-    second = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, auc_folds=auc_folds, runs=runs, members=MEMBERS)
+    second = call(uri, retrained, baseline_vgg16_mean=0.81)
     seconds = time.perf_counter() - started
     after_second = snapshot(client, experiment_id)
     parent_id = find(after_second, "parent", "baseline", "vgg16")[0]
-    return SimpleNamespace(uri=uri, client=client, ids=ids, retrained=retrained, first=first, second=second,
-                           after_first=after_first, before_second=before_second, after_second=after_second,
-                           history_first=history_first, second_seconds=seconds,
-                           mean_history=client.get_metric_history(parent_id, "mean_test_auc"),
-                           fold_history=client.get_metric_history(parent_id, "test_auc"))
+    return SimpleNamespace(uri=uri, client=client, experiment_id=experiment_id, ids=ids, retrained=retrained,
+                           first=first, second=second, after_first=after_first, before_second=before_second,
+                           after_second=after_second, history_first=history_first, second_seconds=seconds,
+                           old_parent_id=old_parent_id, checks=checks,
+                           mean_history=client.get_metric_history(parent_id, "fold_mean_test_auc"))
 
 
 def test_a_parent_per_task_and_backbone_with_the_tables_scores(store):
@@ -122,23 +149,107 @@ def test_a_parent_per_task_and_backbone_with_the_tables_scores(store):
         "task": "multitask-crowd-asymmetry", "kind": "multitask", "backbone": "resnet50", "source": "crowd"}
     mean = (fold_auc("multitask-crowd-asymmetry", "resnet50", 0) + fold_auc("multitask-crowd-asymmetry",
                                                                             "resnet50", 1)) / 2
-    assert parent.metrics["mean_test_auc"] == pytest.approx(mean)
+    assert parent.metrics["fold_mean_test_auc"] == pytest.approx(mean)
     assert parent.metrics["pooled_test_auc"] == pytest.approx(mean + 0.001)
-    assert parent.metrics["pooled_ci_low"] == pytest.approx(mean - 0.1)
-    assert parent.metrics["pooled_ci_high"] == pytest.approx(mean + 0.1)
-    assert parent.metrics["sd_test_auc"] == pytest.approx(0.01) and parent.metrics["n_folds"] == 2
-    history = store.client.get_metric_history(run_id, "test_auc")
-    assert {m.step: m.value for m in history} == pytest.approx(
-        {k: fold_auc("multitask-crowd-asymmetry", "resnet50", k) for k in FOLDS})
+    assert parent.metrics["pooled_test_auc_ci_low"] == pytest.approx(mean - 0.1)
+    assert parent.metrics["pooled_test_auc_ci_high"] == pytest.approx(mean + 0.1)
+    assert parent.metrics["fold_sd_test_auc"] == pytest.approx(0.01) and parent.metrics["n_folds"] == 2
+    # the pooled comparison against the baseline, never a per-fold one or one against another reference
+    assert {k: parent.metrics[k] for k in BASELINE_METRICS} == pytest.approx(
+        {"pooled_test_auc_minus_baseline": 0.02, "pooled_test_auc_minus_baseline_ci_low": -0.01,
+         "pooled_test_auc_minus_baseline_ci_high": 0.05, "delong_p_vs_baseline": 0.3, "holm_p_vs_baseline": 0.6})
+    assert not set(BASELINE_METRICS) & set(find(runs, "parent", "baseline", "resnet50")[1].metrics)
     only_runs = find(runs, "parent", "crowdsim-retrain", "vgg16")[1]
-    assert only_runs.tags["kind"] == "crowdsim-retrain" and "mean_test_auc" not in only_runs.metrics
+    assert only_runs.tags["kind"] == "crowdsim-retrain" and not only_runs.metrics
+
+
+def test_parents_and_ensembles_carry_no_per_fold_metric(store):
+    """The runs table shows a metric's latest step: a per-fold metric on a model's run would rank it by one
+    fold. Every metric of a parent or ensemble run is an aggregate, logged at step 0 only."""
+    for snapshot_ in (store.after_first, store.after_second):
+        models = {i: r for i, r in snapshot_.items() if r.tags.get("crowdskin.role") in ("parent", "ensemble")}
+        assert len(models) == len(TASKS) * len(BACKBONES) + 1 + len(ENSEMBLES)
+        for run_id, run in models.items():
+            assert set(run.metrics) <= AGGREGATES, run.name
+            for name in run.metrics:
+                assert {m.step for m in store.client.get_metric_history(run_id, name)} == {0}, (run.name, name)
+    assert next(iter(SUMMARY_METRICS)) == HEADLINE_METRIC
+
+
+def test_an_older_versions_parent_is_replaced_with_its_children_nested_under_the_new_one(store):
+    from mlflow.entities import ViewType
+
+    run_id, parent = find(store.after_first, "parent", *OLD_PARENT)
+    assert run_id != store.old_parent_id and "test_auc" not in parent.metrics and parent.status == "FINISHED"
+    assert store.client.get_run(store.old_parent_id).info.lifecycle_stage == "deleted"
+    assert store.old_parent_id not in store.after_first  # a search of active runs no longer finds it
+    assert [r.info.run_id for r in store.client.search_runs([store.experiment_id], "tags.task = 'baseline' and "
+                                                            "tags.backbone = 'resnet50'", ViewType.DELETED_ONLY)] == [
+        store.old_parent_id]
+    for fold in FOLDS:
+        assert store.after_first[store.ids[(*OLD_PARENT, fold)]].tags["mlflow.parentRunId"] == run_id
+    assert find(store.after_second, "parent", *OLD_PARENT)[0] == run_id  # replaced once, then updated
+    over_all = find(store.after_first, "ensemble", "baseline", "all")[1]
+    assert run_id in over_all.tags["crowdskin.member_runs"].split(",")
+
+
+def test_check_runs_are_tagged_and_nested_apart_from_the_models(store):
+    from mlflow.tracking import MlflowClient
+
+    runs = store.after_first
+    checks_id, checks = find_checks(runs)
+    assert checks.name == "checks" and checks.tags["kind"] == "check" and not checks.metrics
+    assert not {"task", "backbone"} & set(checks.tags)
+    for run_id in store.checks.values():
+        assert runs[run_id].tags["mlflow.parentRunId"] == checks_id
+        assert (runs[run_id].tags["kind"], runs[run_id].tags["crowdskin.role"]) == ("check", "check")
+    row = store.first.set_index("role").loc["checks"]
+    assert (row["run_id"], row["n_children"]) == (checks_id, 2)
+    assert find_checks(store.after_second)[0] == checks_id
+    client = MlflowClient(tracking_uri=store.uri)
+    for backbone in ("vgg16", "resnet50"):
+        found = client.search_runs([store.experiment_id], f"tags.backbone = '{backbone}' and tags.kind != 'check'",
+                                   max_results=1000)
+        assert found and not {r.info.run_id for r in found} & {*store.checks.values(), checks_id}
+        # the README's ranking query: the models and ensembles of one backbone, nothing else
+        ranked = client.search_runs([store.experiment_id], f"metrics.{HEADLINE_METRIC} >= 0 and "
+                                    f"tags.backbone = '{backbone}'", max_results=1000)
+        assert {r.data.tags["crowdskin.role"] for r in ranked} == {"parent", "ensemble"}
+
+
+def find_checks(runs: dict[str, SimpleNamespace]) -> tuple[str, SimpleNamespace]:
+    found = [(i, r) for i, r in runs.items() if r.tags.get("crowdskin.role") == "checks"]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_the_experiment_describes_itself_and_is_a_machine_learning_one(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    tags = store.client.get_experiment(store.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == EXPERIMENT_KIND == "custom_model_development"
+    description = tags["mlflow.note.content"]
+    assert HEADLINE_METRIC in description and "kind != 'check'" in description
+    named = {name for name in AGGREGATES if name in description}  # the difference's interval by its suffix
+    assert AGGREGATES - named == {"n_folds", f"{HEADLINE_METRIC}_minus_baseline_ci_low",
+                                  f"{HEADLINE_METRIC}_minus_baseline_ci_high"}
+    # an experiment of an older version gets them; a description the user wrote stays
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    plain = client.create_experiment("plain", tags={"mlflow.note.content": "mine"})
+    client.create_experiment("bare")
+    assert ensure_experiment(uri, "plain") == plain
+    assert client.get_experiment(plain).tags == {"mlflow.note.content": "mine",
+                                                 "mlflow.experimentKind": EXPERIMENT_KIND}
+    bare = client.get_experiment(ensure_experiment(uri, "bare")).tags
+    assert bare["mlflow.note.content"] == description and bare["mlflow.experimentKind"] == EXPERIMENT_KIND
 
 
 def test_nan_scores_are_left_out(store):
     run_id, parent = find(store.after_first, "parent", "random", "vgg16")
-    assert "mean_test_auc" not in parent.metrics and "pooled_test_auc" not in parent.metrics
+    assert "fold_mean_test_auc" not in parent.metrics and "pooled_test_auc" not in parent.metrics
     assert parent.metrics["n_folds"] == 2 and parent.tags["source"] == "None"
-    assert {m.step for m in store.client.get_metric_history(run_id, "test_auc")} == {0}
+    assert "test_auc" not in store.client.get_run(run_id).data.metrics
 
 
 def test_every_fold_run_is_nested_under_its_parent(store):
@@ -149,7 +260,7 @@ def test_every_fold_run_is_nested_under_its_parent(store):
     children = store.first.set_index(["role", "model", "backbone"])["n_children"]
     assert children[("parent", "random", "resnet50")] == 1  # fold 1 has no run id
     assert children[("parent", "baseline", "vgg16")] == 2 and children[("parent", "crowdsim-retrain", "vgg16")] == 1
-    nested = [r for r in runs.values() if "mlflow.parentRunId" in r.tags]
+    nested = [r for r in runs.values() if "mlflow.parentRunId" in r.tags and r.tags.get("crowdskin.role") != "check"]
     assert len(nested) == sum(run_id is not None for run_id in store.ids.values())
 
 
@@ -164,16 +275,15 @@ def test_ensemble_runs_name_their_members_parent_runs(store):
     assert vgg16.name == "ensemble-crowd/vgg16" and vgg16.tags["kind"] == "ensemble"
     assert vgg16.tags["source"] == "crowd" and vgg16.params["members"] == f"{asymmetry},{border}"
     assert vgg16.tags["crowdskin.member_runs"] == f"{parent[(asymmetry, 'vgg16')]},{parent[(border, 'vgg16')]}"
-    assert vgg16.metrics["mean_test_auc"] == pytest.approx(0.71)
-    assert {m.step: m.value for m in store.client.get_metric_history(run_id, "test_auc")} == pytest.approx(
-        {k: fold_auc("ensemble-crowd", "vgg16", k) for k in FOLDS})
+    assert vgg16.metrics["fold_mean_test_auc"] == pytest.approx(0.71)
+    assert vgg16.metrics["pooled_test_auc_minus_baseline"] == pytest.approx(0.02) and "test_auc" not in vgg16.metrics
 
     over_all = find(runs, "ensemble", "ensemble-crowd", "all")[1]
     assert over_all.tags["crowdskin.member_runs"].split(",") == [parent[(m, b)] for m in (asymmetry, border)
                                                                  for b in BACKBONES]
     baseline_all = find(runs, "ensemble", "baseline", "all")[1]
     assert baseline_all.tags["crowdskin.member_runs"].split(",") == [parent[("baseline", b)] for b in BACKBONES]
-    assert baseline_all.tags["kind"] == "ensemble" and baseline_all.metrics["mean_test_auc"] == pytest.approx(
+    assert baseline_all.tags["kind"] == "ensemble" and baseline_all.metrics["fold_mean_test_auc"] == pytest.approx(
         (fold_auc("baseline", "all", 0) + fold_auc("baseline", "all", 1)) / 2)
     mystery = find(runs, "ensemble", "mystery", "vgg16")[1]  # not in the members mapping
     assert mystery.tags["crowdskin.member_runs"] == "" and "members" not in mystery.params
@@ -186,10 +296,9 @@ def test_a_second_call_updates_instead_of_adding(store):
     assert store.second["run_id"].tolist() == store.first["run_id"].tolist()
     assert store.first["created"].all() and not store.second["created"].any()
     parent = find(store.after_second, "parent", "baseline", "vgg16")[1]
-    assert parent.metrics["mean_test_auc"] == pytest.approx(0.81)
+    assert parent.metrics["fold_mean_test_auc"] == pytest.approx(0.81)
     assert [m.value for m in sorted(store.mean_history, key=lambda m: m.timestamp)] == pytest.approx([0.75, 0.81])
     assert len(store.history_first) == 1
-    assert sorted(m.step for m in store.fold_history) == [0, 0, 1, 1]  # every fold logged again
     assert store.second_seconds < 10
 
 
@@ -207,9 +316,9 @@ def test_a_superseded_fold_run_leaves_its_parent(store):
 
 def test_fold_runs_of_another_experiment_are_left_alone(store):
     ours = store.ids[("baseline", "vgg16", 0)]  # a run of EXPERIMENT, not of "elsewhere"
-    auc_table, auc_folds, runs = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): float("nan")})
+    auc_table, runs, _ = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): float("nan")})
     auc_table = auc_table.query("model == 'baseline' and backbone == 'vgg16'")
-    result = log_comparisons(store.uri, "elsewhere", auc_table=auc_table, auc_folds=auc_folds, runs=runs, members={})
+    result = log_comparisons(store.uri, "elsewhere", auc_table=auc_table, runs=runs, members={})
     assert result[["role", "model", "backbone", "n_children"]].values.tolist() == [["parent", "baseline", "vgg16", 0]]
     assert result["run_id"].iloc[0] != find(store.after_second, "parent", "baseline", "vgg16")[0]
     assert store.client.get_run(ours).data.tags["mlflow.parentRunId"] == store.after_second[ours].tags[
@@ -217,11 +326,10 @@ def test_fold_runs_of_another_experiment_are_left_alone(store):
 
 
 def test_the_wide_table_is_refused_before_the_store_is_touched(tmp_path):
-    auc_table, auc_folds, runs = tables({("baseline", "vgg16", 0): None})
+    auc_table, runs, _ = tables({("baseline", "vgg16", 0): None})
     wide = auc_table.pivot(index="model", columns="backbone", values="mean_auc").reset_index()
     with pytest.raises(ValueError, match="auc_table lacks column"):
-        log_comparisons(f"sqlite:///{tmp_path}/mlflow.db", EXPERIMENT, auc_table=wide, auc_folds=auc_folds, runs=runs,
-                        members={})
+        log_comparisons(f"sqlite:///{tmp_path}/mlflow.db", EXPERIMENT, auc_table=wide, runs=runs, members={})
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -120,11 +120,14 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert runs["mlflow_run_id"].notna().all()
     # one run per job, besides the evaluation's parent (one per task) and ensemble runs
     logged = client.search_runs([experiment["experiment_id"]])
-    fold_runs = [r for r in logged if "crowdskin.role" not in r.data.tags]
-    assert len(fold_runs) == len(runs) + 1  # and the VGG16 check job's, tagged as such
-    assert [r.data.tags["backbone"] for r in fold_runs if r.data.tags.get("crowdskin.check") == "true"] == ["vgg16"]
-    assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == [
-        "ensemble"] + ["parent"] * len(tasks)
+    job_runs = [r for r in logged if r.data.tags.get("crowdskin.role") in (None, "check")]
+    assert len(job_runs) == len(runs) + 1  # and the VGG16 check job's, tagged as such
+    checks = [r for r in job_runs if r.data.tags.get("crowdskin.check") == "true"]
+    assert [(r.data.tags["backbone"], r.data.tags["kind"], r.data.tags["crowdskin.role"]) for r in checks] == [
+        ("vgg16", "check", "check")]
+    assert checks[0].data.params["kind"] == "baseline"  # what the check trained stays a parameter
+    assert sorted(r.data.tags["crowdskin.role"] for r in logged if "crowdskin.role" in r.data.tags) == sorted(
+        ["check", "checks", "ensemble"] + ["parent"] * len(tasks))
 
 
 def test_existing_kinds_reproduce_their_predictions_exactly(finished_run):
@@ -313,7 +316,7 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     client = MlflowClient(experiment["tracking_uri"])
     logged = pd.read_csv(scores / "mlflow_runs.csv").set_index(["role", "model"])
     parent = client.get_run(logged.loc[("parent", "baseline"), "run_id"])
-    assert parent.data.tags["backbone"] == "smallcnn" and "mean_test_auc" in parent.data.metrics
+    assert parent.data.tags["backbone"] == "smallcnn" and "pooled_test_auc" in parent.data.metrics
     children = client.search_runs([experiment["experiment_id"]],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     runs = pd.read_csv(finished_run / "results/test/train/runs.csv")
@@ -322,6 +325,30 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     assert ensemble_run.data.tags["kind"] == "ensemble"
     assert set(ensemble_run.data.tags["crowdskin.member_runs"].split(",")) == {
         parent.info.run_id, logged.loc[("parent", "multitask-automated-asymmetry"), "run_id"]}
+    assert_mlflow_view_ranks_models(client, experiment["experiment_id"], logged)
+
+
+def assert_mlflow_view_ranks_models(client, experiment_id: str, logged: pd.DataFrame) -> None:
+    """What a reader of the MLflow UI sees: the experiment explains itself, model and ensemble runs carry
+    only aggregate scores, and no filter by backbone or kind takes the check run for a model."""
+    from crowdskin.train.tracking import EXPERIMENT_KIND, HEADLINE_METRIC
+
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == EXPERIMENT_KIND and HEADLINE_METRIC in tags["mlflow.note.content"]
+    models = [client.get_run(run_id) for run_id in logged.loc[["parent", "ensemble"], "run_id"]]
+    for run in models:
+        assert "test_auc" not in run.data.metrics, run.info.run_name
+        assert HEADLINE_METRIC in run.data.metrics, run.info.run_name
+        for name in run.data.metrics:  # one value per metric, none per fold
+            assert {m.step for m in client.get_metric_history(run.info.run_id, name)} == {0}, (run.info.run_name, name)
+    assert client.search_runs([experiment_id], "tags.backbone = 'vgg16' and tags.kind != 'check'") == []
+    ranked = client.search_runs([experiment_id], f"metrics.{HEADLINE_METRIC} >= 0 and tags.backbone = 'smallcnn'",
+                                order_by=[f"metrics.{HEADLINE_METRIC} DESC"])
+    assert sorted(r.info.run_id for r in ranked) == sorted(r.info.run_id for r in models)
+    checks_id = logged.loc[("checks", "checks"), "run_id"]
+    (check,) = client.search_runs([experiment_id], "tags.`crowdskin.check` = 'true'")
+    assert check.data.tags["mlflow.parentRunId"] == checks_id
+    assert "backbone" not in client.get_run(checks_id).data.tags
 
 
 def test_report_shows_every_table_and_figure(finished_run):

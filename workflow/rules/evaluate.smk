@@ -85,7 +85,7 @@ rule figures:
 rule mlflow_comparisons:
     input:
         auc_summary=rules.scores.output.auc_summary,
-        auc_folds=rules.scores.output.auc_folds,
+        comparisons=rules.scores.output.comparisons,
         runs=rules.train_summary.output.runs,
         experiment=rules.train_mlflow_init.output[0],
     output:

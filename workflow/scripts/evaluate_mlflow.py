@@ -1,5 +1,5 @@
-"""Snakemake adapter: MLflow parent runs over each model's folds, and a run per ensemble
-(crowdskin.evaluate.tracking.log_comparisons), in the experiment the training jobs logged to."""
+"""Snakemake adapter: MLflow parent runs over each model's folds, a run per ensemble and one over the
+backbone checks (crowdskin.evaluate.tracking.log_comparisons), in the experiment the training jobs logged to."""
 import json
 
 import pandas as pd
@@ -14,9 +14,9 @@ with open(snakemake.input.experiment, encoding="utf-8") as handle:
 logged = log_comparisons(
     experiment["tracking_uri"], experiment["experiment"],
     auc_table=pd.read_csv(snakemake.input.auc_summary, keep_default_na=False, na_values=[""]),
-    auc_folds=pd.read_csv(snakemake.input.auc_folds, keep_default_na=False, na_values=[""]),
     runs=pd.read_csv(snakemake.input.runs),
     members=snakemake.params.members,
+    comparisons=pd.read_csv(snakemake.input.comparisons, keep_default_na=False, na_values=[""]),
 )
 write_csv_atomic(logged, snakemake.output[0])
-log.info("%d parent and ensemble runs in experiment %s", len(logged), experiment["experiment"])
+log.info("%d parent, ensemble and checks runs in experiment %s", len(logged), experiment["experiment"])

@@ -2,17 +2,31 @@
 
 Every training job logs one run (crowdskin.train.tracking). At the end of the workflow this module adds
 
-- per (task, backbone), a parent run with the fold-averaged and pooled test AUCs and `test_auc` at step k
-  for fold k; the job's fold runs are nested under it by their `mlflow.parentRunId` tag, which is all
-  the MLflow UI needs to show them as children;
-- per (ensemble, backbone), including backbone `all`, a run with the ensemble's scores and, in the tag
+- per (task, backbone), a parent run with the model's aggregate scores: the pooled out-of-fold test
+  AUC with its bootstrap interval (`pooled_test_auc`, the headline to sort by, `pooled_test_auc_ci_low`,
+  `pooled_test_auc_ci_high`), the folds' mean and sd (`fold_mean_test_auc`, `fold_sd_test_auc`,
+  `n_folds`) and, from the pooled comparison against the baseline of its backbone, the difference with
+  its interval and p-values (`pooled_test_auc_minus_baseline`, `..._ci_low`, `..._ci_high`,
+  `delong_p_vs_baseline`, `holm_p_vs_baseline`). Nothing per fold: a fold's `test_auc` is on its fold
+  run, and one logged on the parent at step k would show as the parent's latest value, ranking the
+  model by its last fold. The job's fold runs are nested under it by their `mlflow.parentRunId` tag,
+  which is all the MLflow UI needs to show them as children;
+- per (ensemble, backbone), including backbone `all`, a run with the same metrics and, in the tag
   `crowdskin.member_runs`, the ids of its members' parent runs. An ensemble has no training job, so this
-  is its only run.
+  is its only run;
+- one run `checks` (`crowdskin.role=checks`) under which every backbone check run is nested, each tagged
+  `kind=check` and `crowdskin.role=check` (check runs of older versions lacked those tags), so a filter
+  by kind, or a look at the top level, never takes a one-step check for a model.
 
 Runs are found again by their tags (`crowdskin.role`, `task`, `backbone`), so a second call (after a
 re-train, say) updates them instead of adding more: metrics are logged again with a newer timestamp,
 which MLflow shows as the latest, and a fold run that runs.csv no longer lists leaves its parent and is
-tagged `crowdskin.superseded=true`.
+tagged `crowdskin.superseded=true`. MLflow cannot delete one metric of a run, so a parent or ensemble
+run that carries a metric this call does not log (a per-fold `test_auc` or an old metric name of an
+earlier version, a score that is now undefined) is deleted (MLflow's soft delete: `mlflow gc` purges
+it, the UI's deleted-runs view still shows it) and created afresh under the same name and tags; its
+fold runs are nested under the new run and ensembles name the new id. Updating it in place would
+leave the stale value in the runs table, where a sort would rank by it.
 """
 
 from __future__ import annotations
@@ -29,18 +43,36 @@ from typing import Any
 import pandas as pd
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
+from crowdskin.evaluate.scores import REFERENCE
 from crowdskin.train.kinds import ENSEMBLE_KIND
-from crowdskin.train.tracking import _retry, bound_http_retries, ensure_experiment
+from crowdskin.train.tracking import (
+    CHECK_KIND,
+    CHECK_TAGS,
+    HEADLINE_METRIC,
+    ROLE_TAG,
+    _retry,
+    bound_http_retries,
+    ensure_experiment,
+)
 
 log = logging.getLogger(__name__)
 
-ROLE_TAG = "crowdskin.role"
 PARENT_TAG = "mlflow.parentRunId"
 SUPERSEDED_TAG = "crowdskin.superseded"
 MEMBER_RUNS_TAG = "crowdskin.member_runs"
-# metric name -> auc_table column
-SUMMARY_METRICS = {"mean_test_auc": "mean_auc", "sd_test_auc": "sd_auc", "pooled_test_auc": "pooled_auc",
-                   "pooled_ci_low": "pooled_ci_low", "pooled_ci_high": "pooled_ci_high", "n_folds": "n_folds"}
+CHECK_TAG = "crowdskin.check"  # every check job's run has it, whichever version logged it
+CHECKS_ROLE, CHECKS_NAME = "checks", "checks"
+# metric name -> auc_summary column; the headline first
+SUMMARY_METRICS = {HEADLINE_METRIC: "pooled_auc", f"{HEADLINE_METRIC}_ci_low": "pooled_ci_low",
+                   f"{HEADLINE_METRIC}_ci_high": "pooled_ci_high", "fold_mean_test_auc": "mean_auc",
+                   "fold_sd_test_auc": "sd_auc", "n_folds": "n_folds"}
+# metric name -> comparisons column, from the pooled comparison against the baseline of the same backbone
+BASELINE_METRICS = {f"{HEADLINE_METRIC}_minus_baseline": "difference",
+                    f"{HEADLINE_METRIC}_minus_baseline_ci_low": "ci_low",
+                    f"{HEADLINE_METRIC}_minus_baseline_ci_high": "ci_high",
+                    "delong_p_vs_baseline": "delong_p", "holm_p_vs_baseline": "holm_p"}
+CHECKS_NOTE = ("One-step training runs of the backbones the grid does not train (`train.backbone_checks`): "
+               "they prove each backbone's code path, not a model. Their AUCs mean nothing; never rank them.")
 COLUMNS = ["role", "model", "backbone", "run_id", "n_children", "n_members", "created"]
 _PAGE = 1000
 # Run ids go into a filter string unquoted by MLflow; anything else in runs.csv is not a run id.
@@ -52,7 +84,7 @@ _MAX_TAG_VALUE, _MAX_PARAM_VALUE = 8000, 6000
 
 @dataclass
 class _Target:
-    """One parent or ensemble run, as this call wants it."""
+    """One parent, ensemble or checks run, as this call wants it."""
 
     role: str
     model: str
@@ -60,17 +92,30 @@ class _Target:
     kind: str | None
     source: str | None
     summary: dict[str, float] = field(default_factory=dict)
-    folds: dict[int, float] = field(default_factory=dict)
-    children: list[str] = field(default_factory=list)  # fold run ids (parents)
+    children: list[str] = field(default_factory=list)  # fold run ids (parents), check run ids (checks)
     members: list[str] | None = None  # member model names (ensembles; None when the mapping lacks it)
     member_runs: list[str] = field(default_factory=list)
     run_id: str = ""
     created: bool = False
+    replaced: str = ""  # the run of an earlier call this call deleted and created afresh
     params: dict[str, str] = field(default_factory=dict)  # what the run already has
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.role, self.model, self.backbone
+
+    @property
+    def tags(self) -> dict[str, str]:
+        if self.role == CHECKS_ROLE:  # no task or backbone: a filter on either never finds it
+            return {ROLE_TAG: CHECKS_ROLE, "kind": CHECK_KIND, "mlflow.note.content": CHECKS_NOTE}
+        return {ROLE_TAG: self.role, "task": self.model, "backbone": self.backbone,
+                "kind": str(self.kind), "source": str(self.source)}  # str(None) as the fold runs have it
+
+
+def _run_key(tags: Mapping[str, str]) -> tuple[str, str, str]:
+    if tags.get(ROLE_TAG) == CHECKS_ROLE:
+        return CHECKS_ROLE, CHECKS_NAME, ""
+    return tags.get(ROLE_TAG, ""), tags.get("task", ""), tags.get("backbone", "")
 
 
 def _number(value: Any) -> float | None:
@@ -87,26 +132,30 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _fold_metrics(auc_folds: pd.DataFrame, model: str, backbone: str) -> dict[int, float]:
-    rows = auc_folds[(auc_folds["model"] == model) & (auc_folds["backbone"] == backbone)]
-    folds = {}
-    for fold, value in zip(rows["fold"], rows["auc"], strict=True):
-        number = _number(value)
-        if number is not None and _number(fold) is not None:
-            folds[int(fold)] = number
-    return folds
+def _require(name: str, frame: pd.DataFrame, needed: Sequence[str]) -> None:
+    missing = [column for column in needed if column not in frame.columns]
+    if missing:  # e.g. the wide table, one row per model, instead of the long one
+        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(frame.columns)}")
 
 
-def _targets(auc_table: pd.DataFrame, auc_folds: pd.DataFrame, runs: pd.DataFrame,
-             members: Mapping[str, Sequence[str]]) -> tuple[list[_Target], list[_Target], list[str]]:
+def _against_baseline(comparisons: pd.DataFrame | None) -> dict[tuple[str, str], dict[str, float]]:
+    """(model, backbone) -> the pooled comparison with the baseline, as metrics. Per-fold comparisons
+    (the only ones of a repeated holdout) stay out: a parent carries nothing per fold."""
+    if comparisons is None:
+        return {}
+    _require("comparisons", comparisons, ["model", "reference", "backbone", "scope", *BASELINE_METRICS.values()])
+    rows = comparisons[(comparisons["scope"] == "pooled") & (comparisons["reference"] == REFERENCE)]
+    return {(str(row["model"]), str(row["backbone"])): {
+        name: value for name, column in BASELINE_METRICS.items() if (value := _number(row[column])) is not None}
+        for row in rows.to_dict("records")}
+
+
+def _targets(auc_table: pd.DataFrame, runs: pd.DataFrame, members: Mapping[str, Sequence[str]],
+             comparisons: pd.DataFrame | None) -> tuple[list[_Target], list[_Target], list[str]]:
     """Parents, ensembles and the real backbones (in order of appearance), from the tables alone."""
-    for name, frame, needed in (("auc_table", auc_table, ["model", "kind", "source", "backbone",
-                                                          *SUMMARY_METRICS.values()]),
-                                ("auc_folds", auc_folds, ["model", "backbone", "fold", "auc"]),
-                                ("runs", runs, ["task", "backbone", "mlflow_run_id"])):
-        missing = [column for column in needed if column not in frame.columns]
-        if missing:  # e.g. the wide table, one row per model, instead of the long one
-            raise ValueError(f"{name} lacks column(s) {missing}; it has {list(frame.columns)}")
+    _require("auc_table", auc_table, ["model", "kind", "source", "backbone", *SUMMARY_METRICS.values()])
+    _require("runs", runs, ["task", "backbone", "mlflow_run_id"])
+    against = _against_baseline(comparisons)
     children: dict[tuple[str, str], list[str]] = {}
     for task, backbone, run_id in zip(runs["task"], runs["backbone"], runs["mlflow_run_id"], strict=True):
         text = _text(run_id)
@@ -125,10 +174,11 @@ def _targets(auc_table: pd.DataFrame, auc_folds: pd.DataFrame, runs: pd.DataFram
         model, backbone, kind = str(row["model"]), str(row["backbone"]), _text(row.get("kind"))
         summary = {name: value for name, column in SUMMARY_METRICS.items()
                    if (value := _number(row.get(column))) is not None}
+        summary |= against.get((model, backbone), {})
         # backbone `all` is an average over the backbones, always an ensemble whatever its kind says
         role = "ensemble" if kind == ENSEMBLE_KIND or backbone == ALL_BACKBONES else "parent"
         target = _Target(role, model, backbone, ENSEMBLE_KIND if role == "ensemble" else kind, _text(row.get("source")),
-                         summary, _fold_metrics(auc_folds, model, backbone))
+                         summary)
         if role == "ensemble":
             listed = members.get(model)
             target.members = None if listed is None else [str(m) for m in listed]
@@ -172,39 +222,43 @@ def _log_batch(client: Any, run_id: str, *, metrics: Sequence[Any] = (), params:
         metrics, params, tags = metrics[_BATCH_METRICS:], params[_BATCH_PARAMS:], tags[_BATCH_TAGS:]
 
 
-def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_folds: pd.DataFrame,
-                    runs: pd.DataFrame, members: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Add (or update) the parent runs of the training tasks and the ensemble runs in `experiment`.
+def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs: pd.DataFrame,
+                    members: Mapping[str, Sequence[str]], comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add (or update) the parent runs of the training tasks, the ensemble runs and the checks run in
+    `experiment`.
 
-    `auc_table`, `auc_folds` and `runs` are results/scores/auc_table.csv, results/scores/auc_folds.csv and
-    results/train/runs.csv (formats in crowdskin.evaluate); `members` maps an ensemble's name to its
-    member models (crowdskin.evaluate.ensemble.Ensemble.members; for backbone `all` each member counts on
-    every real backbone). A training task gets one parent per real backbone (run name `task/backbone`,
-    tag `crowdskin.role=parent`) and its fold runs from runs.csv are nested under it; a row of
-    `auc_table` with kind `ensemble` gets an ensemble run (`crowdskin.role=ensemble`). NaN scores are
-    left out, fold runs with no run id are skipped, and fold runs not in the experiment are skipped with a
-    warning. Idempotent: runs are found again by tags and updated, never duplicated.
+    `auc_table`, `runs` and `comparisons` are results/scores/auc_summary.csv, results/train/runs.csv and
+    results/scores/comparisons.csv (formats in crowdskin.evaluate; without `comparisons` no run gets the
+    differences against the baseline); `members` maps an ensemble's name to its member models
+    (crowdskin.evaluate.ensemble.Ensemble.members; for backbone `all` each member counts on every real
+    backbone). A training task gets one parent per real backbone (run name `task/backbone`, tag
+    `crowdskin.role=parent`) and its fold runs from runs.csv are nested under it; a row of `auc_table`
+    with kind `ensemble` gets an ensemble run (`crowdskin.role=ensemble`); the experiment's backbone
+    check runs (tag `crowdskin.check=true`) are tagged as checks and nested under one run `checks`. NaN
+    scores are left out, fold runs with no run id are skipped, and fold runs not in the experiment are
+    skipped with a warning. Idempotent: runs are found again by tags and updated, never duplicated; one
+    carrying a metric this call does not log is replaced (module docstring).
 
-    Returns one row per parent or ensemble run: role, model, backbone, run_id, n_children (fold runs
-    nested under it), n_members (member parent runs named), created (made by this call). Raises ValueError
-    when a table lacks a column it needs, and the store's error after `_retry`'s attempts when it stays
-    unreachable.
+    Returns one row per parent, ensemble or checks run: role, model, backbone, run_id, n_children (fold
+    or check runs nested under it), n_members (member parent runs named), created (made by this call,
+    afresh or in place of a stale run). Raises ValueError when a table lacks a column it needs, and the
+    store's error after `_retry`'s attempts when it stays unreachable.
     """
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     started = time.time()
-    parents, ensembles, backbones = _targets(auc_table, auc_folds, runs, members)
+    parents, ensembles, backbones = _targets(auc_table, runs, members, comparisons)
     bound_http_retries()
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(uri, experiment)
-    targets = parents + ensembles
 
     # A few searches fetch all this call needs from the store, rather than one query per run.
     existing: dict[tuple[str, str, str], Any] = {}
     for run in _search(client, experiment_id, f'tags."{ROLE_TAG}" IS NOT NULL'):
-        tags = run.data.tags
-        key = (tags.get(ROLE_TAG, ""), tags.get("task", ""), tags.get("backbone", ""))
+        key = _run_key(run.data.tags)
+        if key[0] not in ("parent", "ensemble", CHECKS_ROLE):  # a check run has a role too
+            continue
         if key in existing:
             log.warning("MLflow: more than one %s run for %s/%s (%s, %s); updating the oldest",
                         *key, existing[key].info.run_id, run.info.run_id)
@@ -217,6 +271,11 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
         page_runs = _search(client, experiment_id, f"attributes.run_id IN ({ids})")
         fold_runs.update((run.info.run_id, run) for run in page_runs)
     nested = _search(client, experiment_id, f'tags."{PARENT_TAG}" IS NOT NULL')
+    check_runs = {run.info.run_id: run for run in _search(client, experiment_id, f"tags.\"{CHECK_TAG}\" = 'true'")}
+    checks = []
+    if check_runs or (CHECKS_ROLE, CHECKS_NAME, "") in existing:
+        checks = [_Target(CHECKS_ROLE, CHECKS_NAME, "", CHECK_KIND, None, children=list(check_runs))]
+    targets = parents + ensembles + checks
 
     for target in targets:
         if target.role == "parent":
@@ -231,11 +290,17 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
                 target.source = target.source or tags.get("source")
         found = existing.get(target.key)
         if found is not None:
-            target.run_id, target.params = found.info.run_id, dict(found.data.params)
-            continue
-        tags = {ROLE_TAG: target.role, "task": target.model, "backbone": target.backbone}
-        run = _retry(partial(client.create_run, experiment_id, run_name=f"{target.model}/{target.backbone}",
-                             tags=tags), what=f"create_run {target.model}/{target.backbone}")
+            stale = sorted(set(found.data.metrics) - set(target.summary))
+            if not stale:
+                target.run_id, target.params = found.info.run_id, dict(found.data.params)
+                continue
+            log.info("MLflow: %s run %s of %s/%s has metric(s) %s this version does not log; replaced",
+                     target.role, found.info.run_id, target.model, target.backbone, ", ".join(stale))
+            _retry(partial(client.delete_run, found.info.run_id), what=f"delete_run {found.info.run_id}")
+            target.replaced = found.info.run_id
+        name = target.model if target.role == CHECKS_ROLE else f"{target.model}/{target.backbone}"
+        run = _retry(partial(client.create_run, experiment_id, run_name=name, tags=target.tags),
+                     what=f"create_run {name}")
         target.run_id, target.created = run.info.run_id, True
 
     parent_ids = {(t.model, t.backbone): t.run_id for t in parents}
@@ -253,8 +318,7 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
 
     now = int(time.time() * 1000)
     for target in targets:
-        tags = {ROLE_TAG: target.role, "task": target.model, "backbone": target.backbone,
-                "kind": str(target.kind), "source": str(target.source)}  # str(None) as the fold runs have it
+        tags = target.tags
         params: dict[str, str] = {}
         if target.role == "ensemble":
             tags[MEMBER_RUNS_TAG] = ",".join(target.member_runs)[:_MAX_TAG_VALUE]
@@ -268,14 +332,13 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
                                 "(tag %s is current)", target.model, target.backbone, target.params["members"],
                                 value, MEMBER_RUNS_TAG)
         metrics = [Metric(name, value, now, 0) for name, value in target.summary.items()]
-        metrics += [Metric("test_auc", value, now, fold) for fold, value in sorted(target.folds.items())]
         _log_batch(client, target.run_id, metrics=metrics,
                    params=[Param(k, v) for k, v in params.items() if k not in target.params],
                    tags=[RunTag(k, v) for k, v in tags.items()])
         if target.created:
             _retry(partial(client.set_terminated, target.run_id), what=f"set_terminated {target.run_id}")
 
-    # Nest the listed fold runs; touch only those whose tags are not already right.
+    # Nest the listed fold runs and the check runs; touch only those whose tags are not already right.
     wanted: dict[str, str] = {run_id: t.run_id for t in parents for run_id in t.children}
     for run_id, parent_id in wanted.items():
         tags = fold_runs[run_id].data.tags
@@ -283,16 +346,22 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, auc_f
             _log_batch(client, run_id, tags=[RunTag(PARENT_TAG, parent_id)])
         if SUPERSEDED_TAG in tags:  # listed again (runs.csv restored): no longer superseded
             _retry(partial(client.delete_tag, run_id, SUPERSEDED_TAG), what=f"delete_tag {run_id}")
-    ours = set(parent_ids.values())
+    for target in checks:
+        for run_id in target.children:
+            tags = check_runs[run_id].data.tags
+            right = {**CHECK_TAGS, PARENT_TAG: target.run_id}
+            _log_batch(client, run_id, tags=[RunTag(k, v) for k, v in right.items() if tags.get(k) != v])
+    ours = set(parent_ids.values()) | {t.replaced for t in parents if t.replaced}
     superseded = [run.info.run_id for run in nested
                   if run.data.tags.get(PARENT_TAG) in ours and run.info.run_id not in wanted]
     for run_id in superseded:
         _retry(partial(client.delete_tag, run_id, PARENT_TAG), what=f"delete_tag {run_id}")
         _log_batch(client, run_id, tags=[RunTag(SUPERSEDED_TAG, "true")])
 
-    log.info("MLflow comparisons in %r: %d parents, %d ensemble runs (%d new), %d fold runs nested, "
-             "%d superseded, in %.1f s", experiment, len(parents), len(ensembles),
-             sum(t.created for t in targets), len(wanted), len(superseded), time.time() - started)
-    rows = [(t.role, t.model, t.backbone, t.run_id, len(t.children) if t.role == "parent" else 0,
+    log.info("MLflow comparisons in %r: %d parents, %d ensemble runs, %d check runs (%d runs new, %d of them "
+             "replacing a stale run), %d fold runs nested, %d superseded, in %.1f s", experiment, len(parents),
+             len(ensembles), len(check_runs), sum(t.created for t in targets), sum(bool(t.replaced) for t in targets),
+             len(wanted), len(superseded), time.time() - started)
+    rows = [(t.role, t.model, t.backbone, t.run_id, len(t.children) if t.role != "ensemble" else 0,
              len(t.member_runs), t.created) for t in targets]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -429,6 +429,8 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
             # where this machine keeps the weights is not part of the experiment (train.weights is)
             "execution.weights_file": str(spec.weights or ""),
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
+    if spec.check:  # the task's kind stays a parameter; as a tag it would let a check pass for a model
+        tags |= tracking.CHECK_TAGS
     final = {"test_auc": metrics["test_auc"], "val_auc_final": metrics["val_auc"],
              "train_seconds": metrics["train_seconds"]}
     # Per head: test_<head>_mae, test_<head>_spearman, val_... (the MLflow UI sorts and plots them).

@@ -11,6 +11,19 @@ corrupt it or fail with "database is locked". So a job in a Slurm allocation wit
 store (`defer_logging`) logs nothing itself: it leaves its run in metrics.json (`pending_run`), and
 the local `train_summary` job logs every such run from the submitting machine. With a tracking
 server (`http(s)://`), jobs log directly, as they do locally.
+
+The experiment carries a description (`mlflow.note.content`: how its runs are organised, which
+metric ranks the models) and `mlflow.experimentKind=custom_model_development`, the value the MLflow
+UI itself writes when a user files an experiment under "Machine learning" (its choices are that and
+`genai_development`). Both are set when missing, so a store of an older version gets them and a
+user's own edits stay. MLflow 3.17's UI does not take its landing tab from that tag (earlier 3.x UIs
+did, and asked for the type where the tag was missing): its workflow-based navigation, always on,
+follows the sidebar's GenAI / Machine learning switch, kept per browser (GenAI unless changed) or
+given by the URL's `?workflowType=machine_learning`, and no server-side setting or experiment tag
+changes it. Hence the README's link with that query.
+
+A backbone check job's run is tagged `kind=check` and `crowdskin.role=check` (CHECK_TAGS): a check
+proves a backbone's code path in one step, and its AUC must never pass for a model's.
 """
 
 from __future__ import annotations
@@ -26,6 +39,39 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_DB = Path("results/mlflow/mlflow.db")  # artifacts go beside it, in results/mlflow/artifacts
+
+ROLE_TAG = "crowdskin.role"
+CHECK_KIND = "check"
+CHECK_TAGS = {"kind": CHECK_KIND, ROLE_TAG: CHECK_KIND}
+DESCRIPTION_TAG = "mlflow.note.content"
+KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+HEADLINE_METRIC = "pooled_test_auc"
+EXPERIMENT_DESCRIPTION = f"""\
+Skin-lesion classifiers trained by the crowdskin workflow: one MLflow run per training job, and after
+the evaluation stage one run per model and per ensemble.
+
+**How the runs are organised**
+
+- `<task>/<backbone>` (tag `crowdskin.role=parent`): one model, a task trained on one backbone. Expand
+  it for its fold runs `<task>/<backbone>/fold<k>`, each with its own `test_auc`, training history
+  and predictions.
+- `<ensemble>/<backbone>` (`crowdskin.role=ensemble`, `kind=ensemble`): the average of its members'
+  predictions; backbone `all` averages a task over the backbones.
+- `checks` (`kind=check`): one-step training runs of backbones the grid does not train. They prove
+  the code path, not a model: never rank them.
+
+**Ranking**
+
+Sort by `{HEADLINE_METRIC}`, the out-of-fold test AUC pooled over the folds, with its bootstrap
+interval `{HEADLINE_METRIC}_ci_low` / `{HEADLINE_METRIC}_ci_high`. `fold_mean_test_auc` and
+`fold_sd_test_auc` are the folds' spread; `{HEADLINE_METRIC}_minus_baseline` (with its interval,
+`delong_p_vs_baseline` and `holm_p_vs_baseline`) is the paired difference against the baseline of
+the same backbone. Only model and ensemble runs carry these metrics, so the filter
+`metrics.{HEADLINE_METRIC} >= 0 and tags.backbone = 'vgg16'` ranks one backbone's models and
+ensembles; `tags.kind != 'check'` leaves out the checks from any other filter.
+"""
+EXPERIMENT_TAGS = {DESCRIPTION_TAG: EXPERIMENT_DESCRIPTION, KIND_TAG: EXPERIMENT_KIND}
 
 
 def tracking_uri(configured: str | None = None, *, workdir: str | Path = ".") -> str:
@@ -98,7 +144,8 @@ def find_pending_run(uri: str, pending: Mapping[str, Any]) -> str | None:
 
 
 def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None = None) -> str:
-    """Create (or find) the experiment; returns its id. Creates the SQLite schema on first use."""
+    """Create (or find) the experiment, with EXPERIMENT_TAGS where it lacks them; returns its id.
+    Creates the SQLite schema on first use."""
     from mlflow.tracking import MlflowClient
 
     bound_http_retries()
@@ -112,9 +159,12 @@ def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None =
     def get_or_create() -> str:
         found = client.get_experiment_by_name(name)
         if found is not None:
+            for key, value in EXPERIMENT_TAGS.items():
+                if not found.tags.get(key):  # an experiment of an older version; a user's edit stays
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return str(found.experiment_id)
         location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        return str(client.create_experiment(name, artifact_location=location))
+        return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS))
 
     return _retry(get_or_create, what=f"creating experiment {name!r}")
 
