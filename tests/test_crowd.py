@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -364,3 +365,14 @@ def test_figures_are_written(tmp_path):
     heat = figures.agreement_heatmap(analysis.source_agreement(targets), tmp_path / "heat.png")
     for path in (rain, heat):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_the_funnel_names_its_steps_with_the_runs_thresholds_not_setting_names():
+    """A reader of the funnel sees "first HIT under 60 s", not the config key first_hit_min_s."""
+    strict = replace(FILTERS, first_hit_min_s=75.0, min_approval_rate=0.97, reject_no_history=True)
+    described = mturk.describe_steps(strict)
+    assert "75 s" in described["time_on_task"] and "first_hit_min_s" not in described["time_on_task"]
+    assert "97%" in described["approval_rate"] and "min_approval_rate" not in described["approval_rate"]
+    assert "rejected" in described["approval_rate"]
+    assert "no approval-rate filter" in mturk.describe_steps(replace(FILTERS, min_approval_rate=None))["approval_rate"]
+    assert not [text for text in described.values() if re.search(r"\b[a-z]+_[a-z_]+\b", text)], described

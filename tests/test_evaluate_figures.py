@@ -333,8 +333,7 @@ def test_training_curves_one_row_per_family_on_shared_scales(tmp_path):
     frame = pd.concat([frame, extra], ignore_index=True)
     fig = _training_figure(frame)
     titles = [ax.get_title(loc="left") for ax in fig.axes]
-    assert titles[::2] == ["baseline: loss (train solid, validation dashed)", "multitask: loss (train solid, "
-                           "validation dashed)", "crowdsim: loss (train solid, validation dashed)"]
+    assert titles[::2] == ["baseline · loss", "multitask · loss", "crowdsim · loss"]
     loss_ax, auc_ax = fig.axes[0], fig.axes[1]
     styles = sorted(line.get_linestyle() for line in loss_ax.get_lines())
     assert styles == ["-", "-", "--", "--"]  # train and validation for two backbones

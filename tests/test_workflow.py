@@ -10,6 +10,7 @@ import re
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from workflow_runner import REPO, snakemake
 
@@ -199,7 +200,7 @@ execution:
 REPORT = {"report_tables"}
 TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
-EVALUATION = {"ensemble", "scores", "figures", "mlflow_comparisons"} | TRUTH_AUC
+EVALUATION = {"ensemble", "scores", "figures", "gallery", "mlflow_comparisons"} | TRUTH_AUC
 TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
 # The disagreement model reads the targets: its spread heads' truth check follows.
 TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING | TRUTH_DATA
@@ -239,7 +240,7 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
-    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "mlflow_comparisons": 1, "truth_auc": 1,
                   "truth_summary": 1, "report_tables": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
@@ -261,13 +262,13 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
     reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
-        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "mlflow_comparisons": 1,
-        "truth_auc": 1, "truth_summary": 1, "report_tables": 1}
+        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
+        "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
-    after_scores = {"scores": 1, "figures": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
-                    "report_tables": 1}
+    after_scores = {"scores": 1, "figures": 1, "gallery": 1, "mlflow_comparisons": 1, "truth_auc": 1,
+                    "truth_summary": 1, "report_tables": 1}
     assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
     # a new ensemble is one job; the existing one is not re-run
     assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "
@@ -309,8 +310,10 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
     metrics = json.loads((scores / "metrics.json").read_text())
     assert set(metrics["smallcnn"]) == set(folds["model"])
     assert set(pd.read_csv(scores / "roc.csv").columns) == {"model", "backbone", "fpr", "tpr"}
-    for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel"):
+    for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel", "gallery_smallcnn"):
         assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure
+    with Image.open(scores / "figures/gallery_smallcnn.png") as gallery:
+        assert gallery.width <= 1000
 
     experiment = json.loads((finished_run / "results/test/train/mlflow_experiment.json").read_text())
     client = MlflowClient(experiment["tracking_uri"])
@@ -357,11 +360,12 @@ def test_report_shows_every_table_and_figure(finished_run):
     for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config",
                  "truth"):
         assert f"{page}.html" in report, page
-    for figure in ("roc.png", "forest.png", "fold_auc.png", "training_curves.png", "mturk_funnel.png",
-                   "raincloud.png", "source_agreement.png"):
-        assert figure in report, figure
+    # each figure is a page of its own, under its caption
+    for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel", "raincloud", "source_agreement",
+                   "gallery_smallcnn"):
+        assert f"{figure}.html" in report, figure
     for category in ("1. Summary", "2. Data", "3. Annotations", "4. Crowd", "5. Training", "6. Models and ensembles",
-                     "8. Truth checks", "9. Configuration"):
+                     "7. Operating characteristics", "8. Truth checks", "9. Configuration"):
         assert category in report, category
     # the report embeds each page; decoded, the tables are there as a reader sees them
     pages = {name: base64.b64decode(data).decode() for name, data in

@@ -492,33 +492,61 @@ REPORT_ROLES = {
 # What the report shows of the config: everything that can change a result.
 REPORT_CONFIG = {key: value for key, value in config.items() if key != "execution"}
 
+
+def gallery_figure(backbone):
+    return f"{SCORES}/figures/gallery_{backbone}.png"
+
+
 # Every figure of the report, shown as a page of its own (the figure under its caption, in a frame
 # that scrolls: Snakemake centres an image in the window, and one taller than the window loses its
-# top): name -> (PNG, category, the name a reader sees). The caption is workflow/report/<name>.rst.
+# top): name -> (PNG, category, the name a reader sees, its caption workflow/report/<caption>.rst).
 REPORT_FIGURES = {
     "source_agreement": (
         f"{ANALYSIS}/source_agreement.png",
         "annotations",
         "Agreement between sources",
+        "source_agreement",
     ),
     "raincloud": (
         f"{ANALYSIS}/raincloud.png",
         "annotations",
         "Annotation scores per source",
+        "raincloud",
     ),
     "mturk_funnel": (
         f"{SCORES}/figures/mturk_funnel.png",
         "crowd",
         "MTurk filtering funnel",
+        "mturk_funnel",
     ),
     "training_curves": (
         f"{SCORES}/figures/training_curves.png",
         "training",
         "Training curves",
+        "training_curves",
     ),
-    "forest": (f"{SCORES}/figures/forest.png", "models", "Comparisons (forest plot)"),
-    "roc": (f"{SCORES}/figures/roc.png", "models", "ROC curves, pooled over the folds"),
-    "fold_auc": (f"{SCORES}/figures/fold_auc.png", "models", "AUC per fold"),
+    "forest": (
+        f"{SCORES}/figures/forest.png",
+        "models",
+        "Comparisons (forest plot)",
+        "forest",
+    ),
+    "roc": (
+        f"{SCORES}/figures/roc.png",
+        "models",
+        "ROC curves, pooled over the folds",
+        "roc",
+    ),
+    "fold_auc": (f"{SCORES}/figures/fold_auc.png", "models", "AUC per fold", "fold_auc"),
+    **{
+        f"gallery_{backbone}": (
+            gallery_figure(backbone),
+            "operating",
+            f"Lesion gallery ({'all backbones' if backbone == ALL_BACKBONES else backbone})",
+            "gallery",
+        )
+        for backbone in SCORED_BACKBONES
+    },
 }
 # What the captions may name of the run (their only settings).
 REPORT_CAPTION_VALUES = {

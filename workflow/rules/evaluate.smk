@@ -103,3 +103,35 @@ ALL_TARGETS += [
     *rules.figures.output,
     rules.mlflow_comparisons.output[0],
 ]
+
+
+# The lesion gallery: a few PNGs of thumbnails from tables already in memory, a few seconds.
+localrules:
+    gallery,
+
+
+rule gallery:
+    input:
+        auc_summary=rules.scores.output.auc_summary,
+        # every model's predictions, as the scores read them: which model is best is known only
+        # once they are scored
+        predictions=SCORED_FILES,
+        images=rules.ingest.output.images,
+        targets=rules.crowd_targets.output.targets,
+        # The image and mask files of the chosen lesions are known only after scoring, and a DAG
+        # cannot wait on them without a checkpoint; their fetch markers stand for every file that
+        # the images table names, as they do for the image cache of training.
+        raw=fetched_markers(),
+    output:
+        [gallery_figure(backbone) for backbone in SCORED_BACKBONES],
+    log:
+        f"{LOGS}/gallery.log",
+    params:
+        index=SCORED_INDEX,
+        backbones=SCORED_BACKBONES,
+        gallery=EVALUATE["gallery"],
+    script:
+        script_path("evaluate_gallery.py")
+
+
+ALL_TARGETS += [*rules.gallery.output]

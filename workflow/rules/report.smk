@@ -40,7 +40,8 @@ ALL_TARGETS += [*rules.report_tables.output]
 rule report_figure:
     input:
         figure=lambda wildcards: REPORT_FIGURES[wildcards.figure][0],
-        caption=f"{workflow.basedir}/workflow/report/{{figure}}.rst",
+        caption=lambda wildcards: f"{workflow.basedir}/workflow/report/"
+        f"{REPORT_FIGURES[wildcards.figure][3]}.rst",
     output:
         report(
             f"{REPORT}/figures/{{figure}}.html",

@@ -152,6 +152,21 @@ STEP_DESCRIPTIONS = {
 }
 
 
+def describe_steps(settings: FilterSettings) -> dict[str, str]:
+    """STEP_DESCRIPTIONS with the run's thresholds in place of the setting names, for a reader of the
+    funnel (the decisions keep STEP_DESCRIPTIONS' wording: a threshold is not part of a decision)."""
+    rate = ("no approval-rate filter" if settings.min_approval_rate is None
+            else f"lifetime approval rate below {settings.min_approval_rate:.0%}")
+    history = "workers without a history rejected" if settings.reject_no_history else "workers without a history kept"
+    excluded = ", ".join(settings.excluded_confidence) or "none"
+    return STEP_DESCRIPTIONS | {
+        "confidence": f"stated confidence excluded ({excluded})",
+        "time_on_task": f"first HIT under {settings.first_hit_min_s:g} s, or a later HIT under "
+                        f"{settings.later_hit_min_s:g} s or over {settings.later_hit_max_s:g} s",
+        "approval_rate": f"{rate}; {history}",
+    }
+
+
 # --- ingest quarantine ---------------------------------------------------------------------
 
 def quarantined_assignments(quarantine: pd.DataFrame, table: str = "mturk_assignments") -> pd.DataFrame:
@@ -264,11 +279,14 @@ def apply_filters(
     for column in ("worker_id", "hit_id", "assignment_id"):
         if column not in decisions:
             decisions[column] = pd.NA
-    return FunnelResult(decisions=decisions, funnel=funnel_table(decisions, settings.rules))
+    return FunnelResult(decisions=decisions, funnel=funnel_table(decisions, settings.rules, describe_steps(settings)))
 
 
-def funnel_table(decisions: pd.DataFrame, rules: Sequence[str]) -> pd.DataFrame:
-    """Assignments, workers, HITs and accuracy left after each step, and what each step removed."""
+def funnel_table(decisions: pd.DataFrame, rules: Sequence[str],
+                 descriptions: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Assignments, workers, HITs and accuracy left after each step, and what each step removed;
+    `descriptions` names the steps (STEP_DESCRIPTIONS by default)."""
+    descriptions = STEP_DESCRIPTIONS if descriptions is None else descriptions
     steps = ["exported", *INGEST_STEPS, *rules]
     remaining = decisions
     rows = []
@@ -289,7 +307,7 @@ def funnel_table(decisions: pd.DataFrame, rules: Sequence[str]) -> pd.DataFrame:
             {
                 "step": index,
                 "rule": step,
-                "description": STEP_DESCRIPTIONS.get(step, step),
+                "description": descriptions.get(step, step),
                 "removed": removed,
                 "assignments": len(remaining),
                 "workers": int(remaining["worker_id"].dropna().nunique()),

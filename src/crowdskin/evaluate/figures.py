@@ -522,8 +522,8 @@ def _training_figure(histories: pd.DataFrame) -> Figure:
             note = overfitting_note(line)
             if note:
                 notes.append(f"{name}: {note}")
-        loss_ax.set_title(f"{family}: loss (train solid, validation dashed)", loc="left", fontsize=9)
-        auc_ax.set_title(f"{family}: validation AUC", loc="left", fontsize=9)
+        loss_ax.set_title(f"{family} · loss", loc="left", fontsize=9.5, fontweight="bold")
+        auc_ax.set_title(f"{family} · validation AUC", loc="left", fontsize=9.5, fontweight="bold")
         if loss_values.size:
             loss_ax.set_ylim(0, float(loss_values.max()) * 1.05)
             loss_ax.set_ylabel("loss")
@@ -531,18 +531,21 @@ def _training_figure(histories: pd.DataFrame) -> Figure:
         else:
             _explain(loss_ax, "no loss recorded in the histories")
         if notes:
-            loss_ax.text(0.99, 0.97, "overfitting:\n" + "\n".join(notes[:4]) + ("\n…" if len(notes) > 4 else ""),
-                         transform=loss_ax.transAxes, ha="right", va="top", fontsize=7, color=OKABE_ITO["vermillion"])
+            # Beside the panels, under the legend: inside, the note would cover the curves it names.
+            auc_ax.text(1.03, 0.0, "overfitting:\n" + "\n".join(notes[:4]) + ("\n…" if len(notes) > 4 else ""),
+                        transform=auc_ax.transAxes, ha="left", va="bottom", fontsize=7, color=OKABE_ITO["vermillion"])
         if auc_values.size:
             low = min(float(auc_values.min()), 0.5)
             auc_ax.set_ylim(max(0.0, low - 0.02), min(1.0, float(auc_values.max()) + 0.02))
             auc_ax.axhline(0.5, color=NEUTRAL, linestyle=":", linewidth=1.0)
             auc_ax.set_ylabel("AUC")
             _epoch_axis(auc_ax, epochs_all)
-            auc_ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False,
-                          ncols=1 if len(lines) <= 6 else 2)
+            auc_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.02), fontsize=7, frameon=False,
+                          ncols=1 if len(lines) <= 5 else 2)
         else:
             _explain(auc_ax, "no validation AUC recorded in the histories")
+    fig.suptitle("Training per task family: loss (train solid, validation dashed) and validation AUC, the mean "
+                 "over the folds", x=0.01, ha="left", fontsize=10)
     axes[-1][0].set_xlabel("epoch (mean over folds)")
     axes[-1][1].set_xlabel("epoch (mean over folds)")
     return fig
