@@ -53,8 +53,9 @@ def tables(runs_ids: dict[tuple[str, str, int], str | None], *, baseline_vgg16_m
         if model != "baseline" and backbone != "all":
             for scope, reference in (("pooled", "baseline"), ("fold0", "baseline"), ("pooled", "random")):
                 comparisons.append({"model": model, "reference": reference, "backbone": backbone, "scope": scope,
-                                    "difference": 0.02 if scope == "pooled" else 0.5, "ci_low": -0.01,
-                                    "ci_high": 0.05, "delong_z": 1.0, "delong_p": 0.3, "holm_p": 0.6, "note": ""})
+                                    "difference": 0.02 if scope == "pooled" else 0.5, "ci_low": 0.001,
+                                    "ci_high": 0.04, "delong_z": 1.0, "delong_p": 0.3, "holm_p": 0.6,
+                                    "adjusted_ci_low": -0.01, "adjusted_ci_high": 0.05, "note": ""})
     for (task, backbone, fold), run_id in runs_ids.items():
         runs.append({"task": task, "backbone": backbone, "fold": fold, "test_auc": 0.7, "val_auc": 0.7, "epochs": 2,
                      "split_hash": "abc", "train_seconds": 1.0, "job_seconds": 2.0, "mlflow_run_id": run_id,
@@ -154,7 +155,8 @@ def test_a_parent_per_task_and_backbone_with_the_tables_scores(store):
     assert parent.metrics["pooled_test_auc_ci_low"] == pytest.approx(mean - 0.1)
     assert parent.metrics["pooled_test_auc_ci_high"] == pytest.approx(mean + 0.1)
     assert parent.metrics["fold_sd_test_auc"] == pytest.approx(0.01) and parent.metrics["n_folds"] == 2
-    # the pooled comparison against the baseline, never a per-fold one or one against another reference
+    # the pooled comparison against the baseline, never a per-fold one or one against another reference;
+    # its interval the adjusted one, which agrees with Holm's p (the unadjusted one clears 0 here)
     assert {k: parent.metrics[k] for k in BASELINE_METRICS} == pytest.approx(
         {"pooled_test_auc_minus_baseline": 0.02, "pooled_test_auc_minus_baseline_ci_low": -0.01,
          "pooled_test_auc_minus_baseline_ci_high": 0.05, "delong_p_vs_baseline": 0.3, "holm_p_vs_baseline": 0.6})

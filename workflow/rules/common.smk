@@ -548,13 +548,9 @@ REPORT_FIGURES = {
         for backbone in SCORED_BACKBONES
     },
 }
-# What the captions may name of the run (their only settings).
-REPORT_CAPTION_VALUES = {
-    "run_name": RUN_NAME,
-    "resamples": EVALUATE["bootstrap"]["resamples"],
-    "scheme": config["split"]["scheme"],
-    "n_folds": config["split"]["n_folds"],
-}
+# What a figure's caption may name of the run ({{ run_name }}): more would re-make every page when
+# any of it changed.
+REPORT_CAPTION_VALUES = {"run_name": RUN_NAME}
 
 
 def report_figure_category(wildcards):

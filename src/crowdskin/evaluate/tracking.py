@@ -6,7 +6,7 @@ Every training job logs one run (crowdskin.train.tracking). At the end of the wo
   AUC with its bootstrap interval (`pooled_test_auc`, the headline to sort by, `pooled_test_auc_ci_low`,
   `pooled_test_auc_ci_high`), the folds' mean and sd (`fold_mean_test_auc`, `fold_sd_test_auc`,
   `n_folds`) and, from the pooled comparison against the baseline of its backbone, the difference with
-  its interval and p-values (`pooled_test_auc_minus_baseline`, `..._ci_low`, `..._ci_high`,
+  its Bonferroni-adjusted interval (consistent with Holm's p) and p-values (`pooled_test_auc_minus_baseline`, `..._ci_low`, `..._ci_high`,
   `delong_p_vs_baseline`, `holm_p_vs_baseline`). Nothing per fold: a fold's `test_auc` is on its fold
   run, and one logged on the parent at step k would show as the parent's latest value, ranking the
   model by its last fold. The job's fold runs are nested under it by their `mlflow.parentRunId` tag,
@@ -66,10 +66,12 @@ CHECKS_ROLE, CHECKS_NAME = "checks", "checks"
 SUMMARY_METRICS = {HEADLINE_METRIC: "pooled_auc", f"{HEADLINE_METRIC}_ci_low": "pooled_ci_low",
                    f"{HEADLINE_METRIC}_ci_high": "pooled_ci_high", "fold_mean_test_auc": "mean_auc",
                    "fold_sd_test_auc": "sd_auc", "n_folds": "n_folds"}
-# metric name -> comparisons column, from the pooled comparison against the baseline of the same backbone
+# metric name -> comparisons column, from the pooled comparison against the baseline of the same
+# backbone. The interval is the adjusted one, which agrees with holm_p beside it (an unadjusted
+# bootstrap interval can clear 0 beside a Holm p of 0.16).
 BASELINE_METRICS = {f"{HEADLINE_METRIC}_minus_baseline": "difference",
-                    f"{HEADLINE_METRIC}_minus_baseline_ci_low": "ci_low",
-                    f"{HEADLINE_METRIC}_minus_baseline_ci_high": "ci_high",
+                    f"{HEADLINE_METRIC}_minus_baseline_ci_low": "adjusted_ci_low",
+                    f"{HEADLINE_METRIC}_minus_baseline_ci_high": "adjusted_ci_high",
                     "delong_p_vs_baseline": "delong_p", "holm_p_vs_baseline": "holm_p"}
 CHECKS_NOTE = ("One-step training runs of the backbones the grid does not train (`train.backbone_checks`): "
                "they prove each backbone's code path, not a model. Their AUCs mean nothing; never rank them.")
