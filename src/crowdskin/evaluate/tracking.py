@@ -5,9 +5,10 @@ Every training job logs one run (crowdskin.train.tracking). At the end of the wo
 - per (task, backbone), a parent run with the model's aggregate scores: the pooled out-of-fold test
   AUC with its bootstrap interval (`pooled_test_auc`, the headline to sort by, `pooled_test_auc_ci_low`,
   `pooled_test_auc_ci_high`), the folds' mean and sd (`fold_mean_test_auc`, `fold_sd_test_auc`,
-  `n_folds`) and, from the pooled comparison against the baseline of its backbone, the difference with
-  its Bonferroni-adjusted interval (consistent with Holm's p) and p-values (`pooled_test_auc_minus_baseline`, `..._ci_low`, `..._ci_high`,
-  `delong_p_vs_baseline`, `holm_p_vs_baseline`). Nothing per fold: a fold's `test_auc` is on its fold
+  `n_folds`) and, from the pooled comparison against the baseline of its backbone, the difference
+  with its Bonferroni-adjusted interval (consistent with Holm's p) and p-values
+  (`pooled_test_auc_minus_baseline`, `..._ci_low`, `..._ci_high`, `delong_p_vs_baseline`,
+  `holm_p_vs_baseline`). Nothing per fold: a fold's `test_auc` is on its fold
   run, and one logged on the parent at step k would show as the parent's latest value, ranking the
   model by its last fold. The job's fold runs are nested under it by their `mlflow.parentRunId` tag,
   which is all the MLflow UI needs to show them as children;
