@@ -122,3 +122,69 @@ ALL_TARGETS += [
     *rules.figures.output,
     rules.mlflow_comparisons.output[0],
 ]
+
+
+# Operating characteristics: calibration, an operating point chosen on validation, per-fold ROC
+# curves and the annotation heads' scatter. An ensemble's threshold comes from its members'
+# validation scores averaged as its test scores are: each (ensemble, backbone) with its members.
+OPERATING_ENSEMBLES = [
+    {
+        "model": ensemble.name,
+        "backbone": backbone,
+        "members": [list(job) for job in ensemble.member_jobs(backbone, TRAIN_BACKBONES)],
+    }
+    for ensemble in ENSEMBLE_PLAN.values()
+    for backbone in ensemble.backbones
+]
+
+
+localrules:
+    operating_characteristics,
+
+
+rule operating_characteristics:
+    input:
+        SCORED_FILES,
+    output:
+        calibration=f"{SCORES}/calibration.csv",
+        brier=f"{SCORES}/brier.csv",
+        operating=f"{SCORES}/operating_point.csv",
+        fold_roc=f"{SCORES}/fold_roc.csv",
+        head_points=f"{SCORES}/head_points.csv",
+        calibration_figure=report(
+            f"{SCORES}/figures/calibration.png",
+            caption="../report/calibration.rst",
+            category="6 Operating characteristics",
+            labels={"figure": "Reliability diagram and Brier score"},
+        ),
+        operating_figure=report(
+            f"{SCORES}/figures/operating_point.png",
+            caption="../report/operating_point.rst",
+            category="6 Operating characteristics",
+            labels={"figure": "Operating point: sensitivity and specificity"},
+        ),
+        fold_roc_figure=report(
+            f"{SCORES}/figures/fold_roc.png",
+            caption="../report/fold_roc.rst",
+            category="6 Operating characteristics",
+            labels={"figure": "ROC curves per fold"},
+        ),
+        heads_figure=report(
+            f"{SCORES}/figures/heads_scatter.png",
+            caption="../report/heads_scatter.rst",
+            category="4 Training",
+            labels={"figure": "What the annotation heads learned"},
+        ),
+    log:
+        f"{LOGS}/operating_characteristics.log",
+    params:
+        index=SCORED_INDEX,
+        ensembles=OPERATING_ENSEMBLES,
+        scheme=config["split"]["scheme"],
+        bootstrap=EVALUATE["bootstrap"],
+        seed=config["seed"],
+    script:
+        script_path("evaluate_operating.py")
+
+
+ALL_TARGETS += [*rules.operating_characteristics.output]
