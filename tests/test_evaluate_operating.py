@@ -314,3 +314,22 @@ def test_heads_panel_states_spearman_mae_and_auc():
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts == ["ρ 1.00 · MAE 0.00 · AUC 0.87"]
     assert fig.axes[0].get_title() == "multihead-crowd\ncolor"
+
+
+def test_several_backbones_get_their_own_panels(tmp_path):
+    single = several_models()
+    predictions = pd.concat([single, single.assign(backbone="vgg16"),
+                             single[single["model"] == "ensemble-crowd"].assign(backbone="all")], ignore_index=True)
+    calibration = calibration_table(predictions, "kfold")
+    fig = operating_figures._calibration_figure(calibration, brier_table(predictions, SETTINGS))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 3 + 3 + 1
+    assert titles[-1] == "ensembles · all backbones (averaged)"
+    points = operating_points(predictions, SETTINGS)
+    # The ensemble over the backbones has no validation rows of its own and no members given here.
+    assert points[(points["backbone"] == "all") & (points["scope"] == "fold0")]["note"].str.contains(
+        "no validation").all()
+    operating_figures.operating_point_chart(points, tmp_path / "op.png")
+    operating_figures.fold_roc_curves(fold_roc(predictions), points, tmp_path / "roc.png")
+    for name in ("op.png", "roc.png"):
+        assert imread(tmp_path / name).shape[1] <= 1000
