@@ -201,7 +201,8 @@ REPORT = {"report_tables"}
 TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
 # Each figure is also a page of the report (report_figure), re-made where its figure is.
-EVALUATION = {"ensemble", "scores", "figures", "gallery", "report_figure", "mlflow_comparisons"} | TRUTH_AUC
+EVALUATION = {"ensemble", "scores", "figures", "gallery", "operating_characteristics", "report_figure",
+              "mlflow_comparisons"} | TRUTH_AUC
 TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
 # The disagreement model reads the targets: its spread heads' truth check follows.
 TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING | TRUTH_DATA
@@ -241,9 +242,10 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
-    # the pages of the five evaluation figures and of the gallery
-    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "mlflow_comparisons": 1, "truth_auc": 1,
-                  "truth_summary": 1, "report_tables": 1, "report_figure": 6}
+    # the pages of the five evaluation figures, the gallery and the four operating characteristics
+    evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1,
+                  "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1,
+                  "report_figure": 10}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
         "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1,
@@ -265,14 +267,15 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
         "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
-        "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1,
-        # five evaluation figures, and a gallery for each backbone and for their average
-        "report_figure": 8}
+        "operating_characteristics": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
+        "report_tables": 1,
+        # five evaluation figures, a gallery for each backbone and for their average, four operating ones
+        "report_figure": 12}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
-    after_scores = {"scores": 1, "figures": 1, "gallery": 1, "mlflow_comparisons": 1, "truth_auc": 1,
-                    "truth_summary": 1, "report_tables": 1, "report_figure": 6}
+    after_scores = {"scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1, "mlflow_comparisons": 1,
+                    "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figure": 10}
     assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
     # a new ensemble is one job; the existing one is not re-run
     assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "
@@ -445,3 +448,24 @@ def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     assert jobs.pop("automated_shard") == 1 and jobs.pop("automated_collect") == 1
     assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 6
     assert planned_jobs(finished_run) == {}
+
+
+def test_operating_characteristics_tables_and_figures(finished_run):
+    """Calibration, operating points chosen on validation, per-fold ROC and the heads' scatter exist for
+    every scored model, ensembles included, and their counts add up to the test sets."""
+    scores = finished_run / "results/test/scores"
+    folds = pd.read_csv(scores / "auc_folds.csv")
+    operating = pd.read_csv(scores / "operating_point.csv", keep_default_na=False, na_values=[""])
+    per_fold = operating[operating["scope"] != "pooled"].set_index(["model", "scope"])
+    for row in folds.itertuples(index=False):
+        point = per_fold.loc[(row.model, f"fold{row.fold}")]
+        assert point["tp"] + point["fn"] + point["fp"] + point["tn"] == row.n_test, (row.model, row.fold)
+        assert point["tp"] + point["fn"] == row.n_abnormal
+        assert point["n_val"] > 0, row.model  # the ensemble too: its members' validation scores
+    assert set(pd.read_csv(scores / "brier.csv")["model"]) == set(folds["model"])
+    assert set(pd.read_csv(scores / "calibration.csv")["model"]) == set(folds["model"])
+    assert {"fpr", "tpr", "fold"} <= set(pd.read_csv(scores / "fold_roc.csv").columns)
+    heads = pd.read_csv(scores / "head_points.csv")
+    assert {"multitask-automated-asymmetry", "multihead-automated", "disagreement-student"} <= set(heads["model"])
+    for figure in ("calibration", "operating_point", "fold_roc", "heads_scatter"):
+        assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure

@@ -493,6 +493,19 @@ REPORT_ROLES = {
 REPORT_CONFIG = {key: value for key, value in config.items() if key != "execution"}
 
 
+# Operating characteristics: an ensemble's threshold comes from its members' validation scores
+# averaged as its test scores are: each (ensemble, backbone) with its members.
+OPERATING_ENSEMBLES = [
+    {
+        "model": ensemble.name,
+        "backbone": backbone,
+        "members": [list(job) for job in ensemble.member_jobs(backbone, TRAIN_BACKBONES)],
+    }
+    for ensemble in ENSEMBLE_PLAN.values()
+    for backbone in ensemble.backbones
+]
+
+
 def gallery_figure(backbone):
     return f"{SCORES}/figures/gallery_{backbone}.png"
 
@@ -538,6 +551,30 @@ REPORT_FIGURES = {
         "roc",
     ),
     "fold_auc": (f"{SCORES}/figures/fold_auc.png", "models", "AUC per fold", "fold_auc"),
+    "heads_scatter": (
+        f"{SCORES}/figures/heads_scatter.png",
+        "training",
+        "What the annotation heads learned",
+        "heads_scatter",
+    ),
+    "calibration": (
+        f"{SCORES}/figures/calibration.png",
+        "operating",
+        "Reliability diagram and Brier score",
+        "calibration",
+    ),
+    "operating_point": (
+        f"{SCORES}/figures/operating_point.png",
+        "operating",
+        "Operating point: sensitivity and specificity",
+        "operating_point",
+    ),
+    "fold_roc": (
+        f"{SCORES}/figures/fold_roc.png",
+        "operating",
+        "ROC curves per fold",
+        "fold_roc",
+    ),
     **{
         f"gallery_{backbone}": (
             gallery_figure(backbone),

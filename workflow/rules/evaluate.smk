@@ -135,3 +135,35 @@ rule gallery:
 
 
 ALL_TARGETS += [*rules.gallery.output]
+
+
+localrules:
+    operating_characteristics,
+
+
+rule operating_characteristics:
+    input:
+        SCORED_FILES,
+    output:
+        calibration=f"{SCORES}/calibration.csv",
+        brier=f"{SCORES}/brier.csv",
+        operating=f"{SCORES}/operating_point.csv",
+        fold_roc=f"{SCORES}/fold_roc.csv",
+        head_points=f"{SCORES}/head_points.csv",
+        calibration_figure=f"{SCORES}/figures/calibration.png",
+        operating_figure=f"{SCORES}/figures/operating_point.png",
+        fold_roc_figure=f"{SCORES}/figures/fold_roc.png",
+        heads_figure=f"{SCORES}/figures/heads_scatter.png",
+    log:
+        f"{LOGS}/operating_characteristics.log",
+    params:
+        index=SCORED_INDEX,
+        ensembles=OPERATING_ENSEMBLES,
+        scheme=config["split"]["scheme"],
+        bootstrap=EVALUATE["bootstrap"],
+        seed=config["seed"],
+    script:
+        script_path("evaluate_operating.py")
+
+
+ALL_TARGETS += [*rules.operating_characteristics.output]
