@@ -21,7 +21,7 @@ h1 { font-size: 1.2em; margin: 0 0 .4em 0; }
 p.note { color: #555; max-width: 60em; }
 table { border-collapse: collapse; margin: .5em 0 1.5em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; max-width: 26em; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: break-word; }
 td.status-pass { background: #e3f4e8 !important; color: #006b3c; font-weight: 600; }
 td.status-fail { background: #fde7ea !important; color: #b00020; font-weight: 600; }
 td.status-other { background: #f3f3f3 !important; color: #555; }
@@ -370,7 +370,7 @@ def render_caption(rst: str, values: Mapping[str, Any]) -> str:
     from docutils.core import publish_parts
 
     text = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(rst).render(**values)
-    return publish_parts(text, writer_name="html", settings_overrides={"report_level": 4})["body"]
+    return publish_parts(text, writer="html", settings_overrides={"report_level": 4})["body"]
 
 
 def figure_page(title: str, caption_rst: str, png: bytes, values: Mapping[str, Any]) -> str:
