@@ -200,8 +200,8 @@ execution:
 REPORT = {"report_tables"}
 TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
-# Each figure is also a page of the report (report_figure), re-made where its figure is.
-EVALUATION = {"ensemble", "scores", "figures", "gallery", "operating_characteristics", "report_figure",
+# Each figure is also a page of the report (report_figures), re-made where a figure is.
+EVALUATION = {"ensemble", "scores", "figures", "gallery", "operating_characteristics", "report_figures",
               "mlflow_comparisons"} | TRUTH_AUC
 TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
 # The disagreement model reads the targets: its spread heads' truth check follows.
@@ -209,7 +209,7 @@ TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING |
 # The crowd labels reach the crowdsim jobs only: the expert-only tasks leave out the crowd's whole
 # candidate pool, which no filter setting changes.
 LABELS = {"crowd_labels"} | (TRAINING - {"ensemble"}) | TRUTH_DATA  # no ensemble holds a crowdsim task
-MTURK = {"crowd_mturk_filter", "crowd_spammer_detection", "figures", "report_figure"} | LABELS
+MTURK = {"crowd_mturk_filter", "crowd_spammer_detection", "figures", "report_figures"} | LABELS
 DISAGREEMENT = {"crowd_disagreement"} | REPORT
 ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
 # Every crowd setting once. A change may hold settings whose sets are disjoint: if one of them did
@@ -242,10 +242,9 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
-    # the pages of the five evaluation figures, the gallery and the four operating characteristics
     evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1,
                   "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1,
-                  "report_figure": 10}
+                  "report_figures": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
         "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1,
@@ -268,14 +267,12 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
         "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
         "operating_characteristics": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
-        "report_tables": 1,
-        # five evaluation figures, a gallery for each backbone and for their average, four operating ones
-        "report_figure": 12}
+        "report_tables": 1, "report_figures": 1}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
     after_scores = {"scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1, "mlflow_comparisons": 1,
-                    "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figure": 10}
+                    "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figures": 1}
     assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
     # a new ensemble is one job; the existing one is not re-run
     assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "

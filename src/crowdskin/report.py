@@ -56,7 +56,8 @@ def table_section(frame: pd.DataFrame, title: str, note: str = "", *, max_rows: 
     shown = frame.head(max_rows)
     cut = f"<p class='note'>First {max_rows} of {len(frame)} rows; the CSV holds all.</p>" if len(frame) > max_rows \
         else ""
-    columns = [html.escape(str(c)) for c in shown.columns]
+    # A long column name breaks after its underscores rather than widening the table past the window.
+    columns = [html.escape(str(c)).replace("_", "_<wbr>") for c in shown.columns]
     rows = []
     for values in shown.itertuples(index=False):
         cells = []

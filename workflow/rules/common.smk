@@ -588,11 +588,3 @@ REPORT_FIGURES = {
 # What a figure's caption may name of the run ({{ run_name }}): more would re-make every page when
 # any of it changed.
 REPORT_CAPTION_VALUES = {"run_name": RUN_NAME}
-
-
-def report_figure_category(wildcards):
-    return CATEGORIES[REPORT_FIGURES[wildcards.figure][1]]
-
-
-def report_figure_labels(wildcards):
-    return {"result": REPORT_FIGURES[wildcards.figure][2]}

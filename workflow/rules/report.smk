@@ -5,7 +5,7 @@
 
 localrules:
     report_tables,
-    report_figure,
+    report_figures,
 
 
 rule report_tables:
@@ -37,26 +37,30 @@ rule report_tables:
 ALL_TARGETS += [*rules.report_tables.output]
 
 
-rule report_figure:
+# One job for every figure's page: each is a second of embedding, less than a job's start-up.
+rule report_figures:
     input:
-        figure=lambda wildcards: REPORT_FIGURES[wildcards.figure][0],
-        caption=lambda wildcards: f"{workflow.basedir}/workflow/report/"
-        f"{REPORT_FIGURES[wildcards.figure][3]}.rst",
+        figures=[figure for figure, _, _, _ in REPORT_FIGURES.values()],
+        captions=[
+            f"{workflow.basedir}/workflow/report/{caption}.rst"
+            for _, _, _, caption in REPORT_FIGURES.values()
+        ],
     output:
-        report(
-            f"{REPORT}/figures/{{figure}}.html",
-            category=report_figure_category,
-            labels=report_figure_labels,
-        ),
+        [
+            report(
+                f"{REPORT}/figures/{name}.html",
+                category=CATEGORIES[category],
+                labels={"result": label},
+            )
+            for name, (_, category, label, _) in REPORT_FIGURES.items()
+        ],
     log:
-        f"{LOGS}/report_figure/{{figure}}.log",
-    wildcard_constraints:
-        figure=names_pattern(REPORT_FIGURES),
+        f"{LOGS}/report_figures.log",
     params:
-        title=lambda wildcards: REPORT_FIGURES[wildcards.figure][2],
+        titles=[label for _, _, label, _ in REPORT_FIGURES.values()],
         values=REPORT_CAPTION_VALUES,
     script:
-        script_path("report_figure.py")
+        script_path("report_figures.py")
 
 
-ALL_TARGETS += expand(rules.report_figure.output[0], figure=REPORT_FIGURES)
+ALL_TARGETS += [*rules.report_figures.output]

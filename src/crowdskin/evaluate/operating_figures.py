@@ -33,7 +33,7 @@ from crowdskin.evaluate.ensemble import ALL_BACKBONES
 from crowdskin.evaluate.figures import COLOR_CYCLE, MARKERS, NEUTRAL, OKABE_ITO
 from crowdskin.evaluate.operating import POOLED
 from crowdskin.evaluate.scores import REFERENCE
-from crowdskin.train.kinds import ENSEMBLE_KIND, kind_order
+from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, TaskKind, kind_of, kind_order
 
 # 10 inches at 100 dpi: the report shows figures about 1000 px wide, so nothing is scaled down.
 WIDTH = 10.0
@@ -88,25 +88,38 @@ def _backbone_title(backbone: str) -> str:
     return "all backbones (averaged)" if backbone == ALL_BACKBONES else backbone
 
 
-def family(kind: str, source: str) -> str:
-    """The panel a model is drawn in."""
-    if kind in (REFERENCE, "random"):
+def _kind(kind: str) -> type[TaskKind] | None:
+    try:
+        return kind_of(kind)
+    except KeyError:  # an ensemble, or a plug-in kind this process did not load
+        return None
+
+
+def family(kind: str, source: str, model: str = "") -> str:
+    """The panel a model is drawn in, asked of its kind (never its name): the baseline with the
+    randomized control, each source's single-feature multi-task models, the other models with
+    annotation heads, the ensembles, the models trained on crowd labels (CROWDSIM)."""
+    found = _kind(kind)
+    if model == REFERENCE or (found is not None and found.randomized_control):
         return "baseline and random control"
-    if kind == "multitask":
-        return f"multitask · {source}" if source else "multitask"
-    if kind in ("multihead", "disagreement"):
-        return "multi-head models"
     if kind == ENSEMBLE_KIND:
         return "ensembles"
-    if kind.startswith("crowdsim"):
+    if found is None:
+        return kind
+    if found.in_source_ensemble:
+        return f"{kind} · {source}" if source else kind
+    if TARGETS in found.reads:
+        return "multi-head models"
+    if CROWD_LABELS in found.reads:
         return "CROWDSIM"
     return kind
 
 
 def _short(model: str, kind: str, source: str) -> str:
     """A legend's name for a model whose panel title already says its kind and source."""
-    if kind == "multitask" and source:
-        return model.removeprefix(f"multitask-{source}-")
+    found = _kind(kind)
+    if found is not None and found.in_source_ensemble and source:
+        return model.removeprefix(f"{kind}-{source}-")
     return model
 
 
@@ -131,7 +144,7 @@ def _panels(frame: pd.DataFrame, *, reference: bool) -> list[tuple[str, str, lis
         groups: dict[str, list[tuple[str, str]]] = {}
         for row in models.itertuples(index=False):
             if row.model in present:
-                groups.setdefault(family(row.kind, row.source), []).append(
+                groups.setdefault(family(row.kind, row.source, row.model), []).append(
                     (row.model, _short(row.model, row.kind, row.source)))
         for title, members in groups.items():
             others = [m for m in members if m[0] != REFERENCE]
