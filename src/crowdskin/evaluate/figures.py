@@ -78,7 +78,8 @@ class _Style:
 _P = ParamSpec("_P")
 
 
-def _themed(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+def themed(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """Build the figure inside the evaluation figures' matplotlib settings (every figure module's)."""
     # rc settings are read when artists are created, so the whole build runs inside the context.
     @functools.wraps(build)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
@@ -93,7 +94,8 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(min(width, MAX_WIDTH_INCHES), height), layout="constrained")
 
 
-def _save(fig: Figure, path: str | Path) -> None:
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Write `fig` as a PNG at DPI (at most MAX_WIDTH_INCHES * DPI pixels wide when built for it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(_RC):
@@ -179,7 +181,7 @@ def _why_no_roc(auc_table: pd.DataFrame) -> str:
     return f"No pooled out-of-fold ROC curves: {reason}."
 
 
-@_themed
+@themed
 def _roc_figure(roc: pd.DataFrame, auc_table: pd.DataFrame) -> Figure:
     if len(auc_table):
         _require(auc_table, ["model", "kind", "backbone", "pooled_auc", "pooled_ci_low", "pooled_ci_high"],
@@ -238,7 +240,7 @@ def roc_curves(roc: pd.DataFrame, auc_table: pd.DataFrame, path: str | Path) -> 
     (model, backbone). An empty `roc` (repeated hold-out: test sets overlap, nothing is pooled) gives one
     panel that says so, with the scores' note as the reason.
     """
-    _save(_roc_figure(roc, auc_table), path)
+    save_figure(_roc_figure(roc, auc_table), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def _reference_groups(table: pd.DataFrame, controls: Sequence[str]) -> list[tupl
     return [(title, part) for title, part in groups if len(part)]
 
 
-@_themed
+@themed
 def _forest_figure(comparisons: pd.DataFrame, controls: Sequence[str] = ()) -> Figure:
     if comparisons.empty:
         return _explanation_figure("No comparisons: no model shares a backbone with its reference.", height=2.5)
@@ -358,14 +360,14 @@ def forest_plot(comparisons: pd.DataFrame, path: str | Path, controls: Sequence[
     `comparisons`: comparisons.csv. The pooled rows are drawn when there are any, otherwise the per-fold
     rows (labelled with their fold). A row without a difference shows "n/a" and no point.
     """
-    _save(_forest_figure(comparisons, controls), path)
+    save_figure(_forest_figure(comparisons, controls), path)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Per-fold AUC
 
 
-@_themed
+@themed
 def _fold_auc_figure(auc_folds: pd.DataFrame) -> Figure:
     if len(auc_folds):
         _require(auc_folds, ["model", "backbone", "fold", "auc"], "auc_folds")
@@ -433,7 +435,7 @@ def fold_auc_dots(auc_folds: pd.DataFrame, path: str | Path) -> None:
     `auc_folds`: auc_folds.csv. Undefined AUCs (NaN: one class in the test set) are left out, and the
     subtitle counts them.
     """
-    _save(_fold_auc_figure(auc_folds), path)
+    save_figure(_fold_auc_figure(auc_folds), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -476,7 +478,7 @@ def overfitting_note(line: pd.DataFrame, *, rise: float = 0.1) -> str:
     return ""
 
 
-@_themed
+@themed
 def _training_figure(histories: pd.DataFrame) -> Figure:
     if histories.empty:
         return _explanation_figure("No training histories to show.")
@@ -561,7 +563,7 @@ def training_curves(histories: pd.DataFrame, path: str | Path) -> None:
     `histories`: the history.csv files concatenated, with columns task, kind, backbone and fold added.
     A missing loss or val_auc column gives a panel saying so.
     """
-    _save(_training_figure(histories), path)
+    save_figure(_training_figure(histories), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -581,7 +583,7 @@ def _step_label(row: pd.Series) -> str:
     return textwrap.fill(text, 34)
 
 
-@_themed
+@themed
 def _funnel_figure(funnel: pd.DataFrame) -> Figure:
     if funnel.empty:
         return _explanation_figure("No MTurk funnel: the table has no steps.")
@@ -641,4 +643,4 @@ def funnel_chart(funnel: pd.DataFrame, path: str | Path) -> None:
 
     `funnel`: mturk_funnel.csv (step, rule, description, removed, assignments, ..., accuracy as a fraction).
     """
-    _save(_funnel_figure(funnel), path)
+    save_figure(_funnel_figure(funnel), path)

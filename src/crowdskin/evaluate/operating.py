@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdskin.evaluate import stats
+from crowdskin.evaluate import scores, stats
 
-IDENTITY = ["model", "kind", "source", "backbone"]
+IDENTITY = scores.IDENTITY
 PREDICTION_COLUMNS = [*IDENTITY, "fold", "split", "image_id", "score", "label"]
 # Ten equal-width bins: each holds enough of the default run's 500 pooled lesions to estimate a
 # fraction, and the bin edges are the same for every model, so their points compare.
@@ -50,12 +50,8 @@ FOLD_ROC_COLUMNS = [*IDENTITY, "fold", "fpr", "tpr", "threshold"]
 HEAD_POINT_COLUMNS = ["model", "kind", "source", "backbone", "fold", "head", "image_id", "prediction", "target"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    scheme: str  # split.scheme: kfold | repeated_holdout
-    resamples: int
-    confidence: float
-    seed: int
+# The scores' settings: the same split scheme, bootstrap and seed (its extra comparisons unused here).
+Settings = scores.Settings
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:

@@ -12,12 +12,11 @@ backbone, each with a few lines told apart by colour and marker.
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any
 
 import matplotlib
 
@@ -30,35 +29,23 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from crowdskin.evaluate.ensemble import ALL_BACKBONES
-from crowdskin.evaluate.figures import COLOR_CYCLE, MARKERS, NEUTRAL, OKABE_ITO
+from crowdskin.evaluate.figures import (
+    COLOR_CYCLE,
+    MARKERS,
+    MAX_WIDTH_INCHES,
+    NEUTRAL,
+    OKABE_ITO,
+    save_figure,
+    themed,
+)
 from crowdskin.evaluate.operating import POOLED
 from crowdskin.evaluate.scores import REFERENCE
 from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, TaskKind, kind_of, kind_order
 
-# 10 inches at 100 dpi: the report shows figures about 1000 px wide, so nothing is scaled down.
-WIDTH = 10.0
-DPI = 100
+# The evaluation figures' width: the report shows them at their own size, nothing scaled down.
+WIDTH = MAX_WIDTH_INCHES
 # Lines one panel may hold before a family is split over several panels.
 MAX_LINES = 5
-_RC = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7.5,
-       "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False}
-_P = ParamSpec("_P")
-
-
-def _themed(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
-    @functools.wraps(build)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
-        with matplotlib.rc_context(_RC):
-            return build(*args, **kwargs)
-
-    return wrapper
-
-
-def _save(fig: Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context(_RC):
-        fig.savefig(path, dpi=DPI)
 
 
 def _explanation_figure(text: str) -> Figure:
@@ -216,7 +203,7 @@ def _brier_rows(brier: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     return rows
 
 
-@_themed
+@themed
 def _calibration_figure(calibration: pd.DataFrame, brier: pd.DataFrame) -> Figure:
     if calibration.empty:
         return _explanation_figure("No reliability points: there are no test predictions.")
@@ -255,7 +242,7 @@ def reliability_diagram(calibration: pd.DataFrame, brier: pd.DataFrame, path: st
     reliability points, each model's legend entry giving its Brier score with the bootstrap CI.
 
     `calibration`: calibration.csv; `brier`: brier.csv."""
-    _save(_calibration_figure(calibration, brier), path)
+    save_figure(_calibration_figure(calibration, brier), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -267,7 +254,7 @@ def _counts_text(row: pd.Series) -> str:
             f"   (sens {row['sensitivity']:.2f}, spec {row['specificity']:.2f})")
 
 
-@_themed
+@themed
 def _operating_figure(operating: pd.DataFrame) -> Figure:
     if operating.empty:
         return _explanation_figure("No operating points: there are no test predictions.")
@@ -325,7 +312,7 @@ def operating_point_chart(operating: pd.DataFrame, path: str | Path) -> None:
     validation, with Wilson intervals, and the confusion matrix's counts in a right-hand column.
 
     `operating`: operating_point.csv (its `pooled` rows; with per-fold rows only, their sum)."""
-    _save(_operating_figure(operating), path)
+    save_figure(_operating_figure(operating), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -340,7 +327,7 @@ def _curve_auc(curve: pd.DataFrame) -> float:
     return float(np.trapezoid(curve["tpr"], curve["fpr"]))
 
 
-@_themed
+@themed
 def _fold_roc_figure(fold_roc: pd.DataFrame, operating: pd.DataFrame) -> Figure:
     if fold_roc.empty:
         return _explanation_figure("No per-fold ROC curves: no fold's test set has both classes.")
@@ -390,14 +377,14 @@ def fold_roc_curves(fold_roc: pd.DataFrame, operating: pd.DataFrame, path: str |
     operating point marked on it, the range of the folds' AUCs in the title.
 
     `fold_roc`: fold_roc.csv; `operating`: operating_point.csv (its per-fold rows)."""
-    _save(_fold_roc_figure(fold_roc, operating), path)
+    save_figure(_fold_roc_figure(fold_roc, operating), path)
 
 
 # ----------------------------------------------------------------------------------------------------
 # What the heads learned
 
 
-@_themed
+@themed
 def _heads_figure(points: pd.DataFrame, heads: pd.DataFrame, auc: pd.DataFrame) -> Figure:
     if points.empty:
         return _explanation_figure("No annotation heads: no model predicts an annotation score.")
@@ -461,4 +448,4 @@ def heads_scatter(points: pd.DataFrame, heads: pd.DataFrame, auc: pd.DataFrame, 
 
     `points`: head_points.csv; `heads`: the head summary (crowdskin.evaluate.scores.head_summary);
     `auc`: (model, backbone, auc) (crowdskin.evaluate.operating.model_auc)."""
-    _save(_heads_figure(points, heads, auc), path)
+    save_figure(_heads_figure(points, heads, auc), path)
