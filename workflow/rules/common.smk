@@ -428,21 +428,16 @@ def truth_table(name):
 
 
 # --- report -------------------------------------------------------------------------------
-def report_item(path, caption, category, label):
-    """A report entry: `category` a key of crowdskin.report.CATEGORIES (Snakemake sorts categories
-    by name, so they are numbered in the workflow's order), `label` the name a reader sees in place
-    of the file's path."""
+def report_page(name, category, label):
+    """An HTML table page of the report, with its caption in workflow/report/<name>.rst:
+    `category` a key of crowdskin.report.CATEGORIES (Snakemake sorts categories by name, so they
+    are numbered in the workflow's order), `label` the name a reader sees in place of the path."""
     return report(
-        path,
-        caption=f"../report/{caption}.rst",
+        f"{REPORT}/{name}.html",
+        caption=f"../report/{name}.rst",
         category=CATEGORIES[category],
         labels={"result": label},
     )
-
-
-def report_page(name, category, label):
-    """An HTML table page of the report, with its caption in workflow/report/<name>.rst."""
-    return report_item(f"{REPORT}/{name}.html", name, category, label)
 
 
 def report_table_inputs(wildcards):

@@ -1,6 +1,6 @@
-# The report stage: every table a reader should see, rendered to HTML for Snakemake's report
-# (`snakemake --report results/<run_name>/report.html`, which `make run` ends with). The figures are
-# `report()` outputs of their own stages.
+# The report stage: every table a reader should see and every figure under its caption, rendered
+# to HTML pages for Snakemake's report (`snakemake --report results/<run_name>/report.html`, which
+# `make run` ends with), and the landing page that workflow/report/workflow.rst includes.
 
 
 localrules:
