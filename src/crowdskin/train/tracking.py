@@ -69,7 +69,7 @@ interval `{HEADLINE_METRIC}_ci_low` / `{HEADLINE_METRIC}_ci_high`. `fold_mean_te
 `delong_p_vs_baseline` and `holm_p_vs_baseline`) is the paired difference against the baseline of
 the same backbone. Only model and ensemble runs carry these metrics, so the filter
 `metrics.{HEADLINE_METRIC} >= 0 and tags.backbone = 'vgg16'` ranks one backbone's models and
-ensembles; `tags.kind != 'check'` leaves out the checks from any other filter.
+ensembles; `tags.kind != '{CHECK_KIND}'` leaves out the checks from any other filter.
 """
 EXPERIMENT_TAGS = {DESCRIPTION_TAG: EXPERIMENT_DESCRIPTION, KIND_TAG: EXPERIMENT_KIND}
 
