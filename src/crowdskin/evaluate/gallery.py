@@ -34,12 +34,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from crowdskin.evaluate.scores import REFERENCE
-from crowdskin.train.kinds.random_control import RandomControl
+from crowdskin.train.kinds import registered_kinds
 
 WRONG, RIGHT = "wrong", "right"
-# Kinds never chosen as a backbone's best model: the randomized control measures what a head gains
-# without any annotation, so showing it as "the best model" would mislead.
-EXCLUDED_KINDS = (RandomControl.name,)
+# Kinds never chosen as a backbone's best model: a randomized control (the kinds say which) measures
+# what a head gains without any annotation, so showing it as "the best model" would mislead.
+EXCLUDED_KINDS = tuple(kind.name for kind in registered_kinds() if kind.randomized_control)
 SOURCE_ORDER = ("student", "crowd", "automated")
 FEATURE_LETTERS = {"asymmetry": "A", "border": "B", "color": "C"}
 PREDICTION_COLUMNS = ["image_id", "score", "label"]
