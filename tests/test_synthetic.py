@@ -1,5 +1,6 @@
-"""crowdskin.synthetic's ambiguous lesions: drawn apart from everything else, more often abnormal,
-blurred at the border only, and spreading the raters' scores.
+"""crowdskin.synthetic's ambiguous lesions (drawn apart from everything else, more often abnormal,
+blurred at the border only, and spreading the raters' scores) and its shortcut trap (a marker off
+the lesion, agreeing with the diagnosis at a chosen rate, drawn apart from everything else).
 
 Each test names in its docstring a deliberate break of synthetic.py that makes it fail (each was
 tried and seen failing before the code was restored).
@@ -10,21 +11,28 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from crowdskin import synthetic
-from crowdskin.config import load_config, section
+from crowdskin.config import ConfigError, load_config, section
 from crowdskin.ingest import ingest_all
 from crowdskin.synthetic import (
     AMBIGUOUS_LEVELS,
+    MARKER_COLOR,
     AmbiguitySettings,
+    ShortcutSettings,
     SyntheticSettings,
     blur_border,
     draw_ambiguity,
+    draw_shortcut,
     generate,
+    marker_gap,
+    place_marker,
 )
+from crowdskin.train.cache import load_resized
 
 OFF = {"rate_abnormal": 0.0, "rate_normal": 0.0}
 
@@ -166,3 +174,215 @@ def test_raw_spread_is_larger_on_ambiguous_lesions(tmp_path, repo, gain, raised)
     ratio = means[True] / means[False]
     assert set(ratio.index) == {"student", "crowd"}
     assert ((ratio >= 1.3) == raised).all(), ratio.to_dict()
+
+
+# --- the shortcut trap ---------------------------------------------------------------------------
+
+SHORTCUT_TRUTH = ("clean", "trap", "marker")
+
+
+def _generate_shortcut(root: Path, shortcut: dict[str, object] | None, *, n_images: int = 60,
+                       image_size: int = 64) -> list[str]:
+    """A set (seed 5) with the given `shortcut` section, or none at all; returns generate's list."""
+    values: dict[str, object] = {"n_images": n_images, "image_size": image_size}
+    if shortcut is not None:
+        values["shortcut"] = shortcut
+    return generate(root, SyntheticSettings.from_config(section("synthetic", values), seed=5))
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _purple(rgb: np.ndarray) -> np.ndarray:
+    """Where a pixel is the marker's ink: blue and red well above green. No reference colour, skin
+    or blend of them comes near (the closest, white and blue-gray, have blue - green of about 30)."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return (b - g > 60) & (r - g > 30)
+
+
+@pytest.fixture(scope="module")
+def shortcut_runs(tmp_path_factory) -> tuple[Path, Path, pd.DataFrame, list[str]]:
+    """Seed 5, 60 lesions of 64 px, generated without the `shortcut` key and with it on (rate 0.9,
+    reversed); the second's truth/shortcut.csv and generate's list of written files."""
+    off, on = (Path(tmp_path_factory.mktemp(name)) for name in ("shortcut_off", "shortcut_on"))
+    _generate_shortcut(off, None)
+    written = _generate_shortcut(on, {"enabled": True})
+    return off, on, pd.read_csv(on / "truth/shortcut.csv"), written
+
+
+def test_shortcut_section_defaults_and_bounds():
+    """The schema fills the section in (off, rate 0.9, reversed, radius 0.09) and rejects a rate
+    below 0.5 (a marker agreeing with the diagnosis less than by chance). Break: `minimum: 0.5`
+    dropped from `rate` in synthetic.schema.yaml -> no error."""
+    settings = SyntheticSettings.from_config(section("synthetic"), seed=0)
+    assert settings.shortcut == ShortcutSettings(enabled=False, rate=0.9, test="reversed", radius=0.09)
+    with pytest.raises(ConfigError, match=r"synthetic.shortcut.rate"):
+        section("synthetic", {"shortcut": {"rate": 0.4}})
+    with pytest.raises(ConfigError, match=r"synthetic.shortcut.test"):
+        section("synthetic", {"shortcut": {"test": "swapped"}})
+
+
+def test_shortcut_changes_only_the_marked_images(shortcut_runs):
+    """With the shortcut on, every file of the run without it is still there, byte-identical but for
+    the images that show the marker, and the only new files are the shortcut's truth, all of them
+    in generate's list: the shortcut has its own random stream. Break: the shortcut drawn from the
+    main stream (`draw_shortcut(rng, ...)` in generate) -> every later draw shifts: the masks, the
+    scores and the MTurk batch differ."""
+    off, on, truth, written = shortcut_runs
+    ids = truth["image_id"].tolist()
+    new = ["truth/shortcut.csv"] + [f"truth/shortcut/{kind}/{i}.png" for kind in SHORTCUT_TRUTH for i in ids]
+    assert _files(on) == sorted(_files(off) + new)
+    assert sorted(written) == _files(on)
+    marked = set(truth.loc[truth["marker_train"] == 1, "image_id"])
+    changed = set()
+    for name in _files(off):
+        if (off / name).read_bytes() != (on / name).read_bytes():
+            assert name.startswith("images/"), name
+            changed.add(Path(name).stem)
+    assert changed == marked and 10 <= len(marked) <= 50
+
+
+def test_shortcut_off_is_the_generator_without_it(shortcut_runs, tmp_path):
+    """`enabled: false` ignores the other settings: every file is byte-identical to the run without
+    the `shortcut` key, and no shortcut truth is written. Break: the `if shortcut.enabled` dropped
+    from generate's draw (`... if True else None`) -> the marked images and the truth files."""
+    off = shortcut_runs[0]
+    written = _generate_shortcut(tmp_path, {"enabled": False, "rate": 0.6, "test": "independent", "radius": 0.05})
+    assert _files(tmp_path) == _files(off) == sorted(written)
+    assert not any(name.startswith("truth/shortcut") for name in written)
+    for name in _files(off):
+        assert (off / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_clean_rendering_is_the_image_without_the_shortcut(shortcut_runs):
+    """truth/shortcut/clean/ holds, byte for byte, the images generated with the option off. Break:
+    the clean rendering written with the marker (`marked` for `image` in generate) -> fails."""
+    off, on, truth, _ = shortcut_runs
+    for image_id in truth["image_id"]:
+        clean = (on / f"truth/shortcut/clean/{image_id}.png").read_bytes()
+        assert clean == (off / f"images/{image_id}.png").read_bytes(), image_id
+
+
+def test_marker_lies_off_the_lesion_and_inside_the_image(shortcut_runs):
+    """Each marker region (truth/shortcut/marker/) is the disc of truth/shortcut.csv's geometry
+    (pixel centres within marker_radius + 0.5 of its centre), whole (as many pixels as a disc
+    away from any border), and shares no pixel with the lesion mask dilated by marker_gap. Break:
+    place_marker taking any centre off the lesion (`clearance > 0` for `clearance >= radius + 0.5`)
+    -> markers on the lesion and cut by the border."""
+    off, on, truth, _ = shortcut_runs
+    size, gap = 64, marker_gap(64)
+    assert gap == 2
+    radius = truth["marker_radius"].iloc[0]
+    assert (truth["marker_radius"] == radius).all() and radius == pytest.approx(0.09 * size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    offsets = np.mgrid[-size:size, -size:size]
+    whole = int((np.hypot(*offsets) < radius + 0.5).sum())
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    for row in truth.itertuples():
+        marker = cv2.imread(str(on / f"truth/shortcut/marker/{row.image_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        lesion = cv2.imread(str(on / f"masks/{row.image_id}_segmentation.png"), cv2.IMREAD_GRAYSCALE)
+        disc = np.hypot(xx - row.marker_x, yy - row.marker_y) < row.marker_radius + 0.5
+        assert np.array_equal(marker, disc), row.image_id
+        assert marker.sum() == whole, row.image_id
+        assert not (marker & (cv2.dilate(lesion, kernel) > 0)).any(), row.image_id
+
+
+def test_place_marker_finds_the_nearest_free_centre_or_says_there_is_none():
+    """A 40-px mask free only in its top-left 12 x 12 corner, gap 2: a disc of radius 3 (pixels within
+    3.5 of its centre) fits with its centre in [3, 6] on both axes, so the nearest centre to the far
+    corner is (6, 6) and to the image's own corner (3, 3); a disc of radius 5 fits nowhere. Break: no
+    forbidden frame around the image (`~forbidden` unpadded, no crop) -> (0, 0), a disc cut by the
+    border."""
+    mask = np.full((40, 40), 255, np.uint8)
+    mask[:12, :12] = 0
+    assert place_marker(mask, 3.0, 2, (39.0, 39.0)) == (6, 6)
+    assert place_marker(mask, 3.0, 2, (0.0, 0.0)) == (3, 3)
+    with pytest.raises(ValueError, match="no room for a shortcut marker"):
+        place_marker(mask, 5.0, 2, (0.0, 0.0))
+
+
+def test_marker_agrees_with_the_diagnosis_at_the_rate(tmp_path):
+    """On 200 lesions (32 px), rate 0.9: marker_train agrees with the diagnosis in 0.9 +- 0.065 of
+    them (3 standard errors of a proportion over 200, sqrt(0.9 x 0.1 / 200) = 0.021; measured 0.89,
+    and 0.87 to 0.95 with seeds 1, 2, 3, 42),
+    and the reversed trap shows the marker exactly where images/ does not. Break: the rates swapped
+    in draw_shortcut (`1 - settings.rate, settings.rate`) -> agreement 0.1."""
+    _generate_shortcut(tmp_path, {"enabled": True, "rate": 0.9}, n_images=200, image_size=32)
+    truth = pd.read_csv(tmp_path / "truth/shortcut.csv")
+    assert len(truth) == 200 and set(truth["marker_train"]) | set(truth["marker_trap"]) == {0, 1}
+    assert (truth["marker_train"] == truth["abnormal"]).mean() == pytest.approx(0.9, abs=0.065)
+    assert (truth["marker_trap"] == 1 - truth["marker_train"]).all()
+
+
+def test_draw_shortcut_rates_trap_kinds_and_fixed_geometry():
+    """On 20,000 lesions (standard error at most 0.005): P(marker | abnormal) = rate and
+    P(marker | normal) = 1 - rate; `independent` shows the trap's marker on half of each diagnosis;
+    the geometry's target and a lesion's draws do not depend on the settings, so a higher rate keeps
+    every agreeing marker of a lower one. Break: the trap's independent chance compared with the
+    rate (`chance_trap < settings.rate`) -> 0.7 of the lesions at rate 0.7."""
+    abnormal = np.repeat([0, 1], 10_000)
+
+    def draw(rate: float, test: str) -> pd.DataFrame:
+        settings = ShortcutSettings(enabled=True, rate=rate, test=test, radius=0.09)
+        return draw_shortcut(np.random.default_rng(0), abnormal, settings, 128)
+
+    low, high = draw(0.7, "independent"), draw(0.9, "independent")
+    for marks, rate in ((low, 0.7), (high, 0.9)):
+        assert marks["marker_train"][abnormal == 1].mean() == pytest.approx(rate, abs=0.02)
+        assert marks["marker_train"][abnormal == 0].mean() == pytest.approx(1 - rate, abs=0.02)
+        for label in (0, 1):
+            assert marks["marker_trap"][abnormal == label].mean() == pytest.approx(0.5, abs=0.02)
+    assert low[["target_x", "target_y", "marker_trap"]].equals(high[["target_x", "target_y", "marker_trap"]])
+    agree_low = low["marker_train"] == abnormal.astype(bool)
+    assert (high["marker_train"] == abnormal.astype(bool))[agree_low].all()
+    reversed_trap = draw(0.9, "reversed")
+    assert (reversed_trap["marker_trap"] == ~reversed_trap["marker_train"]).all()
+    # inside the image and in the four corners' squares, each about as often
+    targets = high[["target_x", "target_y"]].to_numpy()
+    assert ((targets >= 0.09 * 128 + 0.5 - 1e-9) & (targets <= 127 - 0.09 * 128 - 0.5 + 1e-9)).all()
+    corner = (targets[:, 0] > 64).astype(int) + 2 * (targets[:, 1] > 64)
+    assert np.bincount(corner, minlength=4) / len(corner) == pytest.approx([0.25] * 4, abs=0.02)
+
+
+def test_marker_pixels_are_present_exactly_where_marked(shortcut_runs):
+    """In images/ and in the trap rendering, most of the marker region is the ink's purple where the
+    rendering is marked (the soft one-pixel rim aside: measured 0.80 or more at 64 px) and none of it
+    where not; no purple anywhere else, nor in the clean rendering. Break: images/ marked by the trap's
+    draw (`if mark.marker_trap` for `if mark.marker_train`) -> every image wrong."""
+    _, on, truth, _ = shortcut_runs
+    for row in truth.itertuples():
+        region = cv2.imread(str(on / f"truth/shortcut/marker/{row.image_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        for folder, present in (("images", row.marker_train), ("truth/shortcut/trap", row.marker_trap),
+                                ("truth/shortcut/clean", 0)):
+            purple = _purple(_rgb(on / f"{folder}/{row.image_id}.png"))
+            share = purple[region].mean()
+            assert (share >= 0.6) if present else (share == 0), (folder, row.image_id, share)
+            assert not purple[~region].any(), (folder, row.image_id)
+
+
+def test_marker_survives_the_training_cache(tmp_path):
+    """At the default 128 px (radius 11.52 px), the training cache's 32-px image (load_resized:
+    INTER_AREA) still shows the marker as a disc of radius 2.9 px: every pixel wholly inside its
+    region (the mask's own area average 255) is the ink's colour within 16 per channel (measured at
+    most 10, the soft rim's share), at least 12 of them (measured 18 to 21 on 100 lesions), and the
+    clean rendering shows none. Break: a faint ink (MARKER_COLOR blended at a
+    third, `alpha[..., None] / 3` in paint_marker) -> a pink-grey disc."""
+    _generate_shortcut(tmp_path, {"enabled": True, "rate": 0.5}, n_images=8, image_size=128)
+    truth = pd.read_csv(tmp_path / "truth/shortcut.csv")
+    assert truth["marker_radius"].iloc[0] == pytest.approx(11.52)
+    for row in truth.itertuples():
+        # reversed: exactly one of the two renderings shows the marker
+        shown = "images" if row.marker_train else "truth/shortcut/trap"
+        small = load_resized(tmp_path / f"{shown}/{row.image_id}.png", 32).astype(int)
+        marker = cv2.imread(str(tmp_path / f"truth/shortcut/marker/{row.image_id}.png"), cv2.IMREAD_GRAYSCALE)
+        inside = cv2.resize(marker, (32, 32), interpolation=cv2.INTER_AREA) == 255
+        assert inside.sum() >= 12, row.image_id
+        assert (np.abs(small[inside] - MARKER_COLOR) <= 16).all(), row.image_id
+        assert _purple(small).sum() >= inside.sum()
+        clean = load_resized(tmp_path / f"truth/shortcut/clean/{row.image_id}.png", 32)
+        assert not _purple(clean).any(), row.image_id

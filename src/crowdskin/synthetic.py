@@ -13,6 +13,29 @@ mixes careful workers and fast spammers. Some lesions are ambiguous (more often 
 `draw_ambiguity`): their border is blurred and every student's and crowd worker's noise on them is
 raised, so the annotators' disagreement on a lesion carries signal too. Ground truth is written to
 `truth/` beside the data.
+
+Optionally (`synthetic.shortcut`, off by default) a shortcut trap: a filled disc of surgical-ink
+purple (`MARKER_COLOR`) off the lesion, whose presence in images/ agrees with the diagnosis at
+`rate` (P(marker | abnormal) = rate, P(marker | normal) = 1 - rate), as ink markings raise a CNN's
+melanoma scores and as a trap set reverses a spurious correlation at test. Every lesion gets a marker
+geometry (`place_marker`: near a random corner, wholly inside the image, and no pixel of it on the
+lesion mask dilated by `marker_gap` pixels); whether the disc is drawn is decided per rendering.
+Its truth:
+- `truth/shortcut.csv`, one row per lesion, header
+  `image_id,abnormal,marker_train,marker_trap,marker_x,marker_y,marker_radius`: abnormal,
+  marker_train (the disc is in images/<id>.png) and marker_trap (it is in the trap rendering) as
+  0/1; marker_x (column) and marker_y (row) the disc's centre, integer pixels of the written image
+  from its top-left pixel; marker_radius in pixels (a float, `radius` x image_size). A pixel is
+  marker where its centre lies within marker_radius + 0.5 of the centre: its ink weighs
+  clip(marker_radius + 0.5 - distance, 0, 1), a one-pixel soft edge;
+- `truth/shortcut/clean/<id>.png`: the image with no marker, byte-identical to images/<id>.png with
+  the option off;
+- `truth/shortcut/trap/<id>.png`: the image with the disc where marker_trap (`test: reversed`:
+  exactly where images/ has none; `independent`: with probability 0.5 whatever the diagnosis);
+- `truth/shortcut/marker/<id>.png`: the marker's region as a 0/255 mask, the same whether or not a
+  rendering shows the disc, so attention to it can be measured on the clean image too.
+The shortcut draws from its own random stream, so with it off every file is as without the option,
+and with it on only the marked images/ files and these truth files differ.
 """
 
 from __future__ import annotations
@@ -41,6 +64,17 @@ AMBIGUOUS_LEVELS = (0.4, 1.0)
 AMBIGUITY_STREAM = 0xA3B1
 # The config's border blur is given in pixels of an image of this size and scales with image_size.
 BLUR_REFERENCE_SIZE = 128
+# The shortcut's own random stream, for the same reason as the ambiguity's: with the option on, only
+# the marked images and the shortcut's truth may differ from the data drawn without it.
+SHORTCUT_STREAM = 0x5C0A
+# Gentian violet, the surgical skin marker's ink: far from the skin and every reference colour.
+MARKER_COLOR = np.array([110, 50, 150], dtype=np.float64)
+# The marker's centre is drawn in a square of this side (a fraction of image_size) in a random
+# corner, inset so that a disc there lies inside the image. Small, because a lesion reaches into a
+# wider square often enough to move the marker out of it (measured on 1000 lesions at 128 px: 16 %
+# of the markers moved off the drawn point at 0.1, 43 % at 0.2); 6 % of the lesions fill the drawn
+# corner, and their marker goes to the nearest free spot, at the border toward a neighbouring corner.
+MARKER_CORNER = 0.1
 
 
 @dataclass(frozen=True)
@@ -51,6 +85,16 @@ class AmbiguitySettings:
     rate_normal: float
     noise_gain: float
     blur: float
+
+
+@dataclass(frozen=True)
+class ShortcutSettings:
+    """The `synthetic.shortcut` section (defaults and meaning in synthetic.schema.yaml)."""
+
+    enabled: bool
+    rate: float
+    test: str
+    radius: float
 
 
 @dataclass(frozen=True)
@@ -69,12 +113,15 @@ class SyntheticSettings:
     n_workers: int
     spammer_fraction: float
     ambiguity: AmbiguitySettings
+    shortcut: ShortcutSettings
     seed: int
 
     @classmethod
     def from_config(cls, section: dict, seed: int) -> SyntheticSettings:
-        values = {key: value for key, value in section.items() if key not in ("enabled", "mturk", "ambiguity")}
-        return cls(**values, **section["mturk"], ambiguity=AmbiguitySettings(**section["ambiguity"]), seed=seed)
+        nested = ("enabled", "mturk", "ambiguity", "shortcut")
+        values = {key: value for key, value in section.items() if key not in nested}
+        return cls(**values, **section["mturk"], ambiguity=AmbiguitySettings(**section["ambiguity"]),
+                   shortcut=ShortcutSettings(**section["shortcut"]), seed=seed)
 
 
 def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,
@@ -175,6 +222,70 @@ def draw_ambiguity(rng: np.random.Generator, abnormal: np.ndarray, settings: Amb
     return np.where(chance < rate, level, 0.0)
 
 
+def draw_shortcut(rng: np.random.Generator, abnormal: np.ndarray, settings: ShortcutSettings,
+                  image_size: int) -> pd.DataFrame:
+    """Per lesion (`abnormal`, 0/1): whether images/ shows the marker (`marker_train`), whether the
+    trap rendering does (`marker_trap`), and the point (`target_x`, `target_y`, pixels) near which
+    `place_marker` puts it: drawn in a random corner's square of side MARKER_CORNER x image_size.
+
+    Every draw is made for every lesion whatever the settings, so the settings only decide which
+    lesions are marked: at a higher rate, a lesion marked at a lower one keeps its marker where it
+    agrees with the diagnosis, and the geometry never depends on the rate or the trap's kind.
+    """
+    abnormal = np.asarray(abnormal).astype(bool)
+    n = len(abnormal)
+    chance_train, chance_trap = rng.random(n), rng.random(n)
+    right, bottom = rng.random(n) < 0.5, rng.random(n) < 0.5
+    offset = rng.random((n, 2)) * MARKER_CORNER * image_size
+    train = chance_train < np.where(abnormal, settings.rate, 1 - settings.rate)
+    trap = ~train if settings.test == "reversed" else chance_trap < 0.5
+    # Inset by the radius and its soft rim, so that a disc at the drawn point itself is inside the image.
+    inset = settings.radius * image_size + 0.5 + offset
+    return pd.DataFrame({
+        "marker_train": train, "marker_trap": trap,
+        "target_x": np.where(right, image_size - 1 - inset[:, 0], inset[:, 0]),
+        "target_y": np.where(bottom, image_size - 1 - inset[:, 1], inset[:, 1]),
+    })
+
+
+def marker_gap(image_size: int) -> int:
+    """How far (pixels) the marker keeps from the lesion mask: the camera's blur spreads the lesion
+    a pixel past its mask, and the gap scales with the image so that the 32-px training cache of a
+    128-px image still shows skin between the two (4 px at 128, at least 2)."""
+    return max(2, round(0.03 * image_size))
+
+
+def place_marker(mask: np.ndarray, radius: float, gap: int, target: tuple[float, float]) -> tuple[int, int]:
+    """The marker's centre (x, y; integer pixels) nearest `target` among the centres where a disc of
+    `radius` (its pixels: centres within radius + 0.5, see `marker_alpha`) lies wholly inside the
+    image and off `mask` (uint8 {0,255}) dilated by `gap` pixels. ValueError if there is none.
+    """
+    size = 2 * gap + 1
+    forbidden = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    # A one-pixel forbidden frame: a disc that reaches no pixel centre of the frame stays inside.
+    allowed = np.pad(~forbidden, 1, constant_values=False).astype(np.uint8) * 255
+    clearance = cv2.distanceTransform(allowed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    rows, columns = np.nonzero(clearance >= radius + 0.5)
+    if not len(rows):
+        raise ValueError(f"no room for a shortcut marker of radius {radius:.2f} px off the lesion "
+                         f"(largest free radius {clearance.max() - 0.5:.2f} px); lower synthetic.shortcut.radius")
+    best = np.argmin((columns - target[0]) ** 2 + (rows - target[1]) ** 2)
+    return int(columns[best]), int(rows[best])
+
+
+def marker_alpha(image_size: int, x: int, y: int, radius: float) -> np.ndarray:
+    """The marker's ink weight per pixel (image_size x image_size, in [0, 1]): 1 inside, falling
+    linearly to 0 over the pixel around the circle of `radius` about (x, y), a slightly soft edge."""
+    yy, xx = np.mgrid[0:image_size, 0:image_size]
+    return np.clip(radius + 0.5 - np.hypot(xx - x, yy - y), 0.0, 1.0)
+
+
+def paint_marker(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`image` (RGB uint8) with MARKER_COLOR blended in by `alpha`; every pixel outside it untouched."""
+    blended = np.rint(alpha[..., None] * MARKER_COLOR + (1 - alpha[..., None]) * image).astype(np.uint8)
+    return np.where(alpha[..., None] > 0, blended, image)
+
+
 def _score(rng: np.random.Generator, truth: float, feature: str, bias: float, noise: float) -> int:
     low, high = {"asymmetry": (0, 2), "border": (0, 8), "color": (1, 6)}[feature]
     return int(np.clip(round(truth + bias + rng.normal(0, noise)), low, high))
@@ -202,14 +313,35 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     truth["ambiguity"] = draw_ambiguity(np.random.default_rng([settings.seed, AMBIGUITY_STREAM]),
                                         truth["abnormal"].to_numpy(), ambiguity)
     blur = ambiguity.blur * settings.image_size / BLUR_REFERENCE_SIZE
+    shortcut = settings.shortcut
+    marks = (draw_shortcut(np.random.default_rng([settings.seed, SHORTCUT_STREAM]), truth["abnormal"].to_numpy(),
+                           shortcut, settings.image_size) if shortcut.enabled else None)
+    radius = shortcut.radius * settings.image_size
+    geometry: list[tuple[int, int]] = []
     written: list[str] = []
-    for row in truth.itertuples():
+    shortcut_written: list[str] = []
+    for i, row in enumerate(truth.itertuples()):
         image, mask = draw_lesion(rng, settings.image_size, row.asymmetry, row.border, row.colors.split("|"),
                                   blur * row.ambiguity)
-        for relative, array in ((f"images/{row.image_id}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
+        shown = image
+        if marks is not None:
+            mark = marks.iloc[i]
+            try:
+                x, y = place_marker(mask, radius, marker_gap(settings.image_size), (mark.target_x, mark.target_y))
+            except ValueError as error:
+                raise ValueError(f"{row.image_id}: {error}") from None
+            geometry.append((x, y))
+            alpha = marker_alpha(settings.image_size, x, y, radius)
+            marked = paint_marker(image, alpha)
+            shown = marked if mark.marker_train else image
+            for relative, array in ((f"truth/shortcut/clean/{row.image_id}.png", image),
+                                    (f"truth/shortcut/trap/{row.image_id}.png", marked if mark.marker_trap else image),
+                                    (f"truth/shortcut/marker/{row.image_id}.png", (alpha > 0).astype(np.uint8) * 255)):
+                _write_png(root / relative, array)
+                shortcut_written.append(relative)
+        for relative, array in ((f"images/{row.image_id}.png", shown),
                                 (f"masks/{row.image_id}_segmentation.png", mask)):
-            (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / relative), array)
+            _write_png(root / relative, array)
             written.append(relative)
     _write_csv(root / "ground_truth.csv", ["image_id", "melanoma", "seborrheic_keratosis"],
                [[r.image_id, f"{r.melanoma:.1f}", f"{r.seborrheic_keratosis:.1f}"] for r in truth.itertuples()])
@@ -265,7 +397,21 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     (root / "truth").mkdir(parents=True, exist_ok=True)
     truth.to_csv(root / "truth/images.csv", index=False)
     written.append("truth/images.csv")
+    if marks is not None:
+        x, y = np.array(geometry).reshape(-1, 2).T
+        pd.DataFrame({
+            "image_id": truth["image_id"], "abnormal": truth["abnormal"],
+            "marker_train": marks["marker_train"].astype(int), "marker_trap": marks["marker_trap"].astype(int),
+            "marker_x": x, "marker_y": y, "marker_radius": radius,
+        }).to_csv(root / "truth/shortcut.csv", index=False)
+        written += ["truth/shortcut.csv", *shortcut_written]
     return written
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """`array` (RGB uint8, or a single-channel mask) as a PNG at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array)
 
 
 def _write_mturk(root: Path, rng: np.random.Generator, truth: pd.DataFrame, settings: SyntheticSettings) -> list[str]:

@@ -43,6 +43,13 @@ rule fetch_url_list:
 
 rule synthesize:
     output:
+        # The shortcut trap's truth (which images show the marker, where it is), only when it is
+        # drawn; the keyword outputs follow, as snakefmt puts an unpacked dict first.
+        **(
+            {"truth_shortcut": f"{RAW}/synthetic/truth/shortcut.csv"}
+            if config["synthetic"]["shortcut"]["enabled"]
+            else {}
+        ),
         marker=f"{FETCHED}/synthetic.json",
         # The simulation's truth about its MTurk workers and its lesions, read by the crowd
         # stage's spammer check and the truth checks (truth.smk).
