@@ -20,6 +20,7 @@ include: "workflow/rules/automated.smk"
 include: "workflow/rules/crowd.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/explain.smk"
 include: "workflow/rules/truth.smk"
 include: "workflow/rules/report.smk"
 

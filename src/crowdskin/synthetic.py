@@ -96,6 +96,12 @@ class ShortcutSettings:
     test: str
     radius: float
 
+    @classmethod
+    def off(cls) -> ShortcutSettings:
+        """No marker: what a `synthetic` section without `shortcut` means (the synthesize rule
+        leaves the section out of its params when it is off, so that no run re-generates for it)."""
+        return cls(enabled=False, rate=0.5, test="independent", radius=0.0)
+
 
 @dataclass(frozen=True)
 class SyntheticSettings:
@@ -121,7 +127,8 @@ class SyntheticSettings:
         nested = ("enabled", "mturk", "ambiguity", "shortcut")
         values = {key: value for key, value in section.items() if key not in nested}
         return cls(**values, **section["mturk"], ambiguity=AmbiguitySettings(**section["ambiguity"]),
-                   shortcut=ShortcutSettings(**section["shortcut"]), seed=seed)
+                   shortcut=ShortcutSettings(**section["shortcut"]) if "shortcut" in section
+                   else ShortcutSettings.off(), seed=seed)
 
 
 def draw_lesion(rng: np.random.Generator, size: int, asymmetry: int, lobes: int,

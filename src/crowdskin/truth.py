@@ -410,6 +410,56 @@ def training_auc(auc_summary: pd.DataFrame) -> pd.DataFrame:
     return trained[AUC_COLUMNS].reset_index(drop=True)
 
 
+# --- explanations --------------------------------------------------------------------------------
+
+RELEVANCE_COLUMNS = ["model", "backbone", "n", "relevance_lesion", "lesion_area"]
+SHORTCUT_COLUMNS = ["model", "backbone", "n", "auc_clean", "auc_trap", "auc_drop", "relevance_marker_trap",
+                    "marker_rise", "marker_auroc"]
+
+
+def relevance_in_lesion(summary: pd.DataFrame) -> pd.DataFrame:
+    """The explanation stage's summary (results/scores/relevance.csv): each model's mean share of
+    relevance inside the lesion mask, beside the lesions' mean area share, what a map spread evenly
+    over the image would score. Columns: `RELEVANCE_COLUMNS`."""
+    require_columns(summary, ["model", "backbone", "lesions", "relevance_lesion", "lesion_area"], "relevance")
+    return summary.rename(columns={"lesions": "n"})[RELEVANCE_COLUMNS].reset_index(drop=True)
+
+
+def shortcut_vs_reference(scores: pd.DataFrame, relevance: pd.DataFrame, model: str, reference: str) -> pd.DataFrame:
+    """The shortcut trap against what is known by construction, per backbone, for `model` (the
+    baseline, trained with the marker agreeing with the diagnosis) and `reference` (the same model
+    trained on the same lesions without the marker): the AUC on clean and on trap images and its
+    drop (results/scores/shortcut.csv), and on the trap images that show the marker, the mean share
+    of relevance on it; for `model`, how much more of it the marker takes than in the reference's
+    maps of the same images (`marker_rise`, paired per lesion) and how well that share tells the
+    two models' maps apart (`marker_auroc`: AUROC over lesions, the model's maps positive).
+    Columns: `SHORTCUT_COLUMNS`."""
+    require_columns(scores, ["model", "backbone", "auc_clean", "auc_trap", "auc_drop"], "shortcut")
+    require_columns(relevance, ["model", "backbone", "fold", "image_id", "marker_trap", "relevance_marker_trap"],
+                    "explanations")
+    keys = ["fold", "image_id"]
+    rows = []
+    for backbone, of_backbone in relevance.groupby("backbone", sort=False):
+        shown = of_backbone[of_backbone["marker_trap"].astype(bool)]
+        mine = shown.loc[shown["model"] == model, [*keys, "relevance_marker_trap"]]
+        theirs = shown.loc[shown["model"] == reference, [*keys, "relevance_marker_trap"]]
+        paired = mine.merge(theirs, on=keys, suffixes=("", "_reference")).dropna()
+        for name, own in ((model, mine), (reference, theirs)):
+            score = scores[(scores["model"] == name) & (scores["backbone"] == backbone)]
+            row = {"model": name, "backbone": backbone, "n": len(own),
+                   "relevance_marker_trap": own["relevance_marker_trap"].mean(), "marker_rise": np.nan,
+                   "marker_auroc": np.nan,
+                   **{column: float(score[column].iloc[0]) if len(score) else np.nan
+                      for column in ("auc_clean", "auc_trap", "auc_drop")}}
+            if name == model and len(paired) >= 2:
+                row["marker_rise"] = float((paired["relevance_marker_trap"]
+                                            - paired["relevance_marker_trap_reference"]).mean())
+                values = np.concatenate([paired["relevance_marker_trap"], paired["relevance_marker_trap_reference"]])
+                row["marker_auroc"] = auc(np.repeat([1, 0], len(paired)), values)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=SHORTCUT_COLUMNS)
+
+
 # --- floors and the summary -------------------------------------------------------------------
 
 Status = Literal["pass", "fail", "no value", "no floor"]
@@ -528,6 +578,9 @@ FLOORS: tuple[Floor, ...] = (
 # The tables of what training gives (the default run's truth_summary judges them; checking them
 # needs the whole training grid).
 TRAINED_TABLES = ("auc", "spread_heads")
+# Tables of stages a config may leave out (the explanations, the shortcut trap): their checks are
+# left out with them; every other table a check names must be there.
+OPTIONAL_TABLES = ("relevance", "shortcut")
 
 # The column of each table that counts what a statistic is over, and the one that counts the truth's
 # units it could have been over (the difference is what was missing); absent where a table has none.
@@ -566,6 +619,8 @@ def summarise(tables: Mapping[str, pd.DataFrame], floors: Sequence[Floor] = FLOO
     """
     rows = []
     for check in floors:
+        if check.table not in tables and check.table in OPTIONAL_TABLES:
+            continue
         if check.table not in tables:
             raise ValueError(f"summary: no table {check.table!r} for check {check.check!r} (has {sorted(tables)})")
         table = tables[check.table]

@@ -45,11 +45,7 @@ rule synthesize:
     output:
         # The shortcut trap's truth (which images show the marker, where it is), only when it is
         # drawn; the keyword outputs follow, as snakefmt puts an unpacked dict first.
-        **(
-            {"truth_shortcut": f"{RAW}/synthetic/truth/shortcut.csv"}
-            if config["synthetic"]["shortcut"]["enabled"]
-            else {}
-        ),
+        **({"truth_shortcut": f"{RAW}/synthetic/truth/shortcut.csv"} if SHORTCUT else {}),
         marker=f"{FETCHED}/synthetic.json",
         # The simulation's truth about its MTurk workers and its lesions, read by the crowd
         # stage's spammer check and the truth checks (truth.smk).
@@ -58,7 +54,7 @@ rule synthesize:
     log:
         f"{LOGS}/synthesize.log",
     params:
-        settings=config["synthetic"],
+        settings=SYNTHETIC_SETTINGS,
         seed=config["seed"],
         raw=lambda wildcards, output: raw_root(output.marker),
     script:

@@ -14,6 +14,7 @@ from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, extra_comparisons, plan_ensembles
 from crowdskin.files import unwritable_reason
 from crowdskin.report import CATEGORIES
+from crowdskin.train.backbones import BACKBONES
 from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, kind_of
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
@@ -34,6 +35,14 @@ RUN_NAME = config["run_name"]
 RESULTS = f"results/{RUN_NAME}"
 RAW = f"resources/synthetic/{RUN_NAME}" if config["synthetic"]["enabled"] else "resources/raw"
 FETCHED = f"{RAW}/.fetched"
+# The synthetic shortcut trap (an off-lesion marker that agrees with the diagnosis in training).
+# Off, its settings change nothing the generator writes, so they stay out of the rule's params.
+SHORTCUT = config["synthetic"]["enabled"] and config["synthetic"]["shortcut"]["enabled"]
+SYNTHETIC_SETTINGS = {
+    key: value
+    for key, value in config["synthetic"].items()
+    if key != "shortcut" or config["synthetic"]["shortcut"]["enabled"]
+}
 DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
@@ -299,6 +308,32 @@ def train_predictions(task, backbone, fold):
     return f"{TRAIN}/{task}/{backbone}/fold{fold}/predictions.parquet"
 
 
+# The shortcut trap's marker-free reference: the baseline trained, per fold, on the same lesions
+# without the marker (the clean renderings), so that a marker's pull on a model has a measure to
+# be judged against. A check job (outside the grid, nested under MLflow's `checks`).
+CLEAN_REFERENCE = f"{TRAIN}/clean-reference"
+CLEAN_REFERENCE_TASK = "baseline"
+CLEAN_REFERENCE_METRICS = (
+    [
+        f"{CLEAN_REFERENCE}/{CLEAN_REFERENCE_TASK}/{backbone}/fold{fold}/metrics.json"
+        for backbone in TRAIN_BACKBONES
+        for fold in TRAIN_FOLDS
+    ]
+    if SHORTCUT
+    else []
+)
+
+
+def clean_reference_inputs(wildcards):
+    size = TRAIN_SIZES[wildcards.backbone]
+    return {
+        **train_job_inputs(wildcards),
+        "images": f"{DATA}/images_clean.parquet",
+        "cache_array": f"{TRAIN}/cache/clean_{size}px.npy",
+        "cache_index": f"{TRAIN}/cache/clean_{size}px.parquet",
+    }
+
+
 # --- evaluate -----------------------------------------------------------------------------
 EVALUATE = config["evaluate"]
 try:
@@ -425,6 +460,66 @@ SPREAD_HEAD_INDEX = [entry for _, entry in _SPREAD_HEADS]
 
 def truth_table(name):
     return f"{TRUTH}/{name}.csv"
+
+
+# --- explain ------------------------------------------------------------------------------
+# Grad-CAM of every model whose job keeps model.keras: one job per (task, backbone) over its folds.
+EXPLAIN = f"{RESULTS}/explain"
+EXPLAINED = (
+    [(task, backbone) for task in TRAIN_SAVED for backbone in TRAIN_BACKBONES]
+    if config["explain"]["enabled"]
+    else []
+)
+EXPLAIN_FILES = [f"{EXPLAIN}/{task}/{backbone}/relevance.parquet" for task, backbone in EXPLAINED]
+# The explanations' truth tables, where the baseline is explained (and the shortcut trap's, where
+# it is drawn).
+TRUTH_EXPLAIN_TABLES = (
+    (["relevance"] + (["shortcut"] if SHORTCUT else []))
+    if (CLEAN_REFERENCE_TASK, TRAIN_BACKBONES[0]) in EXPLAINED
+    else []
+)
+TRUTH_TABLES += TRUTH_EXPLAIN_TABLES
+# The synthetic shortcut trap: its truth (and the clean and trap renderings beside it), generated
+# with the data.
+SHORTCUT_TRUTH = f"{RAW}/synthetic/truth/shortcut.csv"
+# The ensembles whose shortcut scores average their members' (every member explained).
+SHORTCUT_ENSEMBLES = {
+    name: {
+        backbone: [list(job) for job in ensemble.member_jobs(backbone, TRAIN_BACKBONES)]
+        for backbone in ensemble.backbones
+    }
+    for name, ensemble in ENSEMBLE_PLAN.items()
+}
+
+
+def explain_inputs(wildcards, root=TRAIN, task=None, cache="images"):
+    size = TRAIN_SIZES[wildcards.backbone]
+    job = f"{root}/{task or wildcards.task}/{wildcards.backbone}"
+    inputs = {
+        "models": [f"{job}/fold{fold}/model.keras" for fold in TRAIN_FOLDS],
+        "predictions": [f"{job}/fold{fold}/predictions.parquet" for fold in TRAIN_FOLDS],
+        "images": f"{DATA}/images.parquet",
+        "cache_array": f"{TRAIN}/cache/{cache}_{size}px.npy",
+        "cache_index": f"{TRAIN}/cache/{cache}_{size}px.parquet",
+    }
+    if SHORTCUT:
+        inputs["shortcut"] = SHORTCUT_TRUTH
+    return inputs
+
+
+def clean_reference_explain_inputs(wildcards):
+    return explain_inputs(wildcards, CLEAN_REFERENCE, CLEAN_REFERENCE_TASK, "clean")
+
+
+CLEAN_REFERENCE_MODEL = "clean-reference"  # its name in the explanation's tables
+CLEAN_REFERENCE_EXPLAINED = (
+    [
+        f"{EXPLAIN}/{CLEAN_REFERENCE_MODEL}/{backbone}/relevance.parquet"
+        for backbone in TRAIN_BACKBONES
+    ]
+    if SHORTCUT and EXPLAINED
+    else []
+)
 
 
 # --- report -------------------------------------------------------------------------------

@@ -119,9 +119,59 @@ use rule train_job as train_backbone_check with:
         check=True,
 
 
-TRAIN_CHECK_METRICS = expand(
-    f"{TRAIN_CHECKS}/baseline/{{backbone}}/fold0/metrics.json", backbone=TRAIN_CHECK_BACKBONES
+TRAIN_CHECK_METRICS = (
+    expand(
+        f"{TRAIN_CHECKS}/baseline/{{backbone}}/fold0/metrics.json", backbone=TRAIN_CHECK_BACKBONES
+    )
+    + CLEAN_REFERENCE_METRICS
 )
+
+
+if SHORTCUT:
+
+    # The shortcut trap's images without the marker: the images table pointing at the clean
+    # renderings that the generator writes beside its truth.
+    rule shortcut_clean_images:
+        input:
+            images=f"{DATA}/images.parquet",
+            shortcut=SHORTCUT_TRUTH,
+        output:
+            images=f"{DATA}/images_clean.parquet",
+        log:
+            f"{LOGS}/shortcut_clean_images.log",
+        script:
+            script_path("shortcut_clean_images.py")
+
+    use rule train_cache as train_cache_clean with:
+        input:
+            images=rules.shortcut_clean_images.output.images,
+            folds=rules.split_folds.output.folds,
+            raw=fetched_markers(),
+        output:
+            array=f"{TRAIN}/cache/clean_{{size}}px.npy",
+            index=f"{TRAIN}/cache/clean_{{size}}px.parquet",
+        log:
+            f"{LOGS}/train_cache_clean_{{size}}px.log",
+
+    use rule train_job as train_clean_reference with:
+        input:
+            unpack(clean_reference_inputs),
+        output:
+            **train_job_outputs(with_model=True, root=CLEAN_REFERENCE),
+        log:
+            f"{LOGS}/train/clean-reference/{{task}}/{{backbone}}/fold{{fold}}.log",
+        wildcard_constraints:
+            task=CLEAN_REFERENCE_TASK,
+            backbone="|".join(TRAIN_BACKBONES),
+            fold=r"\d+",
+        params:
+            settings=train_job_settings,
+            seed=config["seed"],
+            out_dir=lambda wildcards: f"{CLEAN_REFERENCE}/{wildcards.task}/{wildcards.backbone}/fold{wildcards.fold}",
+            worker_log=f"{LOGS}/train_worker.log",
+            save_model=True,
+            check=True,
+
 
 TRAIN_METRICS = expand(
     f"{TRAIN}/{{task}}/{{backbone}}/fold{{fold}}/metrics.json",

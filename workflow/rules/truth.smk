@@ -62,6 +62,36 @@ if TRUTH_CHECKS:
         script:
             script_path("truth_checks.py")
 
+    if TRUTH_EXPLAIN_TABLES:
+
+        # Where the models look: the baseline's relevance in the lesion; with the shortcut trap,
+        # its AUC on trap images and its relevance on the marker against the marker-free reference.
+        rule truth_explain:
+            input:
+                **(
+                    {
+                        "shortcut": rules.explain_scores.output.shortcut,
+                        "lesions": [
+                            f"{EXPLAIN}/{model}/{backbone}/relevance.parquet"
+                            for model in ("baseline", CLEAN_REFERENCE_MODEL)
+                            for backbone in TRAIN_BACKBONES
+                        ],
+                    }
+                    if SHORTCUT
+                    else {}
+                ),
+                relevance=rules.explain_scores.output.summary,
+            output:
+                **{name: truth_table(name) for name in TRUTH_EXPLAIN_TABLES},
+            log:
+                f"{LOGS}/truth/explain.log",
+            params:
+                reference=CLEAN_REFERENCE_MODEL,
+            script:
+                script_path("truth_checks.py")
+
+        ALL_TARGETS += [*rules.truth_explain.output]
+
     rule truth_summary:
         input:
             **{name: truth_table(name) for name in TRUTH_TABLES},

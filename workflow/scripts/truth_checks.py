@@ -1,5 +1,5 @@
 """Snakemake adapter: results/truth/, what the workflow recovered against the synthetic truth
-(crowdskin.truth). One script for the three rules of truth.smk, chosen by the rule's name."""
+(crowdskin.truth). One script for the rules of truth.smk, chosen by the rule's name."""
 import pandas as pd
 
 from crowdskin import tables, truth
@@ -48,12 +48,21 @@ def truth_spread_heads():
     return {"spread_heads": truth.spread_heads_vs_ambiguity(predictions, images)}
 
 
+def truth_explain():
+    tables = {"relevance": truth.relevance_in_lesion(pd.read_csv(inp.relevance))}
+    if hasattr(inp, "shortcut"):
+        lesions = pd.concat([pd.read_parquet(path) for path in inp.lesions], ignore_index=True)
+        tables["shortcut"] = truth.shortcut_vs_reference(pd.read_csv(inp.shortcut), lesions, "baseline",
+                                                         snakemake.params.reference)
+    return tables
+
+
 def truth_summary():
     return {"summary": truth.summarise({name: pd.read_csv(path) for name, path in inp.items()})}
 
 
 results = {"truth_data": truth_data, "truth_auc": truth_auc, "truth_spread_heads": truth_spread_heads,
-           "truth_summary": truth_summary}[snakemake.rule]()
+           "truth_explain": truth_explain, "truth_summary": truth_summary}[snakemake.rule]()
 for name, table in results.items():
     write_csv_atomic(table, out[name])
     log.info("%s:\n%s", name, table.to_string(index=False))

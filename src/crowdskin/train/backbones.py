@@ -31,6 +31,9 @@ class Backbone:
     builder: str  # dotted path, e.g. "keras.applications.VGG16"
     preprocessing: str  # dotted path, e.g. "keras.applications.vgg16.preprocess_input"
     min_input_size: int  # the smallest square side the builder accepts with include_top=False
+    # Grad-CAM's target: the last convolutional feature map, whose resolution the maps have
+    # (crowdskin.explain); a layer of the base, found at any depth of the trained model.
+    gradcam_layer: str
     imagenet_file: str | None = None  # the include_top=False file, as keras.applications names it
     imagenet_folder: str | None = None  # the URL keras.applications downloads it from, less the file name
     builder_options: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments of the builder
@@ -55,11 +58,11 @@ def _resolve(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _keras_application(name: str, builder: str, module: str, min_input_size: int, imagenet_file: str,
-                       folder: str) -> Backbone:
+def _keras_application(name: str, builder: str, module: str, min_input_size: int, gradcam_layer: str,
+                       imagenet_file: str, folder: str) -> Backbone:
     """A keras.applications base with its module's own preprocess_input."""
     return Backbone(name, f"keras.applications.{builder}", f"keras.applications.{module}.preprocess_input",
-                    min_input_size, imagenet_file, f"{KERAS_APPLICATIONS_URL}{folder}/")
+                    min_input_size, gradcam_layer, imagenet_file, f"{KERAS_APPLICATIONS_URL}{folder}/")
 
 
 # Minimum input sizes are the `min_size` each keras.applications builder passes to
@@ -69,16 +72,17 @@ BACKBONES: dict[str, Backbone] = {
     for backbone in (
         # Three convolution blocks that learn the synthetic default in seconds on a CPU
         # (crowdskin.train.models.small_cnn); three 2x2 poolings leave 2 px of a 16 px input.
-        Backbone("smallcnn", "crowdskin.train.models.small_cnn", "crowdskin.train.models.scale_to_unit", 16),
+        Backbone("smallcnn", "crowdskin.train.models.small_cnn", "crowdskin.train.models.scale_to_unit", 16,
+                 "block3_conv"),
         # The study's three.
-        _keras_application("vgg16", "VGG16", "vgg16", 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                           "vgg16"),
-        _keras_application("resnet50", "ResNet50", "resnet50", 32,
+        _keras_application("vgg16", "VGG16", "vgg16", 32, "block5_conv3",
+                           "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
+        _keras_application("resnet50", "ResNet50", "resnet50", 32, "conv5_block3_out",
                            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
-        _keras_application("inceptionv3", "InceptionV3", "inception_v3", 75,
+        _keras_application("inceptionv3", "InceptionV3", "inception_v3", 75, "mixed10",
                            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3"),
         # Two that recent dermatology work uses.
-        _keras_application("densenet121", "DenseNet121", "densenet", 32,
+        _keras_application("densenet121", "DenseNet121", "densenet", 32, "relu",
                            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "densenet"),
         # EfficientNetV2 normalises inside the model by default (include_preprocessing=True: x / 255,
         # then ImageNet's mean and sd), so its preprocess_input does nothing. Left on, a base behind
@@ -87,7 +91,7 @@ BACKBONES: dict[str, Backbone] = {
         # the same normalisation its weights were trained with (models.imagenet_standardize). Those
         # two layers hold no weights, so the ImageNet file loads into the base without them.
         Backbone("efficientnetv2b0", "keras.applications.EfficientNetV2B0",
-                 "crowdskin.train.models.imagenet_standardize", 32, "efficientnetv2-b0_notop.h5",
+                 "crowdskin.train.models.imagenet_standardize", 32, "top_activation", "efficientnetv2-b0_notop.h5",
                  f"{KERAS_APPLICATIONS_URL}efficientnet_v2/", (("include_preprocessing", False),)),
     )
 }

@@ -36,8 +36,14 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-# What the server imports before forking; a change to any of these files needs a new server.
-PRELOADED_SOURCES = [*Path(__file__).resolve().parent.glob("*.py"), Path(__file__).resolve().parents[1] / "config.py"]
+# What the server imports before forking, or its children run; a change to any of these files needs
+# a new server.
+_PACKAGE = Path(__file__).resolve().parents[1]
+PRELOADED_SOURCES = [*Path(__file__).resolve().parent.glob("*.py"), *(_PACKAGE / "explain").glob("*.py"),
+                     _PACKAGE / "config.py"]
+# The modules whose `run_request` a request may name as its `entry`: a training job (the default)
+# or the explanation stage's job, which needs Keras as training does.
+ENTRIES = ("crowdskin.train.job", "crowdskin.explain.job")
 
 
 class WorkerUnavailableError(RuntimeError):
@@ -71,7 +77,7 @@ def _connect(path: Path) -> socket.socket | None:
 def submit(request: dict[str, Any], *, path: Path | None = None, server_log: str | Path | None = None,
            idle_timeout: float = 30.0, start_timeout: float = 120.0) -> int:
     """Run `request` in the warm worker of its backend (starting it if needed); returns the job's exit code."""
-    backend = request.get("settings", {}).get("backend") or "tensorflow"
+    backend = request.get("backend") or request.get("settings", {}).get("backend") or "tensorflow"
     path = path or socket_path(backend=backend)
     client = _connect(path)
     if client is None:
@@ -123,6 +129,8 @@ def _preload(backend: str = "tensorflow") -> None:
     import mlflow.store.tracking.sqlalchemy_store
     import mlflow.tracking  # noqa: F401 - preloaded for the jobs, like the imports above
 
+    import crowdskin.explain.gradcam
+    import crowdskin.explain.job
     import crowdskin.train.job
     import crowdskin.train.models  # imports keras and its backend
     import crowdskin.train.pipeline
@@ -156,10 +164,15 @@ def _child(request: dict[str, Any], listener: socket.socket, connections: list[s
         connection.close()
     code = 1
     try:
-        from crowdskin.train.job import log_to, run_request
+        import importlib
+
+        from crowdskin.train.job import log_to
 
         log_to(request.get("log"))
-        run_request(request)
+        entry = request.get("entry", ENTRIES[0])
+        if entry not in ENTRIES:
+            raise ValueError(f"the warm worker runs {', '.join(ENTRIES)}, not {entry!r}")
+        importlib.import_module(entry).run_request(request)
         code = 0
     except BaseException:  # everything goes to the job's log, then the exit code
         logging.getLogger("crowdskin.train").exception("job failed")
