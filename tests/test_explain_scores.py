@@ -62,9 +62,9 @@ def test_a_model_that_looks_more_at_the_lesion_differs_from_the_baseline():
     table = compare_to_baseline(pd.concat([noisy, _relevance(n=40, shift=0.3, model="big")
                                            .query("model == 'big'")]), SETTINGS)
     assert (table["holm_p"] >= table["p_value"]).all()
-    # the adjusted interval clears 0 exactly where Holm says the difference is there
+    # an adjusted interval clear of 0 always has Holm p < 0.05 (here the large shift's does)
     clears = (table["adjusted_ci_low"] > 0) | (table["adjusted_ci_high"] < 0)
-    assert list(clears) == list(table["holm_p"] < 0.05)
+    assert clears.any() and (table.loc[clears, "holm_p"] < 0.05).all()
 
 
 def _scored(n: int = 300, fooled: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -245,10 +246,12 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
     evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1,
                   "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1,
                   "report_figures": 1}
+    # the explanation of the saved models (the baselines), its scores and its truth check
+    explained = {"explain": 1, "explain_scores": 1, "truth_explain": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
         "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1,
-        "truth_spread_heads": 1} | evaluation
+        "truth_spread_heads": 1} | evaluation | explained
     # The loss weights reach the models with annotation heads only (multitask, multihead,
     # disagreement: 6 jobs), and a new task (the randomized control, two folds) trains only itself:
     # 6 + 2 jobs; a baseline or a crowdsim job re-trained would make it more.
@@ -262,18 +265,21 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
 def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
     """Its 14 jobs (7 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
     ensemble (one job for all its backbones), each task averaged over the two backbones, and what
-    reads the predictions; never a small-CNN job, nor the VGG16 check, whose settings are unchanged."""
+    reads the predictions (the explanation of the VGG16 baseline with it); never a small-CNN job, nor
+    the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
         "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
         "operating_characteristics": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
-        "report_tables": 1, "report_figures": 1}
+        "report_tables": 1, "report_figures": 1, "explain": 1, "explain_scores": 1, "truth_explain": 1}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
     after_scores = {"scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1, "mlflow_comparisons": 1,
                     "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figures": 1}
-    assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores
+    # the relevance mass's intervals use the same bootstrap; the maps are not re-made
+    assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores | {
+        "explain_scores": 1, "truth_explain": 1}
     # a new ensemble is one job; the existing one is not re-run
     assert planned_jobs(finished_run, "evaluate: {ensembles: {baseline-and-asymmetry: [baseline, "
                                       "multitask-automated-asymmetry], only-baseline: [baseline]}}") == {
@@ -369,7 +375,7 @@ def test_report_shows_every_table_and_figure(finished_run):
                    "gallery_smallcnn"):
         assert f"{figure}.html" in report, figure
     for category in ("1. Summary", "2. Data", "3. Annotations", "4. Crowd", "5. Training", "6. Models and ensembles",
-                     "7. Operating characteristics", "8. Truth checks", "9. Configuration"):
+                     "7. Operating points, lesions, explanations", "8. Truth checks", "9. Configuration"):
         assert category in report, category
     # the report embeds each page; decoded, the tables are there as a reader sees them
     pages = {name: base64.b64decode(data).decode() for name, data in
@@ -445,6 +451,30 @@ def test_a_changed_mask_re_runs_its_shard_only(finished_run):
     assert jobs.pop("automated_shard") == 1 and jobs.pop("automated_collect") == 1
     assert set(jobs) == ANNOTATIONS and jobs["train_job_without_model"] == 6
     assert planned_jobs(finished_run) == {}
+
+
+def test_the_saved_models_are_explained(finished_run):
+    """Every test lesion of each fold has its map and its relevance mass; the scores, the truth check
+    and the report's page follow."""
+    explain = finished_run / "results/test/explain/baseline/smallcnn"
+    relevance = pd.read_parquet(explain / "relevance.parquet")
+    maps = np.load(explain / "maps.npz")
+    for fold in (0, 1):
+        tested = relevance[relevance["fold"] == fold]
+        job = finished_run / f"results/test/train/baseline/smallcnn/fold{fold}"
+        predictions = pd.read_parquet(job / "predictions.parquet")
+        assert sorted(tested["image_id"]) == sorted(predictions.loc[predictions["split"] == "test", "image_id"])
+        assert list(maps[f"fold{fold}_ids"]) == list(tested["image_id"])
+        assert maps[f"fold{fold}_maps"].shape == (len(tested), 8, 8)  # smallcnn's block3 at 32 px
+    assert relevance["relevance_lesion"].dropna().between(0, 1).all()
+    assert relevance["has_mask"].all()  # every synthetic lesion has its mask
+    summary = pd.read_csv(finished_run / "results/test/scores/relevance.csv")
+    assert list(summary["model"]) == ["baseline"]
+    assert summary["lesions"].iloc[0] == relevance["relevance_lesion"].count()
+    truth = pd.read_csv(finished_run / "results/test/truth/summary.csv")
+    assert truth["check"].str.contains("relevance mass in the lesion").any()
+    page = (finished_run / "results/test/report/explanations.html").read_text()
+    assert "Relevance mass in the lesion" in page
 
 
 def test_operating_characteristics_tables_and_figures(finished_run):

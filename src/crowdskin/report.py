@@ -164,7 +164,7 @@ CATEGORIES = {
     "crowd": "4. Crowd",
     "training": "5. Training",
     "models": "6. Models and ensembles",
-    "operating": "7. Operating characteristics",
+    "operating": "7. Operating points, lesions, explanations",
     "checks": "8. Truth checks",
     "config": "9. Configuration",
 }
@@ -174,7 +174,8 @@ CATEGORY_CONTENTS = {
     "crowd": "the MTurk filtering funnel, crowd labels against the experts, disagreement",
     "training": "training curves per task family, and what each annotation head learned",
     "models": "the AUC table, every comparison with its adjusted interval, ROC curves, AUC per fold",
-    "operating": "calibration, sensitivity and specificity at a validation-chosen threshold, lesions",
+    "operating": "calibration, sensitivity and specificity at a validation-chosen threshold, lesions, and where "
+                 "each model looks (Grad-CAM, relevance mass in the lesion, the shortcut trap)",
     "checks": "every result of the synthetic data against the truth it was drawn from",
     "config": "the run's settings, every default filled in",
 }

@@ -537,6 +537,22 @@ def report_page(name, category, label):
 
 def report_table_inputs(wildcards):
     inputs = {
+        **(
+            {
+                "relevance": f"{SCORES}/relevance.csv",
+                "relevance_comparisons": f"{SCORES}/relevance_comparisons.csv",
+            }
+            if EXPLAINED
+            else {}
+        ),
+        **(
+            {
+                "shortcut": f"{SCORES}/shortcut.csv",
+                "shortcut_comparisons": f"{SCORES}/shortcut_comparisons.csv",
+            }
+            if EXPLAINED and SHORTCUT
+            else {}
+        ),
         "download_report": f"{DATA}/download_report.csv",
         "ingest_counts": f"{DATA}/ingest_counts.csv",
         "quarantine": f"{DATA}/quarantine.parquet",
@@ -562,6 +578,13 @@ def report_table_inputs(wildcards):
         inputs.update({f"truth_{name}": truth_table(name) for name in TRUTH_TABLES})
     return inputs
 
+
+# The explanations' page, where the stage runs.
+REPORT_EXPLAIN_PAGE = (
+    {"explanations": report_page("explanations", "operating", "Where the models look")}
+    if EXPLAINED
+    else {}
+)
 
 # The truth checks' page, only where they run.
 REPORT_TRUTH_PAGE = (
@@ -674,6 +697,18 @@ REPORT_FIGURES = {
         )
         for backbone in SCORED_BACKBONES
     },
+    **(
+        {
+            "relevance": (
+                f"{SCORES}/figures/relevance.png",
+                "operating",
+                "Where the models look: relevance mass in the lesion",
+                "relevance",
+            )
+        }
+        if EXPLAINED
+        else {}
+    ),
 }
 # What a figure's caption may name of the run ({{ run_name }}): more would re-make every page when
 # any of it changed.

@@ -14,6 +14,8 @@ rule report_tables:
     output:
         # the truth checks' page, where they run (the synthetic default)
         **REPORT_TRUTH_PAGE,
+        # where the models look, where the explanation stage runs
+        **REPORT_EXPLAIN_PAGE,
         # the landing page (workflow/report/workflow.rst includes it) and the first category
         summary=report_page("summary", "summary", "The answer first"),
         data=report_page("data", "data", "Rows read, kept and quarantined"),

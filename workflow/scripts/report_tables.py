@@ -74,6 +74,31 @@ write(out.comparisons, "comparisons",
                            "Bonferroni-adjusted DeLong interval over every row, consistent with Holm's p (an "
                            "interval that excludes 0 has Holm p < 0.05); bootstrap CI: the paired stratified "
                            f"bootstrap 95 % interval, unadjusted. Every column: {results}/scores/comparisons.csv"))
+if hasattr(out, "explanations"):
+    explanations = [
+        report.table_section(csv("relevance"), "Relevance mass in the lesion",
+                             "per model and backbone: the mean share of each Grad-CAM map's positive relevance that "
+                             "lies inside the lesion mask, over the test lesions with a mask, pooled over the folds "
+                             "[95 % bootstrap CI]; fold mean and sd; lesion_area: the lesions' mean area share, what "
+                             "a map spread evenly over the image would score"),
+        report.table_section(csv("relevance_comparisons"), "Relevance mass against the baseline",
+                             "difference = model − baseline of the same backbone, paired per lesion; bootstrap CI "
+                             "unadjusted; adjusted CI: Bonferroni over every row, consistent with Holm's p"),
+    ]
+    if hasattr(inp, "shortcut"):
+        explanations += [
+            report.table_section(csv("shortcut"), "The shortcut trap: AUC on clean and trap images",
+                                 "auc_tested: the test images as generated (the marker agreeing with the diagnosis "
+                                 "as in training); auc_clean: the same lesions without the marker; auc_trap: the "
+                                 "marker's presence reversed; auc_drop = clean − trap with its paired DeLong CI; "
+                                 "relevance on the marker (trap images that show it) and, on the clean images, on "
+                                 "its region and in the lesion; clean-reference: the baseline trained without the "
+                                 "marker"),
+            report.table_section(csv("shortcut_comparisons"), "Falling for the marker, against the baseline",
+                                 "difference = the model's AUC drop − the baseline's on the same lesions (negative: "
+                                 "fooled less), DeLong intervals; adjusted CI: Bonferroni over every row"),
+        ]
+    write(out.explanations, "where the models look", *explanations)
 write(out.auc_folds, "AUC per fold", report.table_section(csv("auc_folds"), "AUC per model, backbone and fold"))
 if hasattr(out, "truth"):
     summary = csv("truth_summary")

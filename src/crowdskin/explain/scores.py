@@ -5,7 +5,8 @@ jobs' tables (`crowdskin.explain.job`).
 The comparisons are the AUC comparisons' machinery (`crowdskin.evaluate.stats`) on a mean:
 paired per lesion, a bootstrap percentile CI, a normal-approximation p-value (the mean of a
 paired difference over hundreds of lesions), Holm over every comparison of the table, and
-Bonferroni intervals that clear 0 exactly where the Holm p is below 1 - confidence.
+Bonferroni intervals: one that clears 0 always has a Holm p below 1 - confidence (Holm is never
+more conservative than Bonferroni; the converse need not hold).
 """
 
 from __future__ import annotations
