@@ -12,6 +12,7 @@ from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
 from crowdskin.evaluate.ensemble import ALL_BACKBONES, extra_comparisons, plan_ensembles
+from crowdskin.explain.candidates import gallery_candidates
 from crowdskin.files import unwritable_reason
 from crowdskin.report import CATEGORIES
 from crowdskin.train.backbones import BACKBONES
@@ -521,6 +522,28 @@ CLEAN_REFERENCE_EXPLAINED = (
     else []
 )
 
+# The explanation gallery's candidates, {model, backbone, heads} each: the baseline and the
+# explained models with annotation heads, never the randomized control. Which of them a backbone's
+# figure shows depends on their AUC, known only once they are scored, so every candidate's files
+# are inputs.
+EXPLAIN_GALLERY = [c.to_dict() for c in gallery_candidates(TRAIN_TASKS.values(), EXPLAINED)]
+EXPLAIN_GALLERY_FILES = {
+    "maps": [f"{EXPLAIN}/{c['model']}/{c['backbone']}/maps.npz" for c in EXPLAIN_GALLERY],
+    "relevance": [
+        f"{EXPLAIN}/{c['model']}/{c['backbone']}/relevance.parquet" for c in EXPLAIN_GALLERY
+    ],
+    # one per candidate and fold, in that order
+    "predictions": [
+        train_predictions(c["model"], c["backbone"], fold)
+        for c in EXPLAIN_GALLERY
+        for fold in TRAIN_FOLDS
+    ],
+}
+
+
+def explanation_figure(backbone):
+    return f"{SCORES}/figures/explanations_{backbone}.png"
+
 
 # --- report -------------------------------------------------------------------------------
 def report_page(name, category, label):
@@ -709,6 +732,15 @@ REPORT_FIGURES = {
         if EXPLAINED
         else {}
     ),
+    **{
+        f"explanations_{backbone}": (
+            explanation_figure(backbone),
+            "operating",
+            f"Where the models look: {backbone}",
+            "explanation_gallery",
+        )
+        for backbone in (TRAIN_BACKBONES if EXPLAINED else [])
+    },
 }
 # What a figure's caption may name of the run ({{ run_name }}): more would re-make every page when
 # any of it changed.

@@ -1,6 +1,7 @@
 # The explanation stage: where each trained model looks (Grad-CAM of the diagnosis output on its
 # test lesions) and how much of it falls on the lesion (relevance mass), per (task, backbone) after
 # its folds are trained; it reads the saved models and never re-trains. crowdskin.explain.
+# explain_gallery shows a few test lesions' maps per backbone for the report (explain.gallery).
 
 
 rule explain:
@@ -77,3 +78,34 @@ rule explain_scores:
 if EXPLAINED:
 
     ALL_TARGETS += list(rules.explain_scores.output)
+
+
+# The explanation gallery: a few PNGs of thumbnails and maps already computed, a few seconds.
+localrules:
+    explain_gallery,
+
+
+rule explain_gallery:
+    input:
+        **EXPLAIN_GALLERY_FILES,
+        auc_summary=rules.scores.output.auc_summary,
+        images=rules.ingest.output.images,
+        # The shown lesions' image and mask files are known only once the lesions are drawn; the
+        # fetch markers stand for every file the images table names, as for the lesion gallery.
+        raw=fetched_markers(),
+    output:
+        [explanation_figure(backbone) for backbone in TRAIN_BACKBONES],
+    log:
+        f"{LOGS}/explain_gallery.log",
+    params:
+        gallery=config["explain"]["gallery"],
+        seed=config["seed"],
+        backbones=TRAIN_BACKBONES,
+        candidates=EXPLAIN_GALLERY,
+    script:
+        script_path("explain_gallery.py")
+
+
+if EXPLAINED:
+
+    ALL_TARGETS += [*rules.explain_gallery.output]

@@ -78,14 +78,14 @@ class Settings:
 # --- choosing the models and the lesions -------------------------------------------------------------
 
 
-def best_models(auc_summary: pd.DataFrame, *, reference: str = REFERENCE,
-                excluded_kinds: Iterable[str] = EXCLUDED_KINDS) -> dict[str, str]:
-    """backbone -> the model with the highest pooled AUC there, among every model and ensemble but
-    `reference` and the `excluded_kinds`.
+def ranked_models(auc_summary: pd.DataFrame, *, reference: str = REFERENCE,
+                  excluded_kinds: Iterable[str] = EXCLUDED_KINDS) -> pd.DataFrame:
+    """auc_summary's rows of every model and ensemble but `reference` and the `excluded_kinds`,
+    each backbone's best first.
 
     Where a model has no pooled AUC (test sets that overlap, or one class only) its fold mean ranks
-    it, so a scheme without pooling still has a best model; ties go to the higher fold mean, then to
-    the first name in sorted order. A backbone without any candidate is absent.
+    it, so a scheme without pooling still ranks its models; ties go to the higher fold mean, then to
+    the first name in sorted order. A model without either AUC is left out.
     """
     missing = [c for c in ("model", "kind", "backbone", "pooled_auc", "mean_auc") if c not in auc_summary.columns]
     if missing:
@@ -98,6 +98,16 @@ def best_models(auc_summary: pd.DataFrame, *, reference: str = REFERENCE,
     frame = frame.dropna(subset=["_rank"])
     frame = frame.sort_values(["_rank", "_mean", "model"], ascending=[False, False, True], kind="mergesort",
                               na_position="last")
+    return frame.drop(columns=["_pooled", "_mean", "_rank"])
+
+
+def best_models(auc_summary: pd.DataFrame, *, reference: str = REFERENCE,
+                excluded_kinds: Iterable[str] = EXCLUDED_KINDS) -> dict[str, str]:
+    """backbone -> the model with the highest pooled AUC there, among every model and ensemble but
+    `reference` and the `excluded_kinds` (ranked as `ranked_models` ranks them). A backbone without
+    any candidate is absent.
+    """
+    frame = ranked_models(auc_summary, reference=reference, excluded_kinds=excluded_kinds)
     return {str(backbone): str(rows["model"].iloc[0]) for backbone, rows in frame.groupby("backbone", sort=False)}
 
 
@@ -336,7 +346,9 @@ def save_gallery(gallery: Gallery, size: int, path: str | Path) -> None:
 # --- one backbone's gallery from the stage's tables --------------------------------------------------
 
 
-def _auc_text(auc_summary: pd.DataFrame, model: str, backbone: str) -> str:
+def auc_text(auc_summary: pd.DataFrame, model: str, backbone: str) -> str:
+    """" (pooled AUC 0.881)" for a heading; the fold mean where there is no pooled AUC, "" where
+    the model has neither."""
     row = auc_summary[(auc_summary["model"] == model) & (auc_summary["backbone"] == backbone)]
     if row.empty:
         return ""
@@ -388,7 +400,7 @@ def backbone_gallery(backbone: str, best: str | None, predictions: Mapping[str, 
         rows.append(Row("Best model", empty="no model besides the baseline has an AUC on this backbone"))
     else:
         rows += model_rows(best, "Best model", predictions.get(best), images, targets, settings,
-                           _auc_text(auc_summary, best, backbone))
+                           auc_text(auc_summary, best, backbone))
     rows += model_rows(reference, reference.capitalize(), predictions.get(reference), images, targets, settings,
-                       _auc_text(auc_summary, reference, backbone))
+                       auc_text(auc_summary, reference, backbone))
     return Gallery(f"Lesion gallery: {backbone}", tuple(rows))

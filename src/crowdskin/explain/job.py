@@ -80,7 +80,7 @@ def explain_fold(model: Any, test: pd.DataFrame, images: np.ndarray, layer: str,
     rows = test[["image_id", "label", "score"]].reset_index(drop=True).assign(
         has_mask=has_mask, lesion_area=np.where(has_mask, lesions.mean(axis=(1, 2)), np.nan))
     rows["relevance_lesion"] = np.where(has_mask, relevance_mass(maps, lesions), np.nan)
-    arrays = {"maps": maps.astype(np.float16)}
+    arrays = {"maps": maps.astype(np.float32)}
     if shortcut is not None and shortcut_root is not None:
         truth = shortcut.set_index("image_id").loc[rows["image_id"]]
         markers, _ = _regions([shortcut_root / "marker" / f"{i}.png" for i in rows["image_id"]], size)
@@ -95,7 +95,7 @@ def explain_fold(model: Any, test: pd.DataFrame, images: np.ndarray, layer: str,
             rows[f"score_{rendering}"] = _scores(model, rendered)
             rows[f"relevance_lesion_{rendering}"] = np.where(has_mask, relevance_mass(rendered_maps, lesions), np.nan)
             rows[f"relevance_marker_{rendering}"] = relevance_mass(rendered_maps, markers)
-            arrays[f"maps_{rendering}"] = rendered_maps.astype(np.float16)
+            arrays[f"maps_{rendering}"] = rendered_maps.astype(np.float32)
     return rows, arrays
 
 
