@@ -25,7 +25,7 @@ def trap_run(tmp_path_factory):
 def test_the_trap_scores_every_model_on_clean_and_trap_images(trap_run):
     truth = pd.read_csv(trap_run / "resources/synthetic/test-shortcut/synthetic/truth/shortcut.csv")
     scores = pd.read_csv(trap_run / f"{RUN}/scores/shortcut.csv").set_index("model")
-    assert {"baseline", "multitask-automated-border", "clean-reference", "ensemble-automated"} <= set(scores.index)
+    assert {"baseline", "multitask-automated-border", "clean-reference", "baseline-and-border"} <= set(scores.index)
     assert (scores["lesions"] == len(truth)).all()  # two folds test every lesion once
     for column in ("auc_clean", "auc_trap", "auc_drop"):
         assert scores[column].between(-1, 1).all(), column
@@ -46,7 +46,8 @@ def test_the_trap_scores_every_model_on_clean_and_trap_images(trap_run):
 def test_the_trap_has_its_truth_checks_and_report_page(trap_run):
     summary = pd.read_csv(trap_run / f"{RUN}/truth/summary.csv")
     trap = summary[summary["table"] == "shortcut"]
-    assert len(trap) == 3 and set(trap["status"]) <= {"pass", "fail"}
+    judged = trap[trap["floor"].notna()]
+    assert len(trap) == 4 and len(judged) == 3 and set(judged["status"]) <= {"pass", "fail"}
     assert np.isfinite(trap["value"]).all()
     assert (summary["table"] == "relevance").sum() == 1
     page = (trap_run / f"{RUN}/report/explanations.html").read_text()

@@ -573,11 +573,29 @@ FLOORS: tuple[Floor, ...] = (
     # Training (auc.csv): the target of the training work, not yet reached by the tiny default.
     Floor("baseline pooled out-of-fold test AUC", "auc", {"model": "baseline"}, "pooled_auc", 0.80,
           kind="target", per="backbone"),
+    # Explanations (relevance.csv): where the baseline's Grad-CAM maps fall. Seeds differ widely: at
+    # seed 1 the baseline puts less of its maps on the lesions (0.261) than their area share (0.293).
+    Floor("baseline's relevance mass in the lesion", "relevance", {"model": "baseline"}, "relevance_lesion",
+          0.20, per="backbone"),  # 0.595, 0.261
+    # The shortcut trap (shortcut.csv; config/shortcut.yaml, rate 0.9, reversed), each at seeds 42,
+    # 1, 3, 7, 11 with the baseline and its marker-free reference alone (the other tasks do not
+    # change them).
+    Floor("baseline's AUC drops from clean to trap images", "shortcut", {"model": "baseline"}, "auc_drop",
+          0.10, per="backbone"),  # 0.246, 0.246
+    # A difference of two shares of a region of ~2.5 % of the image: the rule above would put its
+    # floor below 0, so it asks only that the marker takes more (a third of the lowest seed's value).
+    Floor("baseline's relevance on the marker exceeds the marker-free reference's", "shortcut",
+          {"model": "baseline"}, "marker_rise", 0.01, per="backbone"),  # 0.065, 0.033
+    Floor("relevance on the marker tells the shortcut baseline from the marker-free one (AUROC)", "shortcut",
+          {"model": "baseline"}, "marker_auroc", 0.65, per="backbone"),  # 0.965, 0.746
+    Floor("marker-free reference's AUC drop from clean to trap images", "shortcut", {"model": "clean-reference"},
+          "auc_drop", None, per="backbone",
+          note="no floor: reported; near 0 by construction (-0.024 to -0.008 at the five seeds)"),
 )
 
 # The tables of what training gives (the default run's truth_summary judges them; checking them
 # needs the whole training grid).
-TRAINED_TABLES = ("auc", "spread_heads")
+TRAINED_TABLES = ("auc", "spread_heads", "relevance", "shortcut")
 # Tables of stages a config may leave out (the explanations, the shortcut trap): their checks are
 # left out with them; every other table a check names must be there.
 OPTIONAL_TABLES = ("relevance", "shortcut")
