@@ -79,7 +79,8 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert (spread["status"] == "no value").all()
     heads = pd.read_csv(finished_run / "results/test/truth/spread_heads.csv")
     assert set(heads["head"]) == {"mean", "asymmetry_std", "color_std"} and (heads["n"] == 60).all()
-    assert len(summary) == len([f for f in FLOORS if f.per is None]) + len(baseline_backbones) + 2
+    # per backbone: the baseline's AUC and its relevance mass in the lesion (no shortcut trap here)
+    assert len(summary) == len([f for f in FLOORS if f.per is None]) + 2 * len(baseline_backbones) + 2
     assert summary["check"].is_unique and set(summary["status"]) <= {"pass", "fail", "no value", "no floor"}
     reliability = pd.read_csv(finished_run / "results/test/crowd/worker_reliability.csv")
     assert reliability["reliability"].between(0, 1).all() and (reliability["n_votes"] > 0).all()
@@ -202,8 +203,9 @@ REPORT = {"report_tables"}
 TRUTH_DATA = {"truth_data", "truth_summary"} | REPORT
 TRUTH_AUC = {"truth_auc", "truth_summary"} | REPORT
 # Each figure is also a page of the report (report_figures), re-made where a figure is.
+# The explanation gallery ranks the models it shows by their pooled AUC: it follows the scores.
 EVALUATION = {"ensemble", "scores", "figures", "gallery", "operating_characteristics", "report_figures",
-              "mlflow_comparisons"} | TRUTH_AUC
+              "mlflow_comparisons", "explain_gallery"} | TRUTH_AUC
 TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
 # The disagreement model reads the targets: its spread heads' truth check follows.
 TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING | TRUTH_DATA
@@ -245,7 +247,7 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
     evaluation = {"ensemble": 1, "scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1,
                   "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1, "report_tables": 1,
-                  "report_figures": 1}
+                  "report_figures": 1, "explain_gallery": 1}
     # the explanation of the saved models (the baselines), its scores and its truth check
     explained = {"explain": 1, "explain_scores": 1, "truth_explain": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
@@ -271,12 +273,13 @@ def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
         "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
         "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
         "operating_characteristics": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
-        "report_tables": 1, "report_figures": 1, "explain": 1, "explain_scores": 1, "truth_explain": 1}
+        "report_tables": 1, "report_figures": 1, "explain": 1, "explain_scores": 1, "truth_explain": 1,
+        "explain_gallery": 1}
 
 
 def test_evaluation_settings_re_run_the_evaluation_only(finished_run):
     after_scores = {"scores": 1, "figures": 1, "gallery": 1, "operating_characteristics": 1, "mlflow_comparisons": 1,
-                    "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figures": 1}
+                    "truth_auc": 1, "truth_summary": 1, "report_tables": 1, "report_figures": 1, "explain_gallery": 1}
     # the relevance mass's intervals use the same bootstrap; the maps are not re-made
     assert planned_jobs(finished_run, "evaluate: {bootstrap: {resamples: 300}}") == after_scores | {
         "explain_scores": 1, "truth_explain": 1}

@@ -143,7 +143,8 @@ def test_a_new_task_kind_is_one_file(tmp_path, monkeypatch):
     config.write_text("train: {plugins: [throwaway_kind]}\n")
     out = snakemake(tmp_path, "-n", "--configfile", str(config)).stdout
     jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", out, flags=re.M)
-    mine = [job for job in jobs if "wildcards: task=throwaway-border," in job]
+    mine = [job for job in jobs if re.search(r"^\s*(local)?rule train_job", job, re.M)
+            and "wildcards: task=throwaway-border," in job]
     assert len(mine) == 5  # one per fold
     for job in mine:
         fold = re.search(r"fold=(\d)", job).group(1)
@@ -151,6 +152,9 @@ def test_a_new_task_kind_is_one_file(tmp_path, monkeypatch):
         assert f"results/default/train/baseline/smallcnn/fold{fold}/model.keras" in job
         assert "crowd_labels.parquet" not in job
     scores = next(job for job in jobs if re.search(r"^\s*(local)?rule scores:", job, re.M))
+    # and, its model saved, explained with the rest
+    assert any(re.search(r"^\s*(local)?rule explain:", job, re.M) for job in jobs
+               if "wildcards: task=throwaway-border," in job)
     assert "results/default/train/throwaway-border/smallcnn/fold4/predictions.parquet" in scores
     missing = tmp_path / "missing.yaml"
     missing.write_text("train: {plugins: [no_such_kind_module]}\n")
