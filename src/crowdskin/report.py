@@ -104,6 +104,71 @@ def comparisons_view(comparisons: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def _interval(low: Any, high: Any, signed: bool = True) -> str:
+    if _missing(low) or _missing(high):
+        return ""
+    return f"{low:+.3f} to {high:+.3f}" if signed else f"{low:.3f} to {high:.3f}"
+
+
+def _number(value: Any, signed: bool = False) -> str:
+    return "" if _missing(value) else f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _p_value(value: Any) -> str:
+    return "" if _missing(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def relevance_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """relevance.csv as a reader needs it: the pooled share in the lesion with its interval, the
+    folds' spread, and what a map spread evenly would score."""
+    return pd.DataFrame({
+        "model": summary["model"], "backbone": summary["backbone"],
+        "in the lesion": [_number(v) for v in summary["relevance_lesion"]],
+        "95 % bootstrap CI": [_interval(lo, hi, False) for lo, hi in zip(summary["ci_low"], summary["ci_high"],
+                                                                         strict=True)],
+        "fold mean ± sd": ["" if _missing(m) else f"{m:.3f} ± {sd:.3f}" if not _missing(sd) else f"{m:.3f}"
+                           for m, sd in zip(summary["fold_mean"], summary["fold_sd"], strict=True)],
+        "lesions' area": [_number(v) for v in summary["lesion_area"]],
+        "lesions": summary["lesions"],
+    })
+
+
+def paired_comparisons_view(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """An explanation comparison table (relevance_comparisons.csv, shortcut_comparisons.csv) in the
+    AUC comparisons' shape: the difference, the adjusted interval beside Holm's p, the unadjusted one."""
+    return pd.DataFrame({
+        "model": comparisons["model"], "reference": comparisons["reference"], "backbone": comparisons["backbone"],
+        "measure": comparisons["measure"],
+        "model's": [_number(v) for v in comparisons["model_value"]],
+        "reference's": [_number(v) for v in comparisons["reference_value"]],
+        "difference": [_number(v, True) for v in comparisons["difference"]],
+        "adjusted 95 % CI": [_interval(lo, hi) for lo, hi in zip(comparisons["adjusted_ci_low"],
+                                                                comparisons["adjusted_ci_high"], strict=True)],
+        "Holm p": [_p_value(v) for v in comparisons["holm_p"]],
+        "95 % CI (unadjusted)": [_interval(lo, hi) for lo, hi in zip(comparisons["ci_low"], comparisons["ci_high"],
+                                                                     strict=True)],
+        "lesions": comparisons["pairs"],
+    })
+
+
+def shortcut_view(scores: pd.DataFrame) -> pd.DataFrame:
+    """shortcut.csv as a reader needs it: AUC as tested, on clean and on trap images, the drop with
+    its interval, and the shares of relevance on the marker and in the lesion."""
+    return pd.DataFrame({
+        "model": scores["model"], "backbone": scores["backbone"],
+        "AUC as tested": [_number(v) for v in scores["auc_tested"]],
+        "AUC clean": [_number(v) for v in scores["auc_clean"]],
+        "AUC trap": [_number(v) for v in scores["auc_trap"]],
+        "drop (clean − trap)": [_number(v, True) for v in scores["auc_drop"]],
+        "drop 95 % CI": [_interval(lo, hi) for lo, hi in zip(scores["auc_drop_ci_low"], scores["auc_drop_ci_high"],
+                                                            strict=True)],
+        "on the marker (trap)": [_number(v) for v in scores["relevance_marker_trap"]],
+        "its region (clean)": [_number(v) for v in scores["relevance_marker_clean"]],
+        "in the lesion (clean)": [_number(v) for v in scores["relevance_lesion_clean"]],
+        "lesions": scores["lesions"],
+    })
+
+
 def page(title: str, *sections: str) -> str:
     """A standalone HTML page of sections (each from `table_section` or `text_section`)."""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

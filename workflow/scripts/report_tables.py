@@ -76,25 +76,30 @@ write(out.comparisons, "comparisons",
                            f"bootstrap 95 % interval, unadjusted. Every column: {results}/scores/comparisons.csv"))
 if hasattr(out, "explanations"):
     explanations = [
-        report.table_section(csv("relevance"), "Relevance mass in the lesion",
+        report.table_section(report.relevance_view(csv("relevance")), "Relevance mass in the lesion",
                              "per model and backbone: the mean share of each Grad-CAM map's positive relevance that "
                              "lies inside the lesion mask, over the test lesions with a mask, pooled over the folds "
-                             "[95 % bootstrap CI]; fold mean and sd; lesion_area: the lesions' mean area share, what "
-                             "a map spread evenly over the image would score"),
-        report.table_section(csv("relevance_comparisons"), "Relevance mass against the baseline",
+                             "[95 % bootstrap CI]; the folds' mean and sd; the lesions' mean area share: what a map "
+                             "spread evenly over the image would score. Every column: "
+                             f"{results}/scores/relevance.csv"),
+        report.table_section(report.paired_comparisons_view(csv("relevance_comparisons")),
+                             "Relevance mass against the baseline",
                              "difference = model − baseline of the same backbone, paired per lesion; bootstrap CI "
-                             "unadjusted; adjusted CI: Bonferroni over every row, consistent with Holm's p"),
+                             "unadjusted; adjusted CI: Bonferroni over every row (an interval clear of 0 has Holm p < "
+                             "0.05)"),
     ]
     if hasattr(inp, "shortcut"):
         explanations += [
-            report.table_section(csv("shortcut"), "The shortcut trap: AUC on clean and trap images",
-                                 "auc_tested: the test images as generated (the marker agreeing with the diagnosis "
-                                 "as in training); auc_clean: the same lesions without the marker; auc_trap: the "
-                                 "marker's presence reversed; auc_drop = clean − trap with its paired DeLong CI; "
-                                 "relevance on the marker (trap images that show it) and, on the clean images, on "
-                                 "its region and in the lesion; clean-reference: the baseline trained without the "
-                                 "marker"),
-            report.table_section(csv("shortcut_comparisons"), "Falling for the marker, against the baseline",
+            report.table_section(report.shortcut_view(csv("shortcut")),
+                                 "The shortcut trap: AUC on clean and trap images",
+                                 "as tested: the test images as generated (the marker agreeing with the diagnosis "
+                                 "as in training); clean: the same lesions without the marker; trap: the marker's "
+                                 "presence reversed; the drop clean − trap with its paired DeLong CI; the share of "
+                                 "relevance on the marker (trap images that show it) and, on the clean images, on its "
+                                 "region and in the lesion; clean-reference: the baseline trained without the marker. "
+                                 f"Every column: {results}/scores/shortcut.csv"),
+            report.table_section(report.paired_comparisons_view(csv("shortcut_comparisons")),
+                                 "Falling for the marker, against the baseline",
                                  "difference = the model's AUC drop − the baseline's on the same lesions (negative: "
                                  "fooled less), DeLong intervals; adjusted CI: Bonferroni over every row"),
         ]
