@@ -95,7 +95,7 @@ screenshots: $(STAMP) browser
 	rm -rf docs/report
 	$(BIN)/python tests/report_browser.py results/default/report.html docs/report
 
-# ruff (pyproject.toml), snakefmt, and snakemake --lint on the default and paper configs
+# ruff (pyproject.toml), snakefmt, and snakemake --lint on the default, paper and shortcut configs
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules/
