@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,6 +115,30 @@ def test_stale_socket_and_lock_of_a_dead_server_are_replaced(tmp_path, worker_lo
     assert submit(request, path=sock, server_log=worker_log, idle_timeout=IDLE) == 0
     assert len(_servers(worker_log)) == 1
     _ok(request)
+
+
+def test_a_working_directory_made_again_under_its_path_runs_its_jobs(tmp_path, worker_log, monkeypatch):
+    """A scratch run deletes its working directory and makes it again under the same path while the
+    server of the first run still idles: the server's own working directory is the deleted one, and a
+    job of relative paths must run in the new one. Catches: the child not moving to its client's
+    working directory (the job's log cannot even be opened: exit 1)."""
+    workdir, sock = tmp_path / "run", tmp_path / "w.sock"
+
+    def relative_request() -> dict:
+        workdir.mkdir()
+        request = _request(workdir)
+        monkeypatch.chdir(workdir)
+        relative = {k: os.path.relpath(v, workdir) for k, v in request["inputs"].items()}
+        return {**request, "inputs": relative, "out_dir": "job", "log": "job.log"}
+
+    assert submit(relative_request(), path=sock, server_log=worker_log, idle_timeout=20) == 0
+    monkeypatch.chdir(tmp_path)
+    shutil.rmtree(workdir)
+    request = relative_request()
+    assert submit(request, path=sock, server_log=worker_log, idle_timeout=20) == 0
+    assert len(_servers(worker_log)) == 1  # the same server, still warm
+    assert (workdir / "job" / "metrics.json").exists() and (workdir / "job.log").exists()
+    os.kill(_servers(worker_log)[0], signal.SIGTERM)
 
 
 def test_server_that_dies_at_start_raises_worker_unavailable(tmp_path, worker_log):

@@ -30,6 +30,7 @@ from crowdskin.explain.relevance import region_at, relevance_mass
 from crowdskin.explain.shortcut import shortcut_folder
 from crowdskin.train.backend import select as select_backend
 from crowdskin.train.cache import load_resized, read_cache
+from crowdskin.train.runtime import configure
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ def explain_fold(model: Any, test: pd.DataFrame, images: np.ndarray, layer: str,
 
 def run_request(request: dict[str, Any]) -> pd.DataFrame:
     """Explain every fold's model of one (task, backbone); writes relevance.parquet and maps.npz."""
-    select_backend(request.get("backend"), threads=int(request.get("threads", 1)))
+    threads = int(request.get("threads", 1))
+    select_backend(request.get("backend"), threads=threads)
+    # The job's thread pools, as a training job's: left to the backend, TensorFlow's take every core
+    # and slow the training jobs that run beside it.
+    configure(backend=request.get("backend") or "tensorflow", threads=threads)
     import keras
 
     import crowdskin.train.models  # noqa: F401 - registers the layers and losses model.keras names

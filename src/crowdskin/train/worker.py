@@ -86,6 +86,9 @@ def submit(request: dict[str, Any], *, path: Path | None = None, server_log: str
             client = _connect(path)
             if client is None:
                 client = _start_server(path, server_log, idle_timeout, start_timeout, backend)
+    # The job runs where its client runs: a working directory deleted and made again (a scratch run)
+    # under the same path is another directory than the one the server started in.
+    request = {**request, "cwd": os.getcwd()}
     with client:
         client.sendall(json.dumps(request).encode() + b"\n")
         reply = b""
@@ -168,6 +171,8 @@ def _child(request: dict[str, Any], listener: socket.socket, connections: list[s
 
         from crowdskin.train.job import log_to
 
+        if request.get("cwd"):
+            os.chdir(request["cwd"])
         log_to(request.get("log"))
         entry = request.get("entry", ENTRIES[0])
         if entry not in ENTRIES:
