@@ -94,14 +94,7 @@ def compare_to_baseline(relevance: pd.DataFrame, settings: Settings,
                              "reference_value": float(paired[f"{measure}_reference"].mean()),
                              "difference": mean, "ci_low": low, "ci_high": high, "p_value": p})
                 variances.append(variance)
-    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    if table.empty:
-        return table
-    table["holm_p"] = stats.holm(table["p_value"].fillna(1.0).to_numpy())
-    low, high = stats.simultaneous_intervals(table["difference"].to_numpy(), np.asarray(variances),
-                                             settings.confidence)
-    table["adjusted_ci_low"], table["adjusted_ci_high"] = low, high
-    return table
+    return _adjusted(rows, variances, settings.confidence)
 
 
 Members = Mapping[str, Mapping[str, Sequence[Sequence[str]]]]
@@ -186,12 +179,16 @@ def compare_drops(scored: pd.DataFrame, settings: Settings) -> pd.DataFrame:
                          "reference_value": float(aucs[2] - aucs[3]), "difference": difference,
                          "ci_low": difference - half, "ci_high": difference + half, "p_value": p})
             variances.append(variance)
+    return _adjusted(rows, variances, settings.confidence)
+
+
+def _adjusted(rows: list[dict[str, object]], variances: list[float], confidence: float) -> pd.DataFrame:
+    """The comparisons as a table, with Holm over every row and the Bonferroni intervals."""
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if table.empty:
         return table
     table["holm_p"] = stats.holm(table["p_value"].fillna(1.0).to_numpy())
-    low, high = stats.simultaneous_intervals(table["difference"].to_numpy(), np.asarray(variances),
-                                             settings.confidence)
+    low, high = stats.simultaneous_intervals(table["difference"].to_numpy(), np.asarray(variances), confidence)
     table["adjusted_ci_low"], table["adjusted_ci_high"] = low, high
     return table
 
