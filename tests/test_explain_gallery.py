@@ -30,12 +30,11 @@ from crowdskin.explain.gallery import (
     save_explanations,
 )
 from crowdskin.train.tasks import Task
+from test_evaluate_gallery import summary  # the scores' summary rows, as the lesion gallery's tests build them
 
 NAN = math.nan
 
 
-def summary(rows: list[tuple[str, str, str, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["model", "kind", "backbone", "pooled_auc", "mean_auc"])
 
 
 # --- the models --------------------------------------------------------------------------------------

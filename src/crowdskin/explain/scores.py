@@ -12,7 +12,7 @@ more conservative than Bonferroni; the converse need not hold).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,31 +69,25 @@ def compare_to_baseline(relevance: pd.DataFrame, settings: Settings,
     """Each model against the baseline of its backbone on each measure, paired on the lesions both
     have a value for; Holm and the adjusted intervals over every row of the table."""
     rows, variances = [], []
-    for backbone, of_backbone in relevance.groupby("backbone", sort=False):
-        reference = of_backbone[of_backbone["model"] == REFERENCE]
-        if reference.empty:
-            continue
-        for model, group in of_backbone.groupby("model", sort=False):
-            if model == REFERENCE:
+    for backbone, model, group, reference in _against_baseline(relevance):
+        for measure in measures:
+            paired = group[[*PAIR_KEYS, measure]].merge(reference[[*PAIR_KEYS, measure]], on=PAIR_KEYS,
+                                                        suffixes=("", "_reference")).dropna()
+            if len(paired) < 2:
                 continue
-            for measure in measures:
-                paired = group[[*PAIR_KEYS, measure]].merge(reference[[*PAIR_KEYS, measure]], on=PAIR_KEYS,
-                                                            suffixes=("", "_reference")).dropna()
-                if len(paired) < 2:
-                    continue
-                difference = (paired[measure] - paired[f"{measure}_reference"]).to_numpy(np.float64)
-                variance = float(difference.var(ddof=1) / len(difference))
-                mean = float(difference.mean())
-                if variance > 0:
-                    p = math.erfc(abs(mean / math.sqrt(variance)) / math.sqrt(2.0))
-                else:
-                    p = 1.0 if mean == 0 else math.nan
-                low, high = _bootstrap_mean(difference, settings, len(rows) + 1000)
-                rows.append({"model": model, "reference": REFERENCE, "backbone": backbone, "measure": measure,
-                             "pairs": len(paired), "model_value": float(paired[measure].mean()),
-                             "reference_value": float(paired[f"{measure}_reference"].mean()),
-                             "difference": mean, "ci_low": low, "ci_high": high, "p_value": p})
-                variances.append(variance)
+            difference = (paired[measure] - paired[f"{measure}_reference"]).to_numpy(np.float64)
+            variance = float(difference.var(ddof=1) / len(difference))
+            mean = float(difference.mean())
+            if variance > 0:
+                p = math.erfc(abs(mean / math.sqrt(variance)) / math.sqrt(2.0))
+            else:
+                p = 1.0 if mean == 0 else math.nan
+            low, high = _bootstrap_mean(difference, settings, len(rows) + 1000)
+            rows.append({"model": model, "reference": REFERENCE, "backbone": backbone, "measure": measure,
+                         "pairs": len(paired), "model_value": float(paired[measure].mean()),
+                         "reference_value": float(paired[f"{measure}_reference"].mean()),
+                         "difference": mean, "ci_low": low, "ci_high": high, "p_value": p})
+            variances.append(variance)
     return _adjusted(rows, variances, settings.confidence)
 
 
@@ -159,27 +153,33 @@ def compare_drops(scored: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     z = _normal_quantile(settings.confidence)
     rows, variances = [], []
     contrast = np.array([1.0, -1.0, -1.0, 1.0])
-    for backbone, of_backbone in scored.groupby("backbone", sort=False):
+    for backbone, model, group, reference in _against_baseline(scored):
+        paired = group.merge(reference, on=PAIR_KEYS, suffixes=("", "_reference"))
+        labels = paired["label"].to_numpy(np.float64)
+        matrix = paired[["score_clean", "score_trap", "score_clean_reference", "score_trap_reference"]]
+        aucs, covariance = stats.delong_covariance(labels, matrix.to_numpy(np.float64))
+        difference = float(contrast @ aucs)
+        variance = max(float(contrast @ covariance @ contrast), 0.0)
+        p = math.erfc(abs(difference) / math.sqrt(2.0 * variance)) if variance > 0 else math.nan
+        half = z * math.sqrt(variance)
+        rows.append({"model": model, "reference": REFERENCE, "backbone": backbone, "measure": "auc_drop",
+                     "pairs": len(paired), "model_value": float(aucs[0] - aucs[1]),
+                     "reference_value": float(aucs[2] - aucs[3]), "difference": difference,
+                     "ci_low": difference - half, "ci_high": difference + half, "p_value": p})
+        variances.append(variance)
+    return _adjusted(rows, variances, settings.confidence)
+
+
+def _against_baseline(frame: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(backbone, model, the model's rows, the baseline's rows) for every model of a backbone that
+    has a baseline, the baseline itself left out."""
+    for backbone, of_backbone in frame.groupby("backbone", sort=False):
         reference = of_backbone[of_backbone["model"] == REFERENCE]
         if reference.empty:
             continue
         for model, group in of_backbone.groupby("model", sort=False):
-            if model == REFERENCE:
-                continue
-            paired = group.merge(reference, on=PAIR_KEYS, suffixes=("", "_reference"))
-            labels = paired["label"].to_numpy(np.float64)
-            matrix = paired[["score_clean", "score_trap", "score_clean_reference", "score_trap_reference"]]
-            aucs, covariance = stats.delong_covariance(labels, matrix.to_numpy(np.float64))
-            difference = float(contrast @ aucs)
-            variance = max(float(contrast @ covariance @ contrast), 0.0)
-            p = math.erfc(abs(difference) / math.sqrt(2.0 * variance)) if variance > 0 else math.nan
-            half = z * math.sqrt(variance)
-            rows.append({"model": model, "reference": REFERENCE, "backbone": backbone, "measure": "auc_drop",
-                         "pairs": len(paired), "model_value": float(aucs[0] - aucs[1]),
-                         "reference_value": float(aucs[2] - aucs[3]), "difference": difference,
-                         "ci_low": difference - half, "ci_high": difference + half, "p_value": p})
-            variances.append(variance)
-    return _adjusted(rows, variances, settings.confidence)
+            if model != REFERENCE:
+                yield str(backbone), str(model), group, reference
 
 
 def _adjusted(rows: list[dict[str, object]], variances: list[float], confidence: float) -> pd.DataFrame:
