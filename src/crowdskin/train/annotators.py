@@ -60,7 +60,11 @@ class WorkerConfusion(keras.layers.Layer):
     variable is `rate` times larger. Adam's step is about the learning rate whatever the gradient's
     size, so T moves `rate` times faster than the network's weights. Without it, at Adam's default
     learning rate of 1e-3 and a couple of hundred steps, a logit moves by at most about 0.2: never far
-    enough from the start to tell a spammer (diagonal 0.5) from a careful worker.
+    enough from the start to tell a spammer (diagonal 0.5) from a careful worker. The other side of
+    a fast-moving matrix: when the diagnosis head starts out pointing against the truth, the matrices
+    can swap the classes before the head has turned round (on simulated crowds, a random start did so
+    about half the time, at rate 5 as at 20). Start the head at zero, or from a model trained on the
+    majority vote.
     """
 
     def __init__(self, n_annotators: int, *, diagonal: float = 0.9, rate: float = 1.0, **kwargs: Any) -> None:
