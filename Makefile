@@ -99,7 +99,7 @@ screenshots: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules/
-	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml config/shortcut.yaml
+	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml config/shortcut.yaml config/annotators.yaml
 
 bench: $(STAMP)
 	$(BIN)/crowdskin bench

@@ -63,8 +63,9 @@ def _examples(data, name, train=TRAIN, fold=0):
 
 def test_every_kind_is_registered_once_in_table_order():
     names = [kind.name for kind in registered_kinds()]
-    assert names == ["baseline", "multitask", "multihead", "disagreement", "random", "crowdsim-retrain",
-                     "crowdsim-soft", "crowdsim-incremental"]
+    assert names == ["baseline", "multitask", "multihead", "disagreement", "annotators", "annotators-expertise",
+                     "random", "crowdsim-retrain", "crowdsim-soft", "crowdsim-incremental", "crowdsim-annotators",
+                     "crowdsim-annotators-expertise"]
     order = kind_order()
     assert order["multitask"] < order["ensemble"] < order["random"]
     with pytest.raises(KeyError, match="known kinds"):

@@ -26,6 +26,7 @@ from crowdskin.tables import AUTOMATED_COLORS
 from crowdskin.truth import (
     AUC_COLUMNS,
     FLOORS,
+    LAYER_MINUS_DAWID_SKENE,
     RELIABILITY_AUC,
     RELIABILITY_SPEARMAN,
     SPREAD_HEAD_COLUMNS,
@@ -413,10 +414,13 @@ def test_report_status_counts_for_the_truth_page():
 
 
 def test_floors_are_one_place_with_one_target():
-    """Every floor lies in [0, 1] (all statistics are shares, correlations or AUCs); the only target is
-    the baseline's pooled AUC of 0.80; names are unique, so summary rows are."""
+    """Every floor lies in [0, 1] (all statistics are shares, correlations, AUCs or, for the targets,
+    differences that should not be negative); the targets are the baseline's pooled AUC of 0.80 and
+    the crowd layer's knowing the workers at least as well as Dawid-Skene; names are unique, so
+    summary rows are."""
     assert all(f.floor is None or 0 <= f.floor <= 1 for f in FLOORS)
-    assert [(f.table, f.statistic, f.floor) for f in FLOORS if f.kind == "target"] == [("auc", "pooled_auc", 0.80)]
+    assert [(f.table, f.row.get("estimator"), f.floor) for f in FLOORS if f.kind == "target"] == [
+        ("auc", None, 0.80), ("annotators", LAYER_MINUS_DAWID_SKENE, 0.0), ("annotators", LAYER_MINUS_DAWID_SKENE, 0.0)]
     assert len({f.check for f in FLOORS}) == len(FLOORS)
     assert all(f.note for f in FLOORS if f.floor is None)  # an unjudged value says why
 

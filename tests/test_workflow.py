@@ -79,8 +79,13 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert (spread["status"] == "no value").all()
     heads = pd.read_csv(finished_run / "results/test/truth/spread_heads.csv")
     assert set(heads["head"]) == {"mean", "asymmetry_std", "color_std"} and (heads["n"] == 60).all()
-    # per backbone: the baseline's AUC and its relevance mass in the lesion (no shortcut trap here)
-    assert len(summary) == len([f for f in FLOORS if f.per is None]) + 2 * len(baseline_backbones) + 2
+    # per backbone: the baseline's AUC and its relevance mass in the lesion (no shortcut trap here), and
+    # the five checks of the models that learn each annotator
+    assert len(summary) == len([f for f in FLOORS if f.per is None]) + 7 * len(baseline_backbones) + 2
+    learned = summary[summary["table"] == "annotators"]
+    assert len(learned) == 5 and set(learned["status"]) <= {"pass", "fail", "no value"}
+    workers = pd.read_csv(finished_run / "results/test/truth/annotator_workers.csv")
+    assert len(workers) == 12 and workers["learned_reliability"].between(0, 1).all()
     assert summary["check"].is_unique and set(summary["status"]) <= {"pass", "fail", "no value", "no floor"}
     reliability = pd.read_csv(finished_run / "results/test/crowd/worker_reliability.csv")
     assert reliability["reliability"].between(0, 1).all() and (reliability["n_votes"] > 0).all()
@@ -88,8 +93,9 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert set(correlation["feature"]) == {"asymmetry", "border", "color"} and correlation["r"].between(-1, 1).all()
 
     runs = pd.read_csv(finished_run / "results/test/train/runs.csv")
-    tasks = ["baseline", "crowdsim-incremental", "crowdsim-retrain", "crowdsim-soft", "disagreement-student",
-             "multihead-automated", "multitask-automated-asymmetry"]
+    tasks = ["annotators-student-border", "baseline", "crowdsim-annotators", "crowdsim-incremental",
+             "crowdsim-retrain", "crowdsim-soft", "disagreement-student", "multihead-automated",
+             "multitask-automated-asymmetry"]
     assert sorted(zip(runs["task"], runs["fold"], strict=True)) == [(task, fold) for task in tasks for fold in (0, 1)]
     summary = pd.read_csv(finished_run / "results/test/train/summary.csv")
     assert set(summary["task"]) == set(tasks)
@@ -121,6 +127,14 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert {client.get_run(run_id).data.tags["execution.warm_worker"] for run_id in runs["mlflow_run_id"]} == {"true"}
     assert "serving on" in (finished_run / "results/test/logs/train_worker.log").read_text()
     assert runs["mlflow_run_id"].notna().all()
+    # a crowd layer's job: what it learned of each worker, as a file and in its MLflow run
+    layer = finished_run / "results/test/train/crowdsim-annotators/smallcnn/fold0"
+    learned = pd.read_parquet(layer / "annotators.parquet")
+    assert learned["annotator"].str.startswith("ASYN").all() and learned["reliability"].between(0, 1).all()
+    assert np.allclose(learned[["confusion_00", "confusion_01"]].sum(axis=1), 1.0)
+    layer_run = client.get_run(json.loads((layer / "metrics.json").read_text())["mlflow_run_id"])
+    assert "annotators_mean_reliability" in layer_run.data.metrics
+    assert "annotators.parquet" in {a.path for a in client.list_artifacts(layer_run.info.run_id)}
     # one run per job, besides the evaluation's parent (one per task) and ensemble runs
     logged = client.search_runs([experiment["experiment_id"]])
     job_runs = [r for r in logged if r.data.tags.get("crowdskin.role") in (None, "check")]
@@ -211,7 +225,10 @@ TRAINING = {"train_job_without_model", "train_summary"} | EVALUATION
 TARGETS = {"crowd_targets", "crowd_analysis", "truth_spread_heads"} | TRAINING | TRUTH_DATA
 # The crowd labels reach the crowdsim jobs only: the expert-only tasks leave out the crowd's whole
 # candidate pool, which no filter setting changes.
-LABELS = {"crowd_labels"} | (TRAINING - {"ensemble"}) | TRUTH_DATA  # no ensemble holds a crowdsim task
+# The votes table follows the funnel's verdicts and the reliability model's settings; the crowd layer
+# learns from it (and reads the labels for its pool), and its truth check and summary follow.
+VOTES = {"crowd_votes", "train_annotator_job_without_model", "annotators_summary", "truth_annotators"}
+LABELS = {"crowd_labels"} | (TRAINING - {"ensemble"}) | TRUTH_DATA | VOTES  # no ensemble holds a crowdsim task
 MTURK = {"crowd_mturk_filter", "crowd_spammer_detection", "figures", "report_figures"} | LABELS
 DISAGREEMENT = {"crowd_disagreement"} | REPORT
 ANNOTATIONS = TARGETS | DISAGREEMENT  # use_automated: every rule that reads the annotations
@@ -242,6 +259,8 @@ def test_each_crowd_setting_re_runs_the_rules_that_read_it_and_what_depends_on_t
         # train_job, which keeps the model crowdsim fine-tunes)
         expected = 6 * ("crowd_targets" in jobs) + 6 * ("crowd_labels" in jobs)
         assert (jobs["train_job_without_model"], "train_job" in jobs) == (expected, False), change
+        # the crowd layer's two jobs where the votes change; the students' annotator head reads neither
+        assert jobs.get("train_annotator_job_without_model", 0) == 2 * ("crowd_votes" in jobs), change
 
 
 def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
@@ -251,27 +270,30 @@ def test_a_training_hyper_parameter_re_trains_and_nothing_before(finished_run):
     # the explanation of the saved models (the baselines), its scores and its truth check
     explained = {"explain": 1, "explain_scores": 1, "truth_explain": 1}
     # every job trains with the learning rate, the backbone check too (it is not scored)
+    learned = {"annotators_summary": 1, "truth_annotators": 1}
     assert planned_jobs(finished_run, "train: {learning_rate: 0.002}") == {
-        "train_job": 2, "train_job_without_model": 12, "train_backbone_check": 1, "train_summary": 1,
-        "truth_spread_heads": 1} | evaluation | explained
-    # The loss weights reach the models with annotation heads only (multitask, multihead,
-    # disagreement: 6 jobs), and a new task (the randomized control, two folds) trains only itself:
-    # 6 + 2 jobs; a baseline or a crowdsim job re-trained would make it more.
+        "train_job": 2, "train_job_without_model": 12, "train_annotator_job_without_model": 4,
+        "train_backbone_check": 1, "train_summary": 1, "truth_spread_heads": 1} | evaluation | explained | learned
+    # The loss weights reach the models with annotation or annotator heads only (multitask, multihead,
+    # disagreement: 6 jobs; the two annotator models: 4), and a new task (the randomized control, two
+    # folds) trains only itself: 6 + 2 jobs; a baseline or a crowdsim job re-trained would make it more.
     assert planned_jobs(finished_run, "train: {loss_weights: {target: 0.3}, random_control: true}") == {
-        "train_job_without_model": 8, "train_summary": 1, "truth_spread_heads": 1} | evaluation
+        "train_job_without_model": 8, "train_annotator_job_without_model": 4, "train_summary": 1,
+        "truth_spread_heads": 1} | evaluation | learned
     # the soft label's setting reaches crowdsim-soft alone (in no ensemble)
     assert planned_jobs(finished_run, "train: {crowdsim: {soft: {label: posterior}}}") == {
         "train_job_without_model": 2, "train_summary": 1} | {k: v for k, v in evaluation.items() if k != "ensemble"}
 
 
 def test_a_backbone_added_trains_only_its_own_jobs(finished_run):
-    """Its 14 jobs (7 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
+    """Its 18 jobs (9 tasks x 2 folds; the baselines keep their model for crowdsim), the user's
     ensemble (one job for all its backbones), each task averaged over the two backbones, and what
     reads the predictions (the explanation of the VGG16 baseline with it); never a small-CNN job, nor
     the VGG16 check, whose settings are unchanged."""
     assert planned_jobs(finished_run, "train: {backbones: [smallcnn, vgg16]}") == {
-        "train_job": 2, "train_job_without_model": 12, "train_summary": 1, "ensemble": 1,
-        "ensemble_over_backbones": 7, "truth_spread_heads": 1, "scores": 1, "figures": 1, "gallery": 1,
+        "train_job": 2, "train_job_without_model": 12, "train_annotator_job_without_model": 4, "train_summary": 1,
+        "ensemble": 1, "ensemble_over_backbones": 9, "truth_spread_heads": 1, "annotators_summary": 1,
+        "truth_annotators": 1, "scores": 1, "figures": 1, "gallery": 1,
         "operating_characteristics": 1, "mlflow_comparisons": 1, "truth_auc": 1, "truth_summary": 1,
         "report_tables": 1, "report_figures": 1, "explain": 1, "explain_scores": 1, "truth_explain": 1,
         "explain_gallery": 1}
@@ -303,18 +325,22 @@ def test_ensembles_scores_figures_and_mlflow_comparisons(finished_run):
 
     scores = finished_run / "results/test/scores"
     folds = pd.read_csv(scores / "auc_folds.csv")
-    assert sorted(set(folds["model"])) == ["baseline", "baseline-and-asymmetry", "crowdsim-incremental",
-                                           "crowdsim-retrain", "crowdsim-soft", "disagreement-student",
-                                           "multihead-automated", "multitask-automated-asymmetry"]
-    assert len(folds) == 8 * 2 and (folds["n_test"] > 0).all()
+    assert sorted(set(folds["model"])) == ["annotators-student-border", "baseline", "baseline-and-asymmetry",
+                                           "crowdsim-annotators", "crowdsim-incremental", "crowdsim-retrain",
+                                           "crowdsim-soft", "disagreement-student", "multihead-automated",
+                                           "multitask-automated-asymmetry"]
+    assert len(folds) == 10 * 2 and (folds["n_test"] > 0).all()
     table = pd.read_csv(scores / "auc_table.csv")
     assert list(table["model"]) == ["baseline", "multitask-automated-asymmetry", "multihead-automated",
-                                    "disagreement-student", "baseline-and-asymmetry", "crowdsim-retrain",
-                                    "crowdsim-soft", "crowdsim-incremental"]
+                                    "disagreement-student", "annotators-student-border", "baseline-and-asymmetry",
+                                    "crowdsim-retrain", "crowdsim-soft", "crowdsim-incremental",
+                                    "crowdsim-annotators"]
     assert "smallcnn_pooled_auc" in table.columns
     comparisons = pd.read_csv(scores / "comparisons.csv")
     assert sorted(zip(comparisons["model"], comparisons["reference"], strict=True)) == [
-        ("baseline-and-asymmetry", "baseline"), ("crowdsim-incremental", "baseline"),
+        ("annotators-student-border", "baseline"), ("baseline-and-asymmetry", "baseline"),
+        ("crowdsim-annotators", "baseline"), ("crowdsim-annotators", "crowdsim-retrain"),
+        ("crowdsim-incremental", "baseline"),
         ("crowdsim-retrain", "baseline"), ("crowdsim-retrain", "crowdsim-incremental"),
         ("crowdsim-soft", "baseline"), ("crowdsim-soft", "crowdsim-retrain"),
         ("disagreement-student", "baseline"), ("multihead-automated", "baseline"),
@@ -370,8 +396,8 @@ def assert_mlflow_view_ranks_models(client, experiment_id: str, logged: pd.DataF
 def test_report_shows_every_table_and_figure(finished_run):
     snakemake(finished_run, "--report", "results/test/report.html", "--configfile", str(TEST_CONFIG))
     report = (finished_run / "results/test/report.html").read_text()
-    for page in ("data", "automated", "crowd", "training", "auc_table", "comparisons", "auc_folds", "config",
-                 "truth"):
+    for page in ("data", "automated", "crowd", "annotators", "training", "auc_table", "comparisons", "auc_folds",
+                 "config", "truth"):
         assert f"{page}.html" in report, page
     # each figure is a page of its own, under its caption
     for figure in ("roc", "forest", "fold_auc", "training_curves", "mturk_funnel", "raincloud", "source_agreement",
@@ -388,6 +414,7 @@ def test_report_shows_every_table_and_figure(finished_run):
     assert "multitask-automated-asymmetry" in pages["comparisons.html"] and "Holm p" in pages["comparisons.html"]
     assert "adjusted 95 % CI" in pages["comparisons.html"]
     assert "MTurk filtering funnel" in pages["crowd.html"] and "Quarantined rows" in pages["data.html"]
+    assert "confusion matrices" in pages["annotators.html"] and "ASYN0000" in pages["annotators.html"]
     assert "Checks against the synthetic truth" in pages["truth.html"] and "checks:" in pages["truth.html"]
     assert "Dawid–Skene worker reliability" in pages["truth.html"]
     assert "baseline-and-asymmetry" in pages["config.html"] and "\nexecution:" not in pages["config.html"]

@@ -118,6 +118,24 @@ def _p_value(value: Any) -> str:
     return "" if _missing(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+_ANNOTATOR_VIEW_COLUMNS = {
+    "confusion": ["model", "backbone", "annotator", "n_folds", "n_answers", "weight", "reliability", "reliability_sd",
+                  "dawid_skene_reliability", "confusion_01", "confusion_10"],
+    "affine": ["model", "backbone", "annotator", "n_folds", "n_answers", "weight", "scale", "bias", "bias_raw",
+               "bias_raw_sd", "agreement"],
+}
+
+
+def annotators_view(summary: pd.DataFrame, annotator_model: str) -> pd.DataFrame:
+    """The rows of results/scores/annotators.csv of one kind of annotator head, with its columns:
+    `confusion` (crowd layers: reliabilities beside Dawid-Skene's, least reliable first) or `affine`
+    (annotator heads: scales and biases beside agreement)."""
+    rows = summary[summary["annotator_model"] == annotator_model]
+    if annotator_model == "confusion":
+        rows = rows.sort_values(["model", "backbone", "reliability"], kind="stable")
+    return rows[_ANNOTATOR_VIEW_COLUMNS[annotator_model]].reset_index(drop=True)
+
+
 def relevance_view(summary: pd.DataFrame) -> pd.DataFrame:
     """relevance.csv as a reader needs it: the pooled share in the lesion with its interval, the
     folds' spread, and what a map spread evenly would score."""
@@ -236,7 +254,8 @@ CATEGORIES = {
 CATEGORY_CONTENTS = {
     "data": "what was read, kept and quarantined, with the reason for every row set aside",
     "annotations": "the image-processing ABC scores and how the sources agree",
-    "crowd": "the MTurk filtering funnel, crowd labels against the experts, disagreement",
+    "crowd": "the MTurk filtering funnel, crowd labels against the experts, disagreement, what the networks "
+             "learned of each annotator",
     "training": "training curves per task family, and what each annotation head learned",
     "models": "the AUC table, every comparison with its adjusted interval, ROC curves, AUC per fold",
     "operating": "calibration, sensitivity and specificity at a validation-chosen threshold, lesions, and where "

@@ -372,6 +372,9 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     year = root / "enhance/student/2020-2021"
     n_students, width = settings.students_per_group, 3 * settings.students_per_group + 2
     type_rows = []
+    # Each student's drawn bias and noise, under the names the ingest gives them (the k-th column of
+    # a feature in a group is student s<k>): what models of each annotator should recover.
+    student_truth: list[dict[str, object]] = []
     for g in range(1, settings.student_groups + 1):
         blocked = g % 2 == 1  # odd groups: A A A B B B C C C; even groups: A C B A C B ...
         order = ([f for f in features for _ in range(n_students)] if blocked
@@ -381,6 +384,8 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
         names = dutch if g % 2 == 0 else {f: f.capitalize() for f in features}
         header = ["ID"] + [f"{names[f]}_{g}_{i + 1}" for i, f in enumerate(order)] + [""] * 2
         students = [(rng.normal(0, 0.4), rng.uniform(0.5, 1.2)) for _ in range(n_students)]
+        student_truth += [{"annotator_group": f"student/2020-2021/group{g:02d}", "annotator": f"s{i + 1}",
+                           "bias": bias, "noise": noise} for i, (bias, noise) in enumerate(students)]
         sample = truth.sample(frac=0.7, random_state=settings.seed + g).sort_values("image_id")
         occurrence: dict[str, int] = {}
         slot_student = []
@@ -404,6 +409,9 @@ def generate(root: str | Path, settings: SyntheticSettings) -> list[str]:
     (root / "truth").mkdir(parents=True, exist_ok=True)
     truth.to_csv(root / "truth/images.csv", index=False)
     written.append("truth/images.csv")
+    pd.DataFrame(student_truth, columns=["annotator_group", "annotator", "bias", "noise"]).to_csv(
+        root / "truth/students.csv", index=False)
+    written.append("truth/students.csv")
     if marks is not None:
         x, y = np.array(geometry).reshape(-1, 2).T
         pd.DataFrame({

@@ -51,6 +51,8 @@ rule synthesize:
         # stage's spammer check and the truth checks (truth.smk).
         truth_workers=f"{RAW}/synthetic/truth/workers.csv",
         truth_images=f"{RAW}/synthetic/truth/images.csv",
+        # each simulated student's bias and noise, read by the truth checks of annotator models
+        truth_students=f"{RAW}/synthetic/truth/students.csv",
     log:
         f"{LOGS}/synthesize.log",
     params:

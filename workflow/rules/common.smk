@@ -16,7 +16,14 @@ from crowdskin.explain.candidates import gallery_candidates
 from crowdskin.files import unwritable_reason
 from crowdskin.report import CATEGORIES
 from crowdskin.train.backbones import BACKBONES
-from crowdskin.train.kinds import CROWD_LABELS, ENSEMBLE_KIND, TARGETS, kind_of
+from crowdskin.train.kinds import (
+    ANNOTATIONS,
+    CROWD_LABELS,
+    ENSEMBLE_KIND,
+    TARGETS,
+    VOTES,
+    kind_of,
+)
 from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 from crowdskin.train.kinds.disagreement import SPREAD_SUFFIX
@@ -206,6 +213,8 @@ if TRAIN_STARTS_FROM and TRAIN_SETTINGS["save_model"] == "none":
         f"train.save_model none: {', '.join(TRAIN_STARTS_FROM)} fine-tune(s) a saved model "
         f"({', '.join(sorted(set(TRAIN_STARTS_FROM.values())))}); use save_model all or needed"
     )
+# Tasks whose model learns each annotator: their jobs also write annotators.parquet.
+TRAIN_ANNOTATED = [name for name, kind in TRAIN_KINDS.items() if kind.annotator_model]
 # Tasks whose job writes model.keras; the others are a second rule without that output.
 TRAIN_SAVED = [
     name
@@ -260,6 +269,8 @@ def train_check_settings(wildcards):
 KIND_TABLES = {
     TARGETS: lambda: rules.crowd_targets.output.targets,
     CROWD_LABELS: lambda: rules.crowd_labels.output.labels,
+    VOTES: lambda: rules.crowd_votes.output.votes,
+    ANNOTATIONS: lambda: f"{DATA}/annotations.parquet",
 }
 
 
@@ -288,7 +299,7 @@ def train_job_inputs(wildcards):
     return inputs
 
 
-def train_job_outputs(with_model, root=TRAIN):
+def train_job_outputs(with_model, root=TRAIN, with_annotators=False):
     job = f"{root}/{{task}}/{{backbone}}/fold{{fold}}"
     outputs = {
         "predictions": f"{job}/predictions.parquet",
@@ -297,7 +308,20 @@ def train_job_outputs(with_model, root=TRAIN):
     }
     if with_model:
         outputs["model"] = f"{job}/model.keras"
+    if with_annotators:
+        outputs["annotators"] = f"{job}/annotators.parquet"
     return outputs
+
+
+def train_tasks_pattern(saved, annotated):
+    """The grid's tasks of one training rule: with or without model.keras and annotators.parquet."""
+    return tasks_pattern(
+        [
+            name
+            for name in TRAIN_TASKS
+            if (name in TRAIN_SAVED) == saved and (name in TRAIN_ANNOTATED) == annotated
+        ]
+    )
 
 
 def tasks_pattern(names):
@@ -456,6 +480,24 @@ _SPREAD_HEADS = [
     for fold in TRAIN_FOLDS
 ]
 SPREAD_HEAD_FILES = [path for path, _ in _SPREAD_HEADS]
+# What the models that learn each annotator learned, per job, with the job it comes from.
+_ANNOTATOR_JOBS = [
+    (
+        f"{TRAIN}/{name}/{backbone}/fold{fold}/annotators.parquet",
+        {
+            "model": name,
+            "backbone": backbone,
+            "fold": fold,
+            "source": str(TRAIN_TASKS[name].source),
+            "feature": str(TRAIN_TASKS[name].feature),
+        },
+    )
+    for name in TRAIN_ANNOTATED
+    for backbone in TRAIN_BACKBONES
+    for fold in TRAIN_FOLDS
+]
+ANNOTATOR_FILES = [path for path, _ in _ANNOTATOR_JOBS]
+ANNOTATOR_INDEX = [entry for _, entry in _ANNOTATOR_JOBS]
 SPREAD_HEAD_INDEX = [entry for _, entry in _SPREAD_HEADS]
 
 
@@ -480,6 +522,7 @@ TRUTH_EXPLAIN_TABLES = (
     else []
 )
 TRUTH_TABLES += TRUTH_EXPLAIN_TABLES
+TRUTH_TABLES += ["annotators"] if TRAIN_ANNOTATED else []
 # The synthetic shortcut trap: its truth (and the clean and trap renderings beside it), generated
 # with the data.
 SHORTCUT_TRUTH = f"{RAW}/synthetic/truth/shortcut.csv"
@@ -595,6 +638,10 @@ def report_table_inputs(wildcards):
     }
     if TRUTH_WORKERS:
         inputs["spammer_detection"] = rules.crowd_spammer_detection.output.detection
+    if TRAIN_ANNOTATED:
+        inputs["annotators"] = rules.annotators_summary.output.summary
+        if TRUTH_CHECKS:
+            inputs["annotator_workers"] = rules.truth_annotators.output.workers
     if TRUTH_CHECKS:
         inputs["truth_summary"] = rules.truth_summary.output.summary
         inputs["truth_workers"] = rules.truth_data.output.dawid_skene_workers
@@ -606,6 +653,13 @@ def report_table_inputs(wildcards):
 REPORT_EXPLAIN_PAGE = (
     {"explanations": report_page("explanations", "operating", "Where the models look")}
     if EXPLAINED
+    else {}
+)
+
+# What the models that learn each annotator learned of them, where the grid has one.
+REPORT_ANNOTATORS_PAGE = (
+    {"annotators": report_page("annotators", "crowd", "Each annotator, learned by the network")}
+    if TRAIN_ANNOTATED
     else {}
 )
 

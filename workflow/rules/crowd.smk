@@ -76,6 +76,24 @@ rule crowd_labels:
         script_path("crowd_labels.py")
 
 
+# Every usable MTurk vote with its worker: what the models that learn each worker train on.
+rule crowd_votes:
+    input:
+        decisions=rules.crowd_mturk_filter.output.decisions,
+    output:
+        votes=f"{CROWD}/votes.parquet",
+    log:
+        f"{LOGS}/crowd/votes.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        method=CROWD_SETTINGS["labels"]["method"],
+        n_iter=CROWD_SETTINGS["labels"]["n_iter"],
+    script:
+        script_path("crowd_votes.py")
+
+
 rule crowd_analysis:
     input:
         images=f"{DATA}/images.parquet",

@@ -59,6 +59,24 @@ rule scores:
         script_path("evaluate_scores.py")
 
 
+if TRAIN_ANNOTATED:
+
+    # What the models that learn each annotator learned of them, averaged over the folds.
+    rule annotators_summary:
+        input:
+            learned=ANNOTATOR_FILES,
+        output:
+            summary=f"{SCORES}/annotators.csv",
+        log:
+            f"{LOGS}/annotators_summary.log",
+        params:
+            index=ANNOTATOR_INDEX,
+        script:
+            script_path("evaluate_annotators.py")
+
+    ALL_TARGETS += [*rules.annotators_summary.output]
+
+
 rule figures:
     input:
         auc_folds=rules.scores.output.auc_folds,

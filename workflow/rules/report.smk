@@ -16,6 +16,8 @@ rule report_tables:
         **REPORT_TRUTH_PAGE,
         # where the models look, where the explanation stage runs
         **REPORT_EXPLAIN_PAGE,
+        # what the networks learned of each annotator, where the grid learns them
+        **REPORT_ANNOTATORS_PAGE,
         # the landing page (workflow/report/workflow.rst includes it) and the first category
         summary=report_page("summary", "summary", "The answer first"),
         data=report_page("data", "data", "Rows read, kept and quarantined"),

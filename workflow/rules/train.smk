@@ -67,7 +67,7 @@ rule train_job:
     log:
         f"{LOGS}/train/{{task}}/{{backbone}}/fold{{fold}}.log",
     wildcard_constraints:
-        task=tasks_pattern(TRAIN_SAVED),
+        task=train_tasks_pattern(saved=True, annotated=False),
         backbone="|".join(TRAIN_BACKBONES),
         fold=r"\d+",
     threads: TRAIN_EXECUTION["threads"]
@@ -88,7 +88,7 @@ use rule train_job as train_job_without_model with:
     output:
         **train_job_outputs(with_model=False),
     wildcard_constraints:
-        task=tasks_pattern([name for name in TRAIN_TASKS if name not in TRAIN_SAVED]),
+        task=train_tasks_pattern(saved=False, annotated=False),
         backbone="|".join(TRAIN_BACKBONES),
         fold=r"\d+",
     params:
@@ -98,6 +98,25 @@ use rule train_job as train_job_without_model with:
         worker_log=f"{LOGS}/train_worker.log",
         save_model=False,
         check=False,
+
+
+# The models that learn each annotator also write what they learned of them (annotators.parquet).
+use rule train_job as train_annotator_job with:
+    output:
+        **train_job_outputs(with_model=True, with_annotators=True),
+    wildcard_constraints:
+        task=train_tasks_pattern(saved=True, annotated=True),
+        backbone="|".join(TRAIN_BACKBONES),
+        fold=r"\d+",
+
+
+use rule train_job_without_model as train_annotator_job_without_model with:
+    output:
+        **train_job_outputs(with_model=False, with_annotators=True),
+    wildcard_constraints:
+        task=train_tasks_pattern(saved=False, annotated=True),
+        backbone="|".join(TRAIN_BACKBONES),
+        fold=r"\d+",
 
 
 # One tiny job per backbone_checks entry: the code path of a backbone the grid does not train.

@@ -108,3 +108,27 @@ if TRUTH_CHECKS:
         *rules.truth_spread_heads.output,
         *rules.truth_summary.output,
     ]
+
+
+if TRUTH_CHECKS and TRAIN_ANNOTATED:
+
+    # The models that learn each annotator against the simulated workers and students.
+    rule truth_annotators:
+        input:
+            learned=ANNOTATOR_FILES,
+            votes=rules.crowd_votes.output.votes,
+            annotations=f"{DATA}/annotations.parquet",
+            truth_images=rules.synthesize.output.truth_images,
+            truth_workers=rules.synthesize.output.truth_workers,
+            truth_students=rules.synthesize.output.truth_students,
+        output:
+            annotators=truth_table("annotators"),
+            workers=f"{TRUTH}/annotator_workers.csv",
+        log:
+            f"{LOGS}/truth/annotators.log",
+        params:
+            index=ANNOTATOR_INDEX,
+        script:
+            script_path("truth_checks.py")
+
+    ALL_TARGETS += [*rules.truth_annotators.output]

@@ -49,6 +49,28 @@ crowd_sections += [
     report.table_section(csv("disagreement"), "Disagreement as a feature: AUC per experiment"),
 ]
 write(out.crowd, "crowd layer", *crowd_sections)
+if hasattr(out, "annotators"):
+    learned = csv("annotators")
+    annotator_sections = [
+        report.table_section(report.annotators_view(learned, "confusion"), "MTurk workers: the crowd layer's confusion "
+                             "matrices", "per model, backbone and worker, averaged over the folds that saw the "
+                             "worker: reliability = the chance their vote is the true diagnosis under equal priors "
+                             "(the diagonal of the learned confusion matrix), its sd over the folds, and the matrix's "
+                             "off-diagonal (confusion_01: votes abnormal for a normal lesion; confusion_10: the "
+                             "reverse); beside it Dawid-Skene's reliability on the same votes, fitted without the "
+                             f"image. Every column: {results}/scores/annotators.csv"),
+        report.table_section(report.annotators_view(learned, "affine"), "Students: each one's scale and bias",
+                             "per model, backbone and annotator (year, group, column), averaged over the folds: "
+                             "scale and bias of their scores on the shared score head (standardised scores); "
+                             "bias_raw in the score's units; agreement = correlation with the other students' mean "
+                             "score, the estimate made without the image"),
+    ]
+    if hasattr(inp, "annotator_workers"):
+        annotator_sections.append(report.table_section(
+            csv("annotator_workers"), "MTurk workers against the simulated truth",
+            "per worker: spammer or not, votes, accuracy of their votes judged by the true diagnoses, the reliability "
+            "the crowd layer learned and Dawid-Skene's"))
+    write(out.annotators, "each annotator, learned by the network", *annotator_sections)
 
 write(out.training, "training",
       report.table_section(csv("train_summary"), "Test AUC per task and backbone (folds)"),

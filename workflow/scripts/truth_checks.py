@@ -57,12 +57,25 @@ def truth_explain():
     return tables
 
 
+def truth_annotators():
+    images = pd.read_csv(inp.truth_images, dtype={"image_id": str})
+    workers = pd.read_csv(inp.truth_workers, dtype={"worker_id": str})
+    parts = [pd.read_parquet(path).assign(**entry)
+             for path, entry in zip(inp.learned, snakemake.params.index, strict=True)]
+    learned = pd.concat(parts, ignore_index=True)
+    per_worker = truth.learned_workers(learned, pd.read_parquet(inp.votes), images, workers)
+    annotators = truth.annotators_vs_truth(per_worker, learned, pd.read_parquet(inp.annotations),
+                                           pd.read_csv(inp.truth_students))
+    return {"annotators": annotators, "workers": per_worker}
+
+
 def truth_summary():
     return {"summary": truth.summarise({name: pd.read_csv(path) for name, path in inp.items()})}
 
 
 results = {"truth_data": truth_data, "truth_auc": truth_auc, "truth_spread_heads": truth_spread_heads,
-           "truth_explain": truth_explain, "truth_summary": truth_summary}[snakemake.rule]()
+           "truth_explain": truth_explain, "truth_annotators": truth_annotators,
+           "truth_summary": truth_summary}[snakemake.rule]()
 for name, table in results.items():
     write_csv_atomic(table, out[name])
     log.info("%s:\n%s", name, table.to_string(index=False))

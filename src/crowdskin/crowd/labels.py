@@ -144,6 +144,31 @@ def worker_reliability(kept: pd.DataFrame, method: Method = "dawid_skene", n_ite
     return table[WORKER_RELIABILITY_COLUMNS].sort_values("worker_id", ignore_index=True)
 
 
+VOTE_COLUMNS = ["image_id", "worker_id", "vote", "kept", "assignment_id", "reliability_kept", "reliability_all"]
+
+
+def annotator_votes(decisions: pd.DataFrame, method: Method = "dawid_skene", n_iter: int = 100) -> pd.DataFrame:
+    """Every vote of every usable answer with its worker, for models that learn each worker.
+
+    `decisions` is the MTurk funnel's table (crowdskin.crowd.mturk.apply_filters): `kept` says
+    whether the funnel kept the answer. Beside each vote its worker's reliability by `method`
+    fitted on the kept answers and on all usable ones (`worker_reliability`; NaN for a worker with
+    no kept answer), so a job can weigh a worker's answers without fitting the model again.
+    Columns: VOTE_COLUMNS, one row per usable answer.
+    """
+    usable = decisions[decisions["usable"].astype(bool)].reset_index(drop=True)
+    if usable.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in VOTE_COLUMNS})
+    kept = usable["rejected_by"].isna().to_numpy()
+    votes = votes_from_answers(usable)
+    table = pd.DataFrame({"image_id": votes["task"], "worker_id": votes["worker"], "vote": votes["label"],
+                          "kept": kept, "assignment_id": votes["assignment_id"]})
+    for answers, rows in (("kept", usable[kept]), ("all", usable)):
+        estimate = worker_reliability(rows, method, n_iter).set_index("worker_id")["reliability"]
+        table[f"reliability_{answers}"] = table["worker_id"].map(estimate).astype(float)
+    return table[VOTE_COLUMNS]
+
+
 def candidate_pool(assignments: pd.DataFrame) -> pd.DataFrame:
     """The images shown to the crowd as candidates (one column, image_id, sorted): CROWDSIM's pool.
 

@@ -89,7 +89,7 @@ def extra_comparisons(tasks: Sequence[Task], ensembles: Sequence[Ensemble]) -> l
     pairs: list[tuple[str, str]] = []
     for control in (task for task in tasks if kind_of(task.kind).randomized_control):
         pairs += [(task.name, control.name) for task in tasks
-                  if task.name != control.name and kind_of(task.kind).heads(task)]
+                  if task.name != control.name and kind_of(task.kind).learns_annotations(task)]
         pairs += [(ensemble.name, control.name) for ensemble in ensembles if ensemble.name not in names]
     pairs += [(task.name, reference) for task in tasks
               for reference in kind_of(task.kind).references(task, names) if reference in present]

@@ -17,13 +17,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crowdskin.train.kinds import CROWD_LABELS, ExampleInputs, ExampleNotes, ExamplesError, kind_of
+from crowdskin.train.kinds import (
+    CROWD_LABELS,
+    AnnotatorAnswers,
+    ExampleInputs,
+    ExampleNotes,
+    ExamplesError,
+    kind_of,
+)
 from crowdskin.train.tasks import Task
 
 EXAMPLE_COLUMNS = ["image_id", "split", "label", "label_source"]
 
 __all__ = ["EXAMPLE_COLUMNS", "ExampleNotes", "ExamplesError", "balanced_class_weights", "head_columns",
-           "job_examples"]
+           "job_annotator_answers", "job_examples", "trained_labels"]
 
 
 def head_columns(head: str) -> tuple[str, str]:
@@ -41,6 +48,7 @@ def job_examples(
     targets: pd.DataFrame | None = None,
     crowd_labels: pd.DataFrame | None = None,
     crowd_pool: pd.DataFrame | None = None,
+    votes: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, ExampleNotes]:
     """Examples of (task, fold), with the head columns of the task's kind.
@@ -52,7 +60,8 @@ def job_examples(
     """
     kind = kind_of(task.kind)
     settings = settings or {}
-    inputs = ExampleInputs(settings=settings, fold=fold, seed=seed, targets=targets, crowd_labels=crowd_labels)
+    inputs = ExampleInputs(settings=settings, fold=fold, seed=seed, targets=targets, crowd_labels=crowd_labels,
+                           votes=votes)
     notes = ExampleNotes()
     trains_on_crowd = CROWD_LABELS in kind.reads
     if trains_on_crowd and not settings.get("crowd_label"):
@@ -118,6 +127,39 @@ def job_examples(
     return chosen[columns], notes
 
 
+def job_annotator_answers(
+    examples: pd.DataFrame,
+    task: Task,
+    fold: int,
+    notes: ExampleNotes,
+    *,
+    settings: dict | None = None,
+    votes: pd.DataFrame | None = None,
+    annotations: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> AnnotatorAnswers | None:
+    """The answers the task's annotator head learns on `examples`' lesions (None: the kind has no
+    annotator head). The answers are a long table, joined to the examples by image_id when batches
+    are made, so the examples table keeps its shape whatever the number of annotators."""
+    kind = kind_of(task.kind)
+    if kind.annotator_model is None:
+        return None
+    inputs = ExampleInputs(settings=settings or {}, fold=fold, seed=seed, votes=votes, annotations=annotations)
+    answers = kind.annotator_answers(task, examples, inputs, notes)
+    if answers is None or answers.model != kind.annotator_model:
+        raise ExamplesError(f"kind {kind.name} has an {kind.annotator_model} annotator head but gave "
+                            f"{'no answers' if answers is None else answers.model + ' answers'}")
+    return answers
+
+
+def trained_labels(examples: pd.DataFrame, task: Task) -> np.ndarray:
+    """The labels the diagnosis output learns: NaN where the row's label source is not one the kind
+    learns the label from (a kind that learns the crowd through an annotator head)."""
+    labels = examples["label"].to_numpy(dtype=float)
+    learned = examples["label_source"].isin(kind_of(task.kind).label_sources).to_numpy()
+    return np.where(learned, labels, np.nan)
+
+
 def head_arrays(examples: pd.DataFrame, heads: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per head, its (target, availability) arrays from an examples table."""
     return {head: (examples[head_columns(head)[0]].to_numpy(), examples[head_columns(head)[1]].to_numpy())
@@ -130,8 +172,10 @@ def hard_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def balanced_class_weights(labels: np.ndarray) -> dict[int, float]:
-    """n / (2 n_c), as sklearn's `balanced`, on the hard labels; a class absent from training gets weight 1."""
-    labels = hard_labels(labels)
+    """n / (2 n_c), as sklearn's `balanced`, on the hard labels the label's loss learns (NaN: none);
+    a class absent from training gets weight 1."""
+    labels = np.asarray(labels, dtype=float)
+    labels = hard_labels(labels[~np.isnan(labels)])
     n = len(labels)
     counts = np.bincount(labels, minlength=2)
     return {c: (n / (2.0 * counts[c]) if counts[c] else 1.0) for c in (0, 1)}

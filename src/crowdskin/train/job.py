@@ -4,8 +4,8 @@ request.json`, or inside a warm worker (`crowdskin.train.worker`).
 Request keys: task, backbone, fold, settings (the job's science settings,
 crowdskin.train.settings.job_settings), seed, threads, out_dir, log (path or null), save_model,
 check (a backbone check job, outside the grid),
-inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_pool, crowd_labels, base_model,
-weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
+inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_pool, crowd_labels, votes,
+annotations, base_model, weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 from crowdskin.train.backend import select as select_backend
 from crowdskin.train.cache import read_cache
-from crowdskin.train.examples import job_examples
+from crowdskin.train.examples import job_annotator_answers, job_examples
 from crowdskin.train.kinds import load_plugins
 from crowdskin.train.loop import JobSpec, train_job
 from crowdskin.train.splits import trainable_lesions
@@ -53,11 +53,15 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
     crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
     crowd_pool = pd.read_parquet(inputs["crowd_pool"]) if inputs.get("crowd_pool") else None
+    votes = pd.read_parquet(inputs["votes"]) if inputs.get("votes") else None
     examples, notes = job_examples(folds, lesions, task, fold, settings=settings, targets=targets,
-                                   crowd_labels=crowd_labels, crowd_pool=crowd_pool,
+                                   crowd_labels=crowd_labels, crowd_pool=crowd_pool, votes=votes,
                                    seed=request["seed"])
+    annotators = job_annotator_answers(
+        examples, task, fold, notes, settings=settings, seed=request["seed"], votes=votes,
+        annotations=pd.read_parquet(inputs["annotations"]) if inputs.get("annotations") else None)
     version = hashlib.sha256()
-    for name in ("images", "targets", "crowd_labels", "crowd_pool"):
+    for name in ("images", "targets", "crowd_labels", "crowd_pool", "votes", "annotations"):
         if inputs.get(name):
             version.update(Path(inputs[name]).read_bytes())
     experiment = json.loads(Path(inputs["experiment"]).read_text()) if inputs.get("experiment") else {}
@@ -75,7 +79,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
                         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
                         "jobs_per_gpu": str(execution.get("jobs_per_gpu") or 1)},
     )
-    metrics = train_job(spec, examples, notes, cache_array, cache_index)
+    metrics = train_job(spec, examples, notes, cache_array, cache_index, annotators=annotators)
     log.info("done: test AUC %s, MLflow run %s%s", metrics["test_auc"], metrics["mlflow_run_id"],
              f" (logging failed: {metrics['mlflow_error']})" if metrics["mlflow_error"] else "")
     return metrics

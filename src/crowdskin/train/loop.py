@@ -37,8 +37,9 @@ from crowdskin.train.examples import (
     hard_labels,
     head_arrays,
     head_columns,
+    trained_labels,
 )
-from crowdskin.train.kinds import kind_of
+from crowdskin.train.kinds import AnnotatorAnswers, kind_of
 from crowdskin.train.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,20 @@ class Checkpoint:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def fingerprint(spec: JobSpec, examples: pd.DataFrame) -> str:
-    """What must be equal for a checkpoint to be resumed: science settings, data, split, examples."""
+def _frame_hash(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
+
+
+def fingerprint(spec: JobSpec, examples: pd.DataFrame, annotators: AnnotatorAnswers | None = None) -> str:
+    """What must be equal for a checkpoint to be resumed: science settings, data, split, examples
+    and the annotators' answers."""
     payload = json.dumps({
         "task": spec.task.name, "backbone": spec.backbone, "fold": spec.fold, "settings": spec.settings,
         "seed": spec.seed, "split": spec.split_hash, "data": spec.data_version,
         "base_model": str(spec.base_model) if spec.base_model else None,
-        "examples": hashlib.sha256(pd.util.hash_pandas_object(examples, index=False).values.tobytes()).hexdigest(),
+        "examples": _frame_hash(examples),
+        **({"annotators": [_frame_hash(annotators.annotators), _frame_hash(annotators.answers)]}
+           if annotators is not None else {}),
     }, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -155,8 +163,10 @@ def read_history(path: Path) -> pd.DataFrame:
     return history[["epoch", *sorted(c for c in history.columns if c != "epoch")]]
 
 
-def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoint: Checkpoint) -> FitResult:
-    """Build (or resume) the model and train it; the model returned is the finished one."""
+def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoint: Checkpoint,
+        annotators: AnnotatorAnswers | None = None) -> FitResult:
+    """Build (or resume) the model and train it; the model returned is the finished one. A kind
+    with an annotator head learns `annotators`' answers through it."""
     from crowdskin.train.runtime import configure
 
     settings = spec.settings
@@ -172,7 +182,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     log.info("Keras on %s ready after %.1f s", backend, time.time() - started)
     train = examples[examples["split"] == "train"]
     val = examples[examples["split"] == "val"]
-    class_weight = (balanced_class_weights(train["label"].to_numpy()) if settings["class_weight"] == "balanced"
+    class_weight = (balanced_class_weights(trained_labels(train, spec.task)) if settings["class_weight"] == "balanced"
                     and len(train) else {0: 1.0, 1: 1.0})
     batch = settings["batch_size"] * max(1, runtime.n_gpus)
 
@@ -187,8 +197,14 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     in_pipeline = augment if augment_settings["placement"] == "pipeline" else None
     in_model = augment if augment_settings["placement"] == "model" else None
 
+    def targets(part: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        arrays = head_arrays(part, heads)
+        if annotators is not None:
+            arrays[models.ANNOTATOR_HEAD] = annotators.matrix(part["image_id"].astype(str).tolist())
+        return arrays
+
     def dataset(part: pd.DataFrame, training: bool) -> Any:
-        return batches(cache_array, part["row"].to_numpy(), part["label"].to_numpy(), head_arrays(part, heads),
+        return batches(cache_array, part["row"].to_numpy(), trained_labels(part, spec.task), targets(part),
                        batch_size=batch, training=training, seed=spec.seed + spec.fold,
                        augment=in_pipeline if training else None, deterministic=settings["deterministic"])
 
@@ -202,11 +218,16 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
             if missing:
                 raise ValueError(f"{spec.task.name} fine-tunes {spec.base_model}, which has no head for {missing}")
         else:
+            head = None if annotators is None else {
+                "model": annotators.model, "n": len(annotators.annotators), **settings["annotators"]}
             model = models.build_model(spec.backbone, settings["input_size"], heads=heads,
-                                       weights=spec.weights, preprocess=settings["preprocess"], augment=in_model)
+                                       weights=spec.weights, preprocess=settings["preprocess"], augment=in_model,
+                                       annotators=head)
         models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], settings["learning_rate"]),
                              class_weight=class_weight, loss_weights=settings.get("loss_weights"),
-                             jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"])
+                             jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"],
+                             annotator_weights=None if annotators is None
+                             else annotators.annotators["weight"].astype(float).tolist())
 
     epochs = settings["epochs"]
     done = checkpoint.epochs_done()
@@ -245,17 +266,19 @@ def train_job(
     notes: ExampleNotes,
     cache_array: np.ndarray,
     cache_index: pd.DataFrame,
+    annotators: AnnotatorAnswers | None = None,
 ) -> dict[str, Any]:
-    """Train, predict, write the outputs and log to MLflow. Returns the metrics.json payload."""
+    """Train, predict, write the outputs and log to MLflow. Returns the metrics.json payload.
+    A kind with an annotator head also writes annotators.parquet (`learned_annotators`)."""
     started = time.time()
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     examples = cached_examples(examples, cache_index, notes)
     for warning in notes.warnings:
         log.warning("%s/%s/fold%d: %s", spec.task.name, spec.backbone, spec.fold, warning)
-    checkpoint = Checkpoint(out / "checkpoint", fingerprint(spec, examples))
+    checkpoint = Checkpoint(out / "checkpoint", fingerprint(spec, examples, annotators))
 
-    result = fit(spec, examples, cache_array, checkpoint)
+    result = fit(spec, examples, cache_array, checkpoint, annotators)
     predict_started = time.time()
     heads = kind_of(spec.task.kind).heads(spec.task)
     predictions = predict(result.model, examples, cache_array, batch=result.batch_size, fold=spec.fold,
@@ -265,6 +288,12 @@ def train_job(
     result.history.to_csv(out / "history.csv", index=False)
     if spec.save_model:
         link_or_copy(checkpoint.final_model, out / "model.keras")
+    learned = None
+    if annotators is not None:
+        learned = learned_annotators(result.model, annotators)
+        tmp = out / "annotators.parquet.tmp"
+        learned.to_parquet(tmp, index=False)
+        os.replace(tmp, out / "annotators.parquet")
 
     metrics: dict[str, Any] = {
         "task": spec.task.name, "backbone": spec.backbone, "fold": spec.fold,
@@ -276,6 +305,8 @@ def train_job(
         "train_seconds": round(result.train_seconds, 3), "job_seconds": None,
         "mlflow_run_id": None, "mlflow_error": None,
     }
+    if learned is not None:
+        metrics["annotators"] = annotator_summary(learned)
     logging_started = time.time()
     metrics["mlflow_run_id"], metrics["mlflow_error"] = _log_to_mlflow(spec, metrics, result.history, out)
     metrics["mlflow_seconds"] = round(time.time() - logging_started, 3)
@@ -306,6 +337,45 @@ def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batc
         frame[target_column] = examples[target_column].to_numpy()
         frame[available_column] = examples[available_column].to_numpy()
     return frame
+
+
+def learned_annotators(model: Any, annotators: AnnotatorAnswers) -> pd.DataFrame:
+    """annotators.parquet: one row per annotator of the head, with what the kind reports of them
+    (their answers, loss weight, the crowd stage's estimate) and what the head learned:
+    a confusion head's matrix (`confusion_<true><answer>`, rows sum to 1) and `reliability`, the
+    chance their answer is the true class under equal priors; an affine head's `scale` and `bias`
+    (on the standardised scores) and `bias_raw` (in the score's units)."""
+    from crowdskin.train.annotators import reliability
+    from crowdskin.train.models import ANNOTATOR_HEAD, head_output
+
+    layer = model.get_layer(head_output(ANNOTATOR_HEAD))
+    table = annotators.annotators.reset_index(drop=True).copy()
+    table.insert(0, "annotator_model", annotators.model)
+    if annotators.model == "confusion":
+        confusion = np.asarray(layer.confusion(), dtype=float)
+        for true in (0, 1):
+            for answer in (0, 1):
+                table[f"confusion_{true}{answer}"] = confusion[:, true, answer]
+        table["reliability"] = reliability(confusion)
+    else:
+        table["scale"] = np.asarray(layer.scale(), dtype=float)
+        table["bias"] = np.asarray(layer.bias(), dtype=float)
+        table["bias_raw"] = table["bias"] * annotators.spread
+    return table
+
+
+def annotator_summary(learned: pd.DataFrame) -> dict[str, float | int | None]:
+    """metrics.json's and MLflow's view of annotators.parquet: how many annotators, and how the
+    learned reliabilities (or biases) rank as the estimate made without the image."""
+    summary: dict[str, float | int | None] = {"n_annotators": len(learned),
+                                              "n_answers": int(learned["n_answers"].sum())}
+    if "reliability" in learned:
+        summary["mean_reliability"] = float(learned["reliability"].mean()) if len(learned) else None
+        summary["spearman_dawid_skene"] = rank_correlation(learned["reliability"],
+                                                           learned["dawid_skene_reliability"])
+    else:
+        summary["sd_bias_raw"] = float(learned["bias_raw"].std(ddof=0)) if len(learned) else None
+    return summary
 
 
 def head_metrics(predictions: pd.DataFrame, heads: tuple[str, ...]) -> dict[str, dict[str, float | int | None]]:
@@ -356,6 +426,7 @@ def log_job_run(uri: str, experiment: str, name: str, *, params: dict[str, Any],
         if len(history):
             _history_plot(history, plot)
         artifacts = [out / "predictions.parquet", out / "history.csv"] + ([plot] if plot.exists() else [])
+        artifacts += [path for path in [out / "annotators.parquet"] if path.is_file()]
         return tracking.log_run(uri, experiment, run_name=name, params=params, tags=tags,
                                 history=history.to_dict("records"), metrics=metrics, artifacts=artifacts)
 
@@ -438,6 +509,8 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
         for split in ("val", "test"):
             for statistic in ("mae", "spearman"):
                 final[f"{split}_{head}_{statistic}"] = values[f"{split}_{statistic}"]
+    for statistic, value in metrics.get("annotators", {}).items():
+        final[f"annotators_{statistic}"] = value
     final = {k: float(v) for k, v in final.items() if v is not None}
     name = f"{'check/' if spec.check else ''}{task.name}/{spec.backbone}/fold{spec.fold}"
     if spec.defer_mlflow:

@@ -10,6 +10,12 @@ The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy; a model wi
 shares the 0.5 among them. Each annotation target travels as two columns `[target, available]`:
 the mask is the availability flag, so a real annotation of 0 counts (the study's code treated 0 as
 missing), and the MSE is averaged over the available annotations of the batch, 0 when there are none.
+
+A kind with an annotator head (crowdskin.train.annotators) adds the output `target_annotators`:
+each annotator's predicted answer, from the diagnosis through a confusion matrix per annotator or
+from a shared score through a scale and bias per annotator; its loss is masked where an annotator
+did not answer, and a label that is NaN (a crowd image the kind learns through the head) is left
+out of the label's loss.
 """
 
 from __future__ import annotations
@@ -22,7 +28,16 @@ from typing import Any
 import keras
 from keras import ops
 
+from crowdskin.train.annotators import (
+    AnnotatorAffine,
+    MaskedAnnotatorCrossentropy,
+    MaskedAnnotatorMSE,
+    WorkerConfusion,
+)
 from crowdskin.train.backbones import BACKBONES
+
+# The annotator head's name (its output is `head_output(ANNOTATOR_HEAD)`, its data a (n, 2A) pair).
+ANNOTATOR_HEAD = "annotators"
 
 
 def small_cnn(include_top: bool = False, weights: str | None = None,
@@ -82,9 +97,12 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     def call(self, y_true: Any, y_pred: Any) -> Any:
         y_true = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")
         y_pred = ops.cast(ops.reshape(y_pred, (-1, 1)), "float32")
+        # A NaN label is one the kind does not learn from: weight 0, and blanked (0 x NaN is NaN).
+        learned = ops.logical_not(ops.isnan(y_true))
+        y_true = ops.where(learned, y_true, ops.zeros_like(y_true))
         bce = keras.losses.binary_crossentropy(y_true, y_pred)
         weight = y_true[:, 0] * self.weight_positive + (1.0 - y_true[:, 0]) * self.weight_negative
-        return weight * bce
+        return weight * ops.cast(learned[:, 0], "float32") * bce
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "weight_negative": self.weight_negative,
@@ -160,8 +178,10 @@ def build_model(
     weights: Path | None = None,
     preprocess: str = "rescale",
     augment: keras.Sequential | None = None,
+    annotators: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """Outputs a dict: `label` (sigmoid) and one linear `target_<head>` per annotation head."""
+    """Outputs a dict: `label` (sigmoid), one linear `target_<head>` per annotation head, and with
+    `annotators` ({model: confusion|affine, n: annotators, rate[, diagonal]}) the annotator head."""
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = augment(inputs) if augment is not None else inputs
     if preprocess == "rescale":
@@ -177,13 +197,35 @@ def build_model(
     for head in heads:
         name = head_output(head)
         outputs[name] = keras.layers.Dense(1, activation="linear", dtype="float32", name=name)(shared)
-    return keras.Model(inputs, outputs, name=f"{backbone}_{'multitask' if heads else 'baseline'}")
+    if annotators:
+        name = head_output(ANNOTATOR_HEAD)
+        if annotators["model"] == "confusion":
+            layer = WorkerConfusion(int(annotators["n"]), diagonal=float(annotators["diagonal"]),
+                                    rate=float(annotators["rate"]), dtype="float32", name=name)
+            outputs[name] = layer(outputs["label"])
+        else:
+            score = keras.layers.Dense(1, activation="linear", dtype="float32", name="annotator_score")(shared)
+            outputs[name] = AnnotatorAffine(int(annotators["n"]), rate=float(annotators["rate"]), dtype="float32",
+                                            name=name)(score)
+    kind = "annotators" if annotators else "multitask" if heads else "baseline"
+    return keras.Model(inputs, outputs, name=f"{backbone}_{kind}")
 
 
 def head_output(head: str) -> str:
     """The model output of an annotation head. The prefix sorts every head after `label`, the order
     in which Keras sums the losses of a dict of outputs, whatever the head is called."""
     return f"target_{head}"
+
+
+def _annotator_loss(model: keras.Model, weights: Sequence[float] | None) -> keras.losses.Loss:
+    """The masked loss of the annotator head: cross-entropy of the answers through confusion
+    matrices, squared error of the scores through scales and biases."""
+    layer = model.get_layer(head_output(ANNOTATOR_HEAD))
+    n = layer.n_annotators
+    weights = list(weights) if weights is not None else [1.0] * n
+    if len(weights) != n:
+        raise ValueError(f"{len(weights)} annotator weights for a head of {n} annotators")
+    return MaskedAnnotatorCrossentropy(weights) if isinstance(layer, WorkerConfusion) else MaskedAnnotatorMSE(weights)
 
 
 def _allow_jit_of_augmentation(layer: keras.layers.Layer) -> None:
@@ -213,17 +255,18 @@ def compile_model(
     loss_weights: dict[str, float] | None,
     jit_compile: bool = False,
     run_eagerly: bool = False,
+    annotator_weights: Sequence[float] | None = None,
 ) -> None:
     """Weighted cross-entropy on `label`; every other output is an annotation head with the masked
     MSE. `loss_weights` {label, target}: the label's weight, and the annotation heads' together,
     shared equally among them, so a model with three heads puts as much weight on annotations as
-    one with a single head."""
+    one with a single head. The annotator head's loss weighs each annotator by `annotator_weights`."""
     heads = [name for name in model.output if name != "label"]
     losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy(class_weight[0], class_weight[1])}
     # The 0.5/0.5 split is the multi-task loss; a baseline keeps its plain cross-entropy.
     weights = {"label": loss_weights["label"] if heads and loss_weights else 1.0}
     for head in heads:
-        losses[head] = MaskedMSE()
+        losses[head] = MaskedMSE() if head != head_output(ANNOTATOR_HEAD) else _annotator_loss(model, annotator_weights)
         weights[head] = loss_weights["target"] / len(heads) if loss_weights else 1.0 / len(heads)
     if keras.backend.backend() != "tensorflow":
         _allow_jit_of_augmentation(model)

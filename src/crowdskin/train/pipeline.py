@@ -25,8 +25,12 @@ from crowdskin.train.models import head_output
 
 
 def _pair(target: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """(n, 2) float32 rows of [target, available]: what the masked MSE reads."""
-    return np.stack([np.asarray(target, np.float32), np.asarray(available, np.float32)], axis=1)
+    """(n, 2) float32 rows of [target, available]: what the masked MSE reads; an annotator head's
+    (n, A) targets give (n, 2A) rows of [A answers, A availabilities]."""
+    target, available = np.asarray(target, np.float32), np.asarray(available, np.float32)
+    if target.ndim == 2:
+        return np.concatenate([target, available], axis=1)
+    return np.stack([target, available], axis=1)
 
 
 def batches(

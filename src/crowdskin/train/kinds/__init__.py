@@ -13,9 +13,13 @@ import pkgutil
 from collections.abc import Iterable
 
 from crowdskin.train.kinds.base import (
+    ANNOTATIONS,
+    ANNOTATOR_MODELS,
     CROWD_LABELS,
     TABLES,
     TARGETS,
+    VOTES,
+    AnnotatorAnswers,
     ExampleInputs,
     ExampleNotes,
     ExamplesError,
@@ -26,9 +30,9 @@ from crowdskin.train.kinds.base import (
 )
 from crowdskin.train.kinds.base import registered_kinds as _registered
 
-__all__ = ["CROWD_LABELS", "ENSEMBLE_KIND", "ENSEMBLE_ORDER", "TABLES", "TARGETS", "ExampleInputs", "ExampleNotes",
-           "ExamplesError", "HeadTargets", "TaskKind", "kind_of", "kind_order", "load_plugins", "register",
-           "registered_kinds"]
+__all__ = ["ANNOTATIONS", "ANNOTATOR_MODELS", "CROWD_LABELS", "ENSEMBLE_KIND", "ENSEMBLE_ORDER", "TABLES",
+           "TARGETS", "VOTES", "AnnotatorAnswers", "ExampleInputs", "ExampleNotes", "ExamplesError", "HeadTargets",
+           "TaskKind", "kind_of", "kind_order", "load_plugins", "register", "registered_kinds"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -25,7 +25,14 @@ from crowdskin.train.tasks import Task
 # each name to the rule output that writes it).
 TARGETS = "targets"  # results/<run>/crowd/targets.parquet: consensus targets and their spread
 CROWD_LABELS = "crowd_labels"  # results/<run>/crowd/crowd_labels.parquet: labels of the crowd pool
-TABLES = (TARGETS, CROWD_LABELS)
+VOTES = "votes"  # results/<run>/crowd/votes.parquet: every MTurk vote with its worker
+ANNOTATIONS = "annotations"  # results/<run>/data/annotations.parquet: every raw ABC score with its annotator
+TABLES = (TARGETS, CROWD_LABELS, VOTES, ANNOTATIONS)
+
+# The annotator heads a kind may put on its model (crowdskin.train.annotators): `confusion`, a
+# confusion matrix per annotator between the diagnosis and their 0/1 answer; `affine`, a scale and
+# bias per annotator on a shared score.
+ANNOTATOR_MODELS = ("confusion", "affine")
 
 
 class ExamplesError(ValueError):
@@ -49,6 +56,42 @@ class ExampleInputs:
     seed: int = 0
     targets: pd.DataFrame | None = None
     crowd_labels: pd.DataFrame | None = None
+    votes: pd.DataFrame | None = None
+    annotations: pd.DataFrame | None = None
+
+
+ANNOTATOR_TABLE_COLUMNS = ["annotator", "n_answers", "weight"]
+
+
+@dataclass(frozen=True)
+class AnnotatorAnswers:
+    """Each annotator's own answers on a job's lesions: what an annotator head learns instead of a
+    consensus. `annotators` has one row per annotator in the head's order (ANNOTATOR_TABLE_COLUMNS:
+    their training answers and loss weight, plus what the kind reports beside what the head learns,
+    e.g. Dawid-Skene's reliability); `answers` is long: image_id, annotator, answer. An affine
+    head learns the answers standardised by `center` and `spread` (one pair for every annotator, so
+    their differences in bias and scale survive)."""
+
+    model: str
+    annotators: pd.DataFrame
+    answers: pd.DataFrame
+    center: float = 0.0
+    spread: float = 1.0
+
+    def matrix(self, image_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(answers, availability), each (len(image_ids), n annotators), aligned with `image_ids`:
+        the head's training targets. A lesion or annotator without an answer is unavailable (0)."""
+        rows = pd.Index(pd.Series(image_ids, dtype=str))
+        columns = pd.Index(self.annotators["annotator"].astype(str))
+        wide = (self.answers.assign(image_id=self.answers["image_id"].astype(str),
+                                    annotator=self.answers["annotator"].astype(str))
+                .pivot_table(index="image_id", columns="annotator", values="answer", aggfunc="mean")
+                .reindex(index=rows, columns=columns))
+        values = wide.to_numpy(dtype=float)
+        if self.model == "affine":
+            values = (values - self.center) / self.spread
+        available = ~np.isnan(values)
+        return np.where(available, values, 0.0), available
 
 
 # One head's training data, aligned with the chosen examples: the target and whether it exists
@@ -79,6 +122,12 @@ class TaskKind:
     # ensemble of several tasks is compared with it, so that a gain from the annotations can be told
     # apart from a gain from any second head.
     randomized_control: ClassVar[bool] = False
+    # The annotator head its model carries (ANNOTATOR_MODELS), None for none: its jobs write
+    # annotators.parquet, what the head learned of each annotator.
+    annotator_model: ClassVar[str | None] = None
+    # The label sources (examples' `label_source`) the diagnosis output learns from; a kind that
+    # learns the crowd through an annotator head leaves the crowd's labels out of the label's loss.
+    label_sources: ClassVar[frozenset[str]] = frozenset({"expert", "crowd"})
 
     # --- the grid -------------------------------------------------------------------------------
     @classmethod
@@ -90,6 +139,12 @@ class TaskKind:
     def heads(cls, task: Task) -> tuple[str, ...]:
         """The annotation targets the model regresses besides the label, one linear head each."""
         return ()
+
+    @classmethod
+    def learns_annotations(cls, task: Task) -> bool:
+        """Whether the model learns annotations besides the label (a head of any kind): such a model
+        is compared with the randomized control, whose second head learns noise."""
+        return bool(cls.heads(task))
 
     @classmethod
     def references(cls, task: Task, task_names: Sequence[str]) -> list[str]:
@@ -125,6 +180,12 @@ class TaskKind:
                      notes: ExampleNotes) -> dict[str, HeadTargets]:
         """Per head, its target and availability on `chosen`'s rows (in order)."""
         return {}
+
+    @classmethod
+    def annotator_answers(cls, task: Task, chosen: pd.DataFrame, inputs: ExampleInputs,
+                          notes: ExampleNotes) -> AnnotatorAnswers | None:
+        """The answers the annotator head learns on `chosen`'s lesions (kinds with an annotator_model)."""
+        return None
 
 
 _KINDS: dict[str, type[TaskKind]] = {}
