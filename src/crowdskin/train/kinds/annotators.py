@@ -39,7 +39,7 @@ from crowdskin.train.kinds.base import (
     TaskKind,
     register,
 )
-from crowdskin.train.kinds.crowdsim import CrowdsimRetrain
+from crowdskin.train.kinds.crowdsim import RetrainedWithThePool
 from crowdskin.train.tasks import Task
 
 EQUAL = "equal"
@@ -86,7 +86,7 @@ def _votes_for(votes: pd.DataFrame | None, answers: str, task: str) -> pd.DataFr
 
 
 @register
-class CrowdsimAnnotators(AnnotatorKind):
+class CrowdsimAnnotators(RetrainedWithThePool, AnnotatorKind):
     """The crowd pool's training images are every one with a vote of the chosen answers, a tie
     included: their label (the vote share, kept for the record) never reaches the loss."""
 
@@ -115,14 +115,6 @@ class CrowdsimAnnotators(AnnotatorKind):
         votes = _votes_for(inputs.votes, inputs.settings["annotators"]["answers"], cls.name)
         share = votes.groupby(votes["image_id"].astype(str))["vote"].mean()
         return pd.DataFrame({"image_id": share.index, "crowd_label": share.to_numpy(float)})
-
-    @classmethod
-    def references(cls, task: Task, task_names: Sequence[str]) -> list[str]:
-        return [CrowdsimRetrain.name]
-
-    @classmethod
-    def choose(cls, expert: pd.DataFrame, crowd_train: pd.DataFrame) -> pd.DataFrame:
-        return CrowdsimRetrain.choose(expert, crowd_train)
 
     @classmethod
     def annotator_answers(cls, task: Task, chosen: pd.DataFrame, inputs: ExampleInputs,

@@ -77,3 +77,17 @@ class CrowdsimIncremental(CrowdLabelled):
     @classmethod
     def choose(cls, expert: pd.DataFrame, crowd_train: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([expert[expert["split"] != "train"], crowd_train], ignore_index=True)
+
+
+class RetrainedWithThePool(TaskKind):
+    """A variant of CROWDSIM's retraining (b): its lesions (the expert-labelled images plus the
+    pool's training part), compared with `crowdsim-retrain`; what the pool's images train with is
+    the variant's."""
+
+    @classmethod
+    def references(cls, task: Task, task_names: Sequence[str]) -> list[str]:
+        return [CrowdsimRetrain.name]
+
+    @classmethod
+    def choose(cls, expert: pd.DataFrame, crowd_train: pd.DataFrame) -> pd.DataFrame:
+        return CrowdsimRetrain.choose(expert, crowd_train)

@@ -7,20 +7,20 @@ majority vote is tied has no hard label but a soft one of 0.5, so it trains here
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from crowdskin.train.kinds.base import CROWD_LABELS, ExampleInputs, ExamplesError, TaskKind, register
-from crowdskin.train.kinds.crowdsim import CrowdsimRetrain
+from crowdskin.train.kinds.base import CROWD_LABELS, ExampleInputs, ExamplesError, register
+from crowdskin.train.kinds.crowdsim import RetrainedWithThePool
 from crowdskin.train.tasks import Task
 
 SOFT_LABELS = ("vote_share", "posterior")
 
 
 @register
-class CrowdsimSoft(TaskKind):
+class CrowdsimSoft(RetrainedWithThePool):
     name: ClassVar[str] = "crowdsim-soft"
     order: ClassVar[int] = 42
     reads: ClassVar[frozenset[str]] = frozenset({CROWD_LABELS})
@@ -35,14 +35,6 @@ class CrowdsimSoft(TaskKind):
         shared = super().settings(task, train, shared)
         shared["crowd_label"] = train["crowdsim"]["soft"]["label"]
         return shared
-
-    @classmethod
-    def references(cls, task: Task, task_names: Sequence[str]) -> list[str]:
-        return [CrowdsimRetrain.name]
-
-    @classmethod
-    def choose(cls, expert: pd.DataFrame, crowd_train: pd.DataFrame) -> pd.DataFrame:
-        return CrowdsimRetrain.choose(expert, crowd_train)
 
     @classmethod
     def crowd_labels(cls, crowd_labels: pd.DataFrame, inputs: ExampleInputs) -> pd.DataFrame:
