@@ -33,7 +33,8 @@ CONFIGS = [REPO / ".test" / "config.yaml", REPO / ".test" / "slurm.yaml"]
 # The workflow's whole run on the small config stays near 3 min on 2 cores; far past that, a job is
 # stuck in the queue and waiting longer only hides why.
 RUN_TIMEOUT_S = 480
-TRAINING_RULES = ("train_job", "train_job_without_model", "train_backbone_check")
+TRAINING_RULES = ("train_job", "train_job_without_model", "train_annotator_job", "train_annotator_job_without_model",
+                  "train_backbone_check")
 
 
 def merge(base: dict, update: dict) -> dict:
