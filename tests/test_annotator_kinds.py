@@ -111,12 +111,10 @@ def test_the_crowd_layer_learns_the_votes_of_the_pools_training_images_only(data
     values, available = answers.matrix(pool_train["image_id"].tolist())
     assert values.shape == (len(pool_train), 3)
     w2 = answers.annotators["annotator"].tolist().index("W2")
-    truth_of = examples.set_index("image_id")["label"]
     lesions = data[0].set_index("image_id")["abnormal"]
     assert available[:, w2].all()
     assert (values[:, w2] == 1 - lesions[pool_train["image_id"]].to_numpy()).all()
-    assert 0 < available[:, 2].sum() < len(pool_train)
-    assert len(truth_of) == len(examples)
+    assert 0 < available[:, 2].sum() < len(pool_train)  # W3 voted on every other pool image
 
 
 def test_kept_answers_leave_the_unkept_worker_out(data):

@@ -56,7 +56,8 @@ def job_examples(
     `settings` are the job's science settings (crowdskin.train.settings.job_settings); the kinds
     that read crowd labels take their label column from them. `crowd_pool` (image_id) is the pool:
     every image shown to the crowd (crowdskin.crowd.labels.candidate_pool); without it, the images
-    with a crowd label are.
+    with a crowd label are. `votes` (results/crowd/votes.parquet) is for the kinds that label the
+    pool from the workers' votes.
     """
     kind = kind_of(task.kind)
     settings = settings or {}
