@@ -51,6 +51,11 @@ def count_values(path: Path, delimiter: str, id_column: str | None = None) -> in
     return sum(1 for row in records for i, cell in enumerate(row) if i != at and cell.strip())
 
 
+def count_table_records(path: Path) -> int:
+    """Records of a CSV table, or rows of a Parquet one (the generic formats take either)."""
+    return len(pd.read_parquet(path)) if path.suffix.lower() == ".parquet" else count_records(path)
+
+
 def ingest_balance(ingest_config: dict, raw_root: Path, result) -> pd.DataFrame:
     """Per input file of `ingest_config`: units in, counted from the file itself (records of the
     diagnosis tables and MTurk exports, non-empty values of the crowd and student files); rows of
@@ -60,7 +65,7 @@ def ingest_balance(ingest_config: dict, raw_root: Path, result) -> pd.DataFrame:
     for entry in ingest_config.get("diagnosis", []):
         if entry.get("format") != "ph2":  # PH2_dataset.txt is not a delimited file
             path = raw_root / entry["csv"]
-            files.append((path, "images", count_records(path)))
+            files.append((path, "images", count_table_records(path)))
     for entry in ingest_config.get("crowd", []):
         for name in entry["files"].values():
             path = raw_root / entry["dir"] / name
@@ -68,6 +73,9 @@ def ingest_balance(ingest_config: dict, raw_root: Path, result) -> pd.DataFrame:
     for entry in ingest_config.get("student", []):
         for path in sorted((raw_root / entry["dir"]).glob("*/group*.csv")):
             files.append((path, "annotations", count_values(path, ";")))
+    for entry in ingest_config.get("annotations", []):
+        path = raw_root / entry["file"]
+        files.append((path, "annotations", count_table_records(path)))
     for entry in ingest_config.get("mturk", []):
         for path in sorted((raw_root / entry["dir"]).glob("*.csv")):
             files.append((path, "mturk_assignments", count_records(path)))

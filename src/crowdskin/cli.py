@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = sub.add_parser("checksums", help="write a sha256sum list of a mirror folder (for workflow/checksums/)")
     checks.add_argument("folder", type=Path)
     checks.add_argument("output", type=Path)
+    example = sub.add_parser("example-study", help="write the example study in the generic input formats "
+                             "(config/example-study.yaml reads it from resources/example-study)")
+    example.add_argument("folder", type=Path)
+    example.add_argument("--n-images", type=int, default=200)
+    example.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
     if args.command == "bench":
@@ -80,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = sorted(p.relative_to(args.folder).as_posix() for p in args.folder.rglob("*") if p.is_file())
         write_checksum_list(args.folder, files, args.output)
         print(f"{len(files)} files -> {args.output}")
+    elif args.command == "example-study":
+        from crowdskin.example_study import write_example_study
+
+        written = write_example_study(args.folder, n_images=args.n_images, seed=args.seed)
+        print(f"{len(written)} files -> {args.folder}")
     return 0
 
 

@@ -120,6 +120,27 @@ def raw_root(marker):
     return str(Path(marker).parent.parent)
 
 
+# A study's own folder (`ingest.root`): nothing fetches it, so its tables are the ingest rule's
+# inputs themselves (its images are found by listing folders, which the tables' change re-runs).
+INGEST_ROOT = config["ingest"]["root"]
+INGEST_ROOT_FILES = (
+    [
+        str(Path(INGEST_ROOT) / entry["csv"])
+        for entry in config["ingest"]["diagnosis"]
+        if entry["format"] == "generic"
+    ]
+    + [str(Path(INGEST_ROOT) / entry["file"]) for entry in config["ingest"]["annotations"]]
+    if INGEST_ROOT
+    else []
+)
+if not fetched_markers() and not INGEST_ROOT:
+    raise WorkflowError(
+        "config: nothing to read: no `sources`, no `url_lists`, synthetic.enabled is false and "
+        "ingest.root is not set; name a study's own folder in ingest.root (README: Bring your own "
+        "study), or turn the synthetic default back on"
+    )
+
+
 def mirror_inputs(wildcards):
     """The mirror's files, so that a changed mirror file re-runs its fetch (and re-verifies it)."""
     if not config["mirror"]:

@@ -4,6 +4,7 @@
 rule ingest:
     input:
         markers=fetched_markers(),
+        study=INGEST_ROOT_FILES,
     output:
         images=f"{DATA}/images.parquet",
         annotations=f"{DATA}/annotations.parquet",
@@ -15,7 +16,7 @@ rule ingest:
     params:
         ingest=config["ingest"],
         url_lists=list(URL_LISTS),
-        raw=lambda wildcards, input: raw_root(input.markers[0]),
+        raw=lambda wildcards, input: raw_root(input.markers[0]) if input.markers else RAW,
     script:
         script_path("ingest.py")
 

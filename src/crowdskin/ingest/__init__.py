@@ -11,6 +11,7 @@ import pandas as pd
 from crowdskin import tables
 from crowdskin.ingest.annotations import ingest_crowd, ingest_student
 from crowdskin.ingest.common import Counts, MalformedFileError, Quarantine, read_records, require_columns
+from crowdskin.ingest.generic import ingest_annotation_tables
 from crowdskin.ingest.images import ingest_diagnosis, ph2_expert_annotations
 from crowdskin.ingest.mturk import ingest_mturk
 
@@ -52,16 +53,19 @@ def _url_list_images(names: list[str], raw_root: Path, quarantine: Quarantine, c
 
 
 def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: list[str] = ()) -> IngestResult:
-    """Read everything `ingest_config` names (paths relative to `raw_root`) into validated tables."""
+    """Read everything `ingest_config` names into validated tables: its paths are relative to its
+    `root` when set (a study's own folder), else to `raw_root`, which also holds the URL lists."""
     raw_root = Path(raw_root)
+    root = Path(ingest_config["root"]) if ingest_config.get("root") else raw_root
     quarantine, counts = Quarantine(), Counts()
-    parts = [ingest_diagnosis(ingest_config.get("diagnosis", []), raw_root, quarantine, counts),
+    parts = [ingest_diagnosis(ingest_config.get("diagnosis", []), root, quarantine, counts),
              _url_list_images(list(url_lists), raw_root, quarantine, counts)]
     non_empty = [p for p in parts if len(p)]
     images = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
     known: dict[str, str] = dict(zip(images.get("image_id", []), images.get("dataset", []), strict=True))
     registered: list[dict[str, object]] = []
     register_datasets = {e["dataset"] for e in ingest_config.get("crowd", []) if e.get("register_unknown")}
+    register_datasets |= {e["dataset"] for e in ingest_config.get("annotations", []) if e.get("register_unknown")}
 
     def lookup(image_id: str, dataset: str, origin: str) -> str | None:
         if image_id in known:
@@ -73,15 +77,16 @@ def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: l
         return None
 
     seen: dict[tuple, str] = {}
-    crowd = ingest_crowd(ingest_config.get("crowd", []), raw_root, lookup, quarantine, counts, seen)
-    student = ingest_student(ingest_config.get("student", []), raw_root, lookup, quarantine, counts, seen)
+    crowd = ingest_crowd(ingest_config.get("crowd", []), root, lookup, quarantine, counts, seen)
+    student = ingest_student(ingest_config.get("student", []), root, lookup, quarantine, counts, seen)
+    generic = ingest_annotation_tables(ingest_config.get("annotations", []), root, lookup, quarantine, counts, seen)
     if registered:
         images = pd.concat([images, pd.DataFrame(registered)], ignore_index=True)
-    expert = [ph2_expert_annotations(raw_root / e["csv"], set(known))
+    expert = [ph2_expert_annotations(root / e["csv"], set(known))
               for e in ingest_config.get("diagnosis", []) if e.get("format") == "ph2"]
-    parts = [f for f in (crowd, student, *expert) if len(f)]
+    parts = [f for f in (crowd, student, generic, *expert) if len(f)]
     annotations = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    mturk = ingest_mturk(ingest_config.get("mturk", []), raw_root, quarantine, counts)
+    mturk = ingest_mturk(ingest_config.get("mturk", []), root, quarantine, counts)
 
     def as_table(frame: pd.DataFrame, schema) -> pd.DataFrame:  # type: ignore[no-untyped-def]
         return tables.conform(frame, schema) if len(frame) else tables.empty(schema)

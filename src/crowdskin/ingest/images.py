@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from crowdskin.ingest.common import Counts, MalformedFileError, Quarantine, read_records, read_text, require_columns
+from crowdskin.ingest.generic import ingest_generic_diagnosis
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".bmp", ".gif", ".tif")
@@ -144,6 +145,9 @@ def ingest_diagnosis(
     rows: list[dict[str, object]] = []
     seen: dict[str, str] = {}
     for entry in entries:
+        if entry.get("format") == "generic":
+            rows += ingest_generic_diagnosis(entry, raw_root, quarantine, counts, seen)
+            continue
         path = raw_root / entry["csv"]
         if not path.is_file():
             raise MalformedFileError(
