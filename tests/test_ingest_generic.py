@@ -167,3 +167,48 @@ def test_the_schema_refuses_what_a_generic_table_needs_or_another_format_cannot_
     with pytest.raises(ConfigError, match=r"ingest\.annotations\.0\.features\.x"):
         section("ingest", {"annotations": [{"dataset": "d", "file": "a.csv",
                                             "features": {"x": {"levels": ["a", "b"], "max": 2}}}]})
+
+
+@pytest.mark.real
+def test_the_real_sample_in_the_generic_formats_ingests_as_through_its_own_readers(tmp_path: Path,
+                                                                                 shared_data: Path) -> None:
+    """ISIC 2017's diagnoses as a generic table (melanoma as the label) and ENHANCE's crowd and student
+    scores written as one long table give the lesions, masks, images and annotations of the
+    ISIC and ENHANCE readers."""
+    (tmp_path / "data").symlink_to(shared_data)
+    readers = section("ingest", {
+        "root": str(tmp_path),
+        "diagnosis": [{"dataset": "isic2017", "csv": "data/isic2017/ISIC-2017_Training_Part3_GroundTruth.csv",
+                       "masks": "data/isic2017/masks", "images": ["data/isic2017/images", "data/crowdsim/thumbnails"]}],
+        "crowd": [{"dataset": "isic2017", "dir": "data/enhance/crowd",
+                   "files": {"asymmetry": "asymmetry.csv", "border": "border.csv", "color": "color.csv"}}],
+        "student": [{"dataset": "isic2017", "dir": "data/enhance/student"}],
+    })
+    expected = ingest_all(readers, tmp_path)
+    key = ["image_id", "source", "feature", "annotator_group", "annotator"]
+    known = expected.annotations[expected.annotations["image_id"].isin(expected.images["image_id"])]
+    long = known.assign(group=known["annotator_group"].str.split("/", n=1).str[1])
+    long[["image_id", "annotator", "source", "group", "feature", "value"]].to_csv(tmp_path / "long.csv", index=False)
+    features = {f: {"min": float(v.min()), "max": float(v.max())} for f, v in known.groupby("feature")["value"]}
+    generic = section("ingest", {
+        "root": str(tmp_path),
+        "diagnosis": [{"dataset": "isic2017", "format": "generic", "positive": ["1"],
+                       "csv": "data/isic2017/ISIC-2017_Training_Part3_GroundTruth.csv",
+                       "columns": {"label": "melanoma"}, "masks": "data/isic2017/masks",
+                       "images": ["data/isic2017/images", "data/crowdsim/thumbnails"]}],
+        "annotations": [{"dataset": "isic2017", "file": "long.csv", "columns": {"group": "group"},
+                         "features": features}],
+    })
+    result = ingest_all(generic, tmp_path)
+    assert len(result.images) == 2000 and result.quarantine.empty
+    got = result.images.set_index("image_id")
+    want = expected.images.set_index("image_id").loc[got.index]
+    assert (got["abnormal"] == want["melanoma"].astype(int)).all()
+    assert got["mask_path"].tolist() == want["mask_path"].tolist()
+    assert got["image_path"].fillna("").tolist() == want["image_path"].fillna("").tolist()
+    assert got["image_path"].notna().sum() == want["image_path"].notna().sum() > 0
+    columns = [*key, "value"]
+    pd.testing.assert_frame_equal(result.annotations[columns].sort_values(key).reset_index(drop=True),
+                                  known[columns].sort_values(key).reset_index(drop=True))
+    assert len(result.annotations) > 10_000
+    assert_ingest_balances(generic, tmp_path, result)
