@@ -95,11 +95,11 @@ screenshots: $(STAMP) browser
 	rm -rf docs/report
 	$(BIN)/python tests/report_browser.py results/default/report.html docs/report
 
-# ruff (pyproject.toml), snakefmt, and snakemake --lint on the default, paper and shortcut configs
+# ruff (pyproject.toml), snakefmt, and snakemake --lint on every shipped config
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules/
-	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml config/shortcut.yaml config/annotators.yaml
+	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml config/shortcut.yaml config/annotators.yaml config/example-study.yaml
 
 bench: $(STAMP)
 	$(BIN)/crowdskin bench
