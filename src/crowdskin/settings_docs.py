@@ -43,8 +43,9 @@ train:
     zoom: 0.3
 ```
 
-and `url_lists[].name` is the `name` of each entry of the list `url_lists`. What a run writes is in
-[output.md](output.md).
+and `url_lists[].name` is the `name` of each entry of the list `url_lists`. In the Default column,
+*required* marks a key that each entry of its list must have, and *unset* one that has no default
+(left out, it is simply absent). What a run writes is in [output.md](output.md).
 """
 
 
@@ -83,6 +84,8 @@ def _walk(node: dict[str, Any], file: str, prefix: str, registry: Any,
     for name, raw in (node.get("properties") or {}).items():
         key = f"{prefix}{name}"
         prop, other_file = _resolve(raw, file, registry)
+        if isinstance(prop.get("items"), dict):
+            prop = {**prop, "items": _resolve(prop["items"], file, registry)[0]}
         described = bool(prop.get("description")) or bool(
             other_file and schemas.get(other_file, {}).get("description"))
         if other_file:
@@ -90,10 +93,8 @@ def _walk(node: dict[str, Any], file: str, prefix: str, registry: Any,
                     or schemas.get(other_file, {}).get("description", ""), "x-section": other_file}
         yield key, prop, described
         yield from _walk(prop, file, f"{key}.", registry, schemas)
-        items = prop.get("items")
-        if isinstance(items, dict):
-            items, _ = _resolve(items, file, registry)
-            yield from _walk(items, file, f"{key}[].", registry, schemas)
+        if isinstance(prop.get("items"), dict):
+            yield from _walk(prop["items"], file, f"{key}[].", registry, schemas)
         extra = prop.get("additionalProperties")
         if isinstance(extra, dict):
             extra, _ = _resolve(extra, file, registry)
@@ -180,11 +181,11 @@ def _type(node: dict[str, Any]) -> str:
 
 
 def _cell(text: str) -> str:
-    """One table cell: one line, `|` escaped, and `<` outside code spans escaped so that
-    `results/<run_name>/` is not read as an HTML tag."""
+    """One table cell: one line, `|` escaped, and `<` and `*` outside code spans escaped so that
+    `results/<run_name>/` is not read as an HTML tag nor `Batch_*_x` as emphasis."""
     parts = " ".join(str(text).split()).replace("|", "\\|").split("`")
     for i in range(0, len(parts), 2):
-        parts[i] = parts[i].replace("<", "\\<")
+        parts[i] = parts[i].replace("<", "\\<").replace("*", "\\*")
     return "`".join(parts)
 
 
@@ -208,7 +209,7 @@ def usage_markdown(schema_dir: Path = SCHEMA_DIR) -> str:
             if "default" in node:
                 default = f"`{_cell(_value(node['default']))}`"
             else:
-                default = "required" if _is_required(schemas[file], setting.key) else "none"
+                default = "required" if _is_required(schemas[file], setting.key) else "unset"
             lines.append(f"| `{setting.path}` | {_cell(_type(node))} | {default} | {text} |")
     return "\n".join(lines) + "\n"
 
