@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-faults test-dvc lint bench dag clean browser screenshots
+.PHONY: install run test test-faults test-dvc lint bench dag docs clean browser screenshots
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -103,6 +103,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/crowdskin bench
+
+# docs/usage.md from the schemas' descriptions (tests/test_settings_docs.py checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m crowdskin.settings_docs docs/usage.md
 
 dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg

@@ -526,3 +526,41 @@ def test_operating_characteristics_tables_and_figures(finished_run):
     assert {"multitask-automated-asymmetry", "multihead-automated", "disagreement-student"} <= set(heads["model"])
     for figure in ("calibration", "operating_point", "fold_roc", "heads_scatter"):
         assert (scores / f"figures/{figure}.png").stat().st_size > 5000, figure
+
+
+def documented_outputs() -> list[tuple[str, re.Pattern[str], bool]]:
+    """docs/output.md's table rows: (path pattern, its regex, whether the test run must produce it).
+    `{name}` is one part of a path, `**` anything below a folder; a row with an **Only with**
+    condition appears only with other configs than .test/config.yaml."""
+    rows = []
+    for line in (REPO / "docs" / "output.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not re.fullmatch(r"`(results|resources)/[^`]+`", cells[0]):
+            continue
+        pattern = cells[0].strip("`")
+        regex = "".join(
+            "[^/]+" if part.startswith("{") else ".+" if part == "**" else re.escape(part)
+            for part in re.split(r"(\{[^}]+\}|\*\*)", pattern)
+        )
+        rows.append((pattern, re.compile(regex), not cells[3]))
+    return rows
+
+
+def test_every_output_is_documented(finished_run):
+    """docs/output.md against the finished run: every file under results/ and resources/ matches a
+    documented path, and every path documented without an **Only with** condition matches a file."""
+    documented = documented_outputs()
+    assert len(documented) > 50
+    files = sorted(
+        path.relative_to(finished_run).as_posix()
+        for top in ("results", "resources")
+        for path in (finished_run / top).rglob("*")
+        if path.is_file()
+    )
+    undocumented = [f for f in files if not any(regex.fullmatch(f) for _, regex, _ in documented)]
+    assert not undocumented, "files a run writes that docs/output.md does not list:\n  " + "\n  ".join(undocumented)
+    unmatched = [p for p, regex, produced in documented if produced and not any(regex.fullmatch(f) for f in files)]
+    assert not unmatched, (
+        "docs/output.md paths that the test run (.test/config.yaml) did not write (give them an "
+        "**Only with** condition if another config writes them):\n  " + "\n  ".join(unmatched)
+    )
