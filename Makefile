@@ -98,7 +98,7 @@ screenshots: $(STAMP) browser
 # ruff (pyproject.toml), snakefmt, and snakemake --lint on every shipped config
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/snakefmt --check Snakefile workflow/rules/
+	$(BIN)/snakefmt --check Snakefile workflow/Snakefile workflow/rules/
 	$(BIN)/python .ci/snakemake_lint.py config/config.yaml config/paper.yaml config/shortcut.yaml config/annotators.yaml config/example-study.yaml
 
 bench: $(STAMP)

@@ -1,31 +1,15 @@
-# crowdskin: one DAG from raw data to ensemble scores. Rules per stage live in workflow/rules/,
-# the logic in the package src/crowdskin/. See docs/architecture.md.
+# crowdskin run from a checkout (`snakemake`, `make run`, `dvc repro`): the checkout's default config,
+# layered under any --configfile, then the workflow itself, workflow/Snakefile, which is also what a
+# deployment declares as a module (README: "Deploying the workflow"). See docs/architecture.md.
 import os
-
-from snakemake.utils import min_version
-
-min_version("9.0")
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-report: "workflow/report/workflow.rst"
+include: "workflow/Snakefile"
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/acquire.smk"
-include: "workflow/rules/ingest.smk"
-include: "workflow/rules/automated.smk"
-include: "workflow/rules/crowd.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/explain.smk"
-include: "workflow/rules/truth.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        lambda wildcards: ALL_TARGETS,
+# The workflow's `rule all` stays the default target: an included file's `default_target` does not
+# carry over to the file including it (Snakemake's module loader sets it the same way for a module).
+workflow.default_target = "all"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -18,7 +19,23 @@ BENCHMARKS: dict[str, str] = {
     "train": "crowdskin.train.bench:run",
 }
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (src/crowdskin/ two levels under a folder holding
+    pyproject.toml and workflow/rules/: a clone, or an editable install of one); None for an
+    installed wheel, which has no checkout beside it."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "workflow" / "rules").is_dir() else None
+
+
+def default_data() -> Path | None:
+    """Where `crowdskin bench` reads the real sample unless given --data: $CROWDSKIN_SHARED_DATA (as
+    the tests), else ../shared/data beside the checkout; None outside a checkout without the variable."""
+    if os.environ.get("CROWDSKIN_SHARED_DATA"):
+        return Path(os.environ["CROWDSKIN_SHARED_DATA"])
+    root = checkout_root()
+    return root.parent / "shared" / "data" if root else None
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -34,9 +51,10 @@ def bench_ingest(data_dir: Path, repeat: int) -> dict[str, object]:
     """Ingest the whole real sample (config/real-sample.yaml's ingest section) from `data_dir`."""
     import yaml
 
+    from crowdskin.config import packaged_config
     from crowdskin.ingest import ingest_all
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "real-sample.yaml").read_text())
+    config = yaml.safe_load(packaged_config("real-sample.yaml").read_text(encoding="utf-8"))
     result = ingest_all(config["ingest"], data_dir)
     seconds = median_seconds(lambda: ingest_all(config["ingest"], data_dir), repeat)
     return {"ingest_real_sample_s": round(seconds, 3), "lesions": len(result.images),
@@ -53,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="run benchmarks on the real sample; prints JSON (medians)")
     bench.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)} (default: all)")
-    bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder laid out as ../shared/data")
+    bench.add_argument("--data", type=Path, help="folder laid out as ../shared/data (default: $CROWDSKIN_SHARED_DATA, "
+                       "else ../shared/data beside the checkout when crowdskin runs from one)")
     bench.add_argument("--repeat", type=int, default=5)
     checks = sub.add_parser("checksums", help="write a sha256sum list of a mirror folder (for workflow/checksums/)")
     checks.add_argument("folder", type=Path)
@@ -66,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "bench":
+        args.data = args.data or default_data()
+        if args.data is None:
+            print("crowdskin bench: no data folder: give --data DIR (laid out as ../shared/data) or set "
+                  "CROWDSKIN_SHARED_DATA; ../shared/data is the default only beside a checkout", file=sys.stderr)
+            return 2
         if not args.data.is_dir():
             print(f"crowdskin bench: no data folder at {args.data} (give --data)", file=sys.stderr)
             return 2

@@ -1,6 +1,7 @@
 """Loading and validating workflow configuration.
 
-The schema is split by stage: `workflow/schemas/config.schema.yaml` holds the top level and refers
+The schema is split by stage: `workflow/schemas/config.schema.yaml` (shipped in the package as
+`crowdskin/schemas/`) holds the top level and refers
 to one file per stage section (`$ref: automated.schema.yaml`), so each stage owns its own keys.
 Validation fills in schema defaults, rejects unknown keys, and checks that every value declared
 with `format: existing-path` names a file or directory that exists.
@@ -18,7 +19,15 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+# The package's own data, found beside this module so that an installed wheel reads its copies and a
+# checkout (or an editable install) the files being edited. In the checkout `schemas` and `configs`
+# are symlinks, `schemas -> ../../workflow/schemas` and `configs -> ../../config`: the schemas stay in
+# workflow/schemas/ (where the Snakemake workflow catalog expects them and where they are edited) and
+# the configs in config/ (which `snakedeploy deploy-workflow` copies for a user), one copy each, while
+# the wheel's build follows the links and ships the files (package-data in pyproject.toml).
+PACKAGE_DIR = Path(__file__).parent
+SCHEMA_DIR = PACKAGE_DIR / "schemas"
+CONFIG_DIR = PACKAGE_DIR / "configs"
 MAIN_SCHEMA = "config.schema.yaml"
 
 
@@ -123,6 +132,17 @@ def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any
     settings outside a workflow run get them here rather than writing defaults of their own.
     """
     return validate_config({name: dict(values or {})}, source=f"{name} section")[name]
+
+
+def packaged_config(name: str) -> Path:
+    """One of the project's config files (config/<name>: `config.yaml`, `paper.yaml`,
+    `real-sample.yaml`, ...) as shipped in the package, for code that reads one outside a workflow
+    run (benchmarks) and must work from an installed wheel as from a checkout."""
+    path = CONFIG_DIR / name
+    if not path.is_file():
+        known = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no config {name!r} in the package ({CONFIG_DIR}); it has {known}")
+    return path
 
 
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -8,6 +8,8 @@
 import re
 from pathlib import Path
 
+from snakemake.sourcecache import LocalSourceFile
+
 from crowdskin.acquire.fetch import mirror_files
 from crowdskin.acquire.manifest import load_manifest
 from crowdskin.config import ConfigError, validate_config
@@ -90,10 +92,41 @@ ALL_TARGETS = []
 
 EXECUTION = config["execution"]
 
+# --- the workflow's own files ---------------------------------------------------------------
+# This file's folder (workflow/rules/), taken while Snakemake parses it. Not `workflow.basedir`: that
+# is the folder of the *main* Snakefile, which is the user's project when this workflow runs as a
+# module (`module crowdskin: snakefile: ...`, as `snakedeploy deploy-workflow` writes it). Outputs go
+# to the working directory either way; only the workflow's own files are found from here.
+_RULES_DIR = workflow.current_basedir
+# Where a module read from a git host keeps the workflow's files that rules take as inputs.
+_HOSTED_COPIES = Path(".snakemake") / "crowdskin-workflow"
+
+
+def workflow_file(relative):
+    """workflow/<relative> as a local path. Where the workflow is on disk (a checkout, or a module
+    named by its path): the file itself. Where the module is read from a git host (`github(...)`),
+    whose files are on no disk: a copy under .snakemake/crowdskin-workflow/ of the working directory,
+    laid out as workflow/ (the manifest beside checksums/), rewritten only when its content changes,
+    so that the rules taking these files as inputs see one stable path and an unchanged file."""
+    if isinstance(_RULES_DIR, LocalSourceFile):
+        return str(Path(_RULES_DIR.get_path_or_uri(secret_free=False)).parent / relative)
+    content = Path(workflow.source_path(f"../{relative}")).read_bytes()
+    copy = _HOSTED_COPIES / relative
+    if not copy.is_file() or copy.read_bytes() != content:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(content)
+    return str(copy)
+
+
 # --- acquisition --------------------------------------------------------------------------
-MANIFEST_FILE = Path(workflow.basedir) / "workflow" / "manifest.yaml"
-CHECKSUM_DIR = Path(workflow.basedir) / "workflow" / "checksums"
+MANIFEST_FILE = Path(workflow_file("manifest.yaml"))
 MANIFEST = load_manifest(MANIFEST_FILE)
+# workflow/checksums/ beside the manifest (fetch_source.py finds it the same way); each list is
+# copied by workflow_file, so that a hosted module has them beside its copy of the manifest too.
+CHECKSUM_DIR = MANIFEST_FILE.parent / "checksums"
+for _source in MANIFEST.values():
+    if _source.checksums:
+        workflow_file(f"checksums/{_source.checksums}")
 URL_LISTS = {entry["name"]: entry for entry in config["url_lists"]}
 
 _unknown_sources = [s for s in config["sources"] if s not in MANIFEST]

@@ -46,8 +46,7 @@ rule report_figures:
     input:
         figures=[figure for figure, _, _, _ in REPORT_FIGURES.values()],
         captions=[
-            f"{workflow.basedir}/workflow/report/{caption}.rst"
-            for _, _, _, caption in REPORT_FIGURES.values()
+            workflow_file(f"report/{caption}.rst") for _, _, _, caption in REPORT_FIGURES.values()
         ],
     output:
         [

@@ -69,10 +69,9 @@ def _peak(device: str, precision: str) -> dict[str, float | None]:
 
 
 def _paper_train_settings() -> dict[str, Any]:
-    from crowdskin.config import load_config
+    from crowdskin.config import load_config, packaged_config
 
-    root = Path(__file__).resolve().parents[3]
-    return load_config(root / "config" / "config.yaml", root / "config" / "paper.yaml")["train"]
+    return load_config(packaged_config("config.yaml"), packaged_config("paper.yaml"))["train"]
 
 
 def train_flops_per_image(model: Any) -> float:
@@ -223,10 +222,10 @@ def fixed_costs(backend: str, *, repeat_predict: int = 1) -> dict[str, Any]:
     the whole fit of the default job (smallcnn, 32 px, 20 epochs of 10 steps of 32) on random pixels."""
     started = time.perf_counter()
     _select(backend, threads=1)
-    from crowdskin.config import load_config
+    from crowdskin.config import load_config, packaged_config
     from crowdskin.train.runtime import configure
 
-    train_config = load_config(Path(__file__).resolve().parents[3] / "config" / "config.yaml")["train"]
+    train_config = load_config(packaged_config("config.yaml"))["train"]
     runtime = configure(backend=backend, threads=1, deterministic=train_config["deterministic"], seed=0)
     import keras
 
