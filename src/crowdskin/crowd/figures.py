@@ -49,7 +49,8 @@ def raincloud(targets: pd.DataFrame, images: pd.DataFrame, path: str | Path, *, 
                 jitter = position - 0.3 + rng.uniform(-0.08, 0.08, len(values))
                 ax.scatter(values, jitter, s=3, color=color, alpha=0.5, linewidths=0)
             ax.set_yticks([0, 1], [DIAGNOSIS_NAMES[0], DIAGNOSIS_NAMES[1]])
-            ax.set_title(f"{dataset} {source}: {feature} (n={len(panel)})", fontsize=9)
+            # two lines: a study's own feature names are longer than ENHANCE's and would run into the next panel
+            ax.set_title(f"{dataset} {source}: {feature}\n(n={len(panel)})", fontsize=9)
             ax.set_xlabel("standardised score", fontsize=8)
     if not row_keys:
         axes[0][0].text(0.5, 0.5, "no annotated lesion has a diagnosis", ha="center", va="center")
