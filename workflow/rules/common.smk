@@ -153,6 +153,13 @@ def raw_root(marker):
     return str(Path(marker).parent.parent)
 
 
+# What ingestion reads. A study's own folder and long tables, where none is configured, stay out of
+# the rule's params, so that runs of the ISIC/ENHANCE formats are not re-run for their defaults.
+INGEST_SETTINGS = {
+    key: value
+    for key, value in config["ingest"].items()
+    if key not in ("root", "annotations") or value
+}
 # A study's own folder (`ingest.root`): nothing fetches it, so its tables are the ingest rule's
 # inputs themselves (its images are found by listing folders, which the tables' change re-runs).
 INGEST_ROOT = config["ingest"]["root"]

@@ -14,7 +14,7 @@ rule ingest:
     log:
         f"{LOGS}/ingest.log",
     params:
-        ingest=config["ingest"],
+        ingest=INGEST_SETTINGS,
         url_lists=list(URL_LISTS),
         raw=lambda wildcards, input: raw_root(input.markers[0]) if input.markers else RAW,
     script:
