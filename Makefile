@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-faults test-dvc lint bench dag docs clean browser screenshots
+.PHONY: install run test test-deploy test-faults test-dvc lint bench dag docs clean browser screenshots
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -71,6 +71,11 @@ test: $(STAMP)
 # annotation and training, then --unlock and --rerun-incomplete; the warm worker's failure paths.
 test-faults: $(STAMP)
 	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_train_worker.py
+
+# Other entry points, run whole (about 2 min; `make test` skips them, CI runs them): the workflow
+# deployed as a Snakemake module in a scratch project, and the example study's generic inputs.
+test-deploy: $(STAMP)
+	CROWDSKIN_DEPLOY_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/test_module_deployment.py tests/test_example_study.py
 
 # DVC (about 8 min; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
 # git copy of the project, then a no-op repro, metrics, push and pull, a crowd setting's invalidation.

@@ -13,7 +13,7 @@ import yaml
 from crowdskin.config import load_config
 from crowdskin.example_study import FEATURE_NAMES, enhance_version, study_id, write_example_study
 from crowdskin.ingest import ingest_all
-from workflow_runner import REPO, snakemake
+from workflow_runner import REPO, deploy_test, snakemake
 
 EXAMPLE_CONFIG = REPO / "config" / "example-study.yaml"
 TEST_OVERLAY = REPO / ".test" / "example-study.yaml"
@@ -53,6 +53,7 @@ def test_the_example_study_ingests_to_the_synthetic_truth_under_its_own_names(tm
 
 
 @pytest.mark.slow
+@deploy_test
 def test_a_config_of_generic_inputs_alone_runs_to_the_report(tmp_path: Path) -> None:
     write_example_study(tmp_path / "resources/example-study", n_images=60)
     snakemake(tmp_path, "--configfile", str(EXAMPLE_CONFIG), str(TEST_OVERLAY))

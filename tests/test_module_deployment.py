@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_runner import REPO, SNAKEMAKE, snakemake
+from workflow_runner import REPO, SNAKEMAKE, deploy_test, snakemake
 
 pytestmark = [pytest.mark.slow]
 RUN = "deployed"
@@ -74,6 +74,7 @@ def test_the_module_plans_what_the_checkout_plans(project, tmp_path):
     assert planned == direct and planned["train_job"] >= 1 and planned["report_figures"] == 1
 
 
+@deploy_test
 def test_the_module_runs_to_its_end_in_the_project_and_reports(project):
     in_project(project)
     results = project / "results" / RUN

@@ -33,7 +33,8 @@ from crowdskin import config as c
 
 env, checkout, config_yaml = (Path(a).resolve() for a in sys.argv[1:4])
 assert Path(crowdskin.__file__).resolve().is_relative_to(env), crowdskin.__file__
-assert not any(Path(p or ".").resolve().is_relative_to(checkout) for p in sys.path), sys.path
+# (the dependencies' site-packages may lie inside the checkout, as its .venv does: only its sources count)
+assert not any(Path(p or ".").resolve() in (checkout, checkout / "src") for p in sys.path), sys.path
 for folder in (c.SCHEMA_DIR, c.CONFIG_DIR):
     assert folder.is_dir() and not folder.is_symlink() and folder.resolve().is_relative_to(env), folder
 

@@ -16,6 +16,12 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 fault_test = pytest.mark.skipif(not os.environ.get("CROWDSKIN_FAULT_TESTS"),
                                 reason="kills processes and whole runs (minutes): `make test-faults` runs it (CI does)")
 
+# Whole runs of other configs through other entry points (the workflow deployed as a module, the
+# example study's generic inputs), about 2 min together: `make test` skips them, `make test-deploy`
+# (and CI) runs them.
+deploy_test = pytest.mark.skipif(not os.environ.get("CROWDSKIN_DEPLOY_TESTS"),
+                                 reason="a whole run of another config (minutes): `make test-deploy` runs it (CI does)")
+
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`snakemake -s <repo>/Snakefile -d <workdir> <args>`; targets must come before --config/--configfile."""
