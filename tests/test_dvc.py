@@ -102,7 +102,10 @@ def project(tmp_path_factory) -> Path:
     ).stdout.split("\0")
     for name in filter(None, listed):
         source = REPO / name
-        if source.is_file():  # a file deleted in the working tree is still in the index
+        if source.is_symlink():  # the package's links to its schemas and configs, kept as links
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).symlink_to(os.readlink(source))
+        elif source.is_file():  # a file deleted in the working tree is still in the index
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, project / name)
     (project / ".venv").symlink_to(VENV)
