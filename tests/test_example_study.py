@@ -34,7 +34,7 @@ def test_the_example_study_ingests_to_the_synthetic_truth_under_its_own_names(tm
     assert result.quarantine.empty, result.quarantine.to_string()
 
     images = result.images.set_index("image_id")
-    expected = truth.assign(image_id=truth["image_id"].map(study_id)).set_index("image_id")
+    expected = truth.images.assign(image_id=truth.images["image_id"].map(study_id)).set_index("image_id")
     assert list(images.index) == list(expected.index)
     assert images["abnormal"].tolist() == expected["abnormal"].tolist()
     assert images["diagnosis"].tolist() == expected["abnormal"].map({1: "malignant", 0: "benign"}).tolist()
@@ -44,7 +44,7 @@ def test_the_example_study_ingests_to_the_synthetic_truth_under_its_own_names(tm
 
     key = ["image_id", "source", "feature", "annotator_group", "annotator"]
     got = result.annotations[[*key, "value"]].sort_values(key).reset_index(drop=True)
-    annotations = truth.attrs["annotations"]
+    annotations = truth.annotations
     want = (annotations.assign(image_id=annotations["image_id"].map(study_id),
                                feature=annotations["feature"].map(FEATURE_NAMES))
             [[*key, "value"]].sort_values(key).reset_index(drop=True))

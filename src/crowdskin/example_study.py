@@ -23,7 +23,7 @@ import pandas as pd
 
 from crowdskin import synthetic
 from crowdskin.config import section
-from crowdskin.ingest import ingest_all
+from crowdskin.ingest import IngestResult, ingest_all
 
 # The synthetic ABC features under the study's names.
 FEATURE_NAMES = {"asymmetry": "shape_irregularity", "border": "lobes", "color": "colour_count"}
@@ -45,24 +45,21 @@ _ENHANCE_INGEST = {
 }
 
 
-def enhance_version(root: str | Path, *, n_images: int, image_size: int, seed: int) -> pd.DataFrame:
-    """Write the synthetic data in ENHANCE's formats under `root`; returns its images table
-    with the annotations as `.attrs["annotations"]` (the study's known truth)."""
+def enhance_version(root: str | Path, *, n_images: int, image_size: int, seed: int) -> IngestResult:
+    """Write the synthetic data in ENHANCE's formats under `root`; returns what its readers ingest
+    (the study's known truth: its images and annotations tables)."""
     settings = synthetic.SyntheticSettings.from_config(
         section("synthetic", {"n_images": n_images, "image_size": image_size, "mturk": {"n_hits": 10}}), seed)
     synthetic.generate(root, settings)
-    result = ingest_all(section("ingest", _ENHANCE_INGEST), root)
-    images = result.images
-    images.attrs["annotations"] = result.annotations
-    return images
+    return ingest_all(section("ingest", _ENHANCE_INGEST), root)
 
 
 def write_example_study(root: str | Path, *, n_images: int = 200, image_size: int = 64, seed: int = 42) -> list[str]:
     """Write the example study under `root`; returns the files written, relative to it."""
     root = Path(root)
     with tempfile.TemporaryDirectory() as scratch:
-        images = enhance_version(scratch, n_images=n_images, image_size=image_size, seed=seed)
-        annotations = images.attrs["annotations"]
+        truth = enhance_version(scratch, n_images=n_images, image_size=image_size, seed=seed)
+        images, annotations = truth.images, truth.annotations
         rng = np.random.default_rng([seed, 0xE5A])
         # One to three lesions per patient, in the order of the lesions.
         patients: list[str] = []
