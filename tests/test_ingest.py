@@ -133,6 +133,20 @@ def test_mturk_choice_columns_are_found_per_file(raw):
     assert q.loc["B1", "reason"].startswith("no choice recorded: the export has no Answer column")
 
 
+def test_mturk_rows_without_a_proper_worker_or_seen_twice_are_quarantined(tmp_path):
+    _write(tmp_path / "mturk/Batch_3_batch_results.csv", MTURK_HEADER + "\n" + "".join(
+        f"H3,{assignment},{worker},{T},{T},61,100% (1/1),ISIC_1,1.0,ISIC_2,1,ISIC_3,0,A,,confident,\n"
+        for assignment, worker in (("C1", "A2B3C4"), ("C2", ""), ("C3", "a2b 3"), ("C1", "A2B3C4"))))
+    config = {"mturk": [{"dir": "mturk"}]}
+    result = ingest_all(config, tmp_path)
+    assert result.mturk_assignments[["assignment_id", "worker_id"]].values.tolist() == [["C1", "A2B3C4"]]
+    q = result.quarantine.set_index("row")
+    assert q.loc[2, "column"] == "WorkerId" and q.loc[2, "reason"].startswith("blank WorkerId")
+    assert q.loc[3, "raw_value"] == "a2b 3" and q.loc[3, "reason"].startswith("malformed WorkerId")
+    assert q.loc[4, "column"] == "AssignmentId" and q.loc[4, "reason"] == "duplicate assignment"
+    assert_ingest_balances(config, tmp_path, result)
+
+
 def test_mturk_parsers():
     assert parse_mturk_time(T) == pd.Timestamp("2021-11-22 11:52:32", tz="UTC")
     assert parse_mturk_time("Wed Jul 14 10:00:00 PDT 2021") == pd.Timestamp("2021-07-14 17:00:00", tz="UTC")

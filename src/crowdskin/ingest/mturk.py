@@ -25,6 +25,8 @@ REQUIRED = ["HITId", "AssignmentId", "WorkerId", "AcceptTime", "SubmitTime", "Wo
 TZ_OFFSETS = {"PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
               "UTC": 0, "GMT": 0}
 _APPROVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s*\((\d+)/(\d+)\)\s*$")
+# MTurk worker ids are upper-case letters and digits (A1B2C3D4E5F6G7 in the real exports).
+WORKER_ID = re.compile(r"[A-Z0-9]+")
 
 
 def parse_mturk_time(raw: str) -> pd.Timestamp:
@@ -113,6 +115,14 @@ def ingest_mturk(entries: list[dict], raw_root: Path, quarantine: Quarantine, co
                 if assignment in seen:
                     reject("AssignmentId", assignment, "duplicate assignment")
                     continue
+                worker = fields["WorkerId"]
+                if not worker:
+                    # kept, every anonymous answer would pass the filters as one "worker"
+                    reject("WorkerId", "", "blank WorkerId: the answer cannot be told from another worker's")
+                    continue
+                if not WORKER_ID.fullmatch(worker):
+                    reject("WorkerId", worker, "malformed WorkerId: MTurk's are upper-case letters and digits")
+                    continue
                 try:
                     accept = parse_mturk_time(fields["AcceptTime"])
                 except ValueError as error:
@@ -148,7 +158,7 @@ def ingest_mturk(entries: list[dict], raw_root: Path, quarantine: Quarantine, co
                 seen.add(assignment)
                 rows.append({
                     "batch": batch, "hit_id": fields["HITId"], "assignment_id": assignment,
-                    "worker_id": fields["WorkerId"],
+                    "worker_id": worker,
                     "anchor_id": fields["Input.image1_title"], "anchor_label": labels["anchor"],
                     "candidate_a_id": fields["Input.image2_title"], "candidate_a_label": labels["candidate_a"],
                     "candidate_b_id": fields["Input.image3_title"], "candidate_b_label": labels["candidate_b"],
