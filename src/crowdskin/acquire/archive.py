@@ -2,7 +2,8 @@
 
 Refuses entries that would land outside the destination (`../`, absolute paths, links), caps the
 total decompressed size while streaming (headers can lie), and caps image sizes in pixels, so a
-hostile or broken archive cannot fill the disk or exhaust memory downstream.
+hostile or broken archive cannot fill the disk or exhaust memory downstream; every image is
+decoded in full before it is kept.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from PIL import Image
-
 from crowdskin.acquire.manifest import Member
+from crowdskin.pixels import ImageRefusedError, decode_check
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 _CHUNK = 1 << 20
@@ -78,18 +78,15 @@ def _write_stream(src: IO[bytes], dest: Path, budget: _Budget, entry: str) -> No
 
 
 def check_image_pixels(path: Path, max_pixels: int, archive: str | Path = "") -> None:
+    """Decode an image file in full before it is accepted (header and pixels, within the cap);
+    one that is empty, not an image, truncated or too large is deleted and refused, naming it."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return
     try:
-        with Image.open(path) as img:  # reads the header only
-            width, height = img.size
-    except Exception:  # noqa: BLE001 - unreadable images are the ingest's business, not a safety issue
-        return
-    if width * height > max_pixels:
+        decode_check(path, max_pixels)
+    except ImageRefusedError as error:
         path.unlink(missing_ok=True)
-        raise UnsafeArchiveError(
-            f"{archive}: {path.name} is {width}x{height} = {width * height} pixels, over the cap of {max_pixels}"
-        )
+        raise UnsafeArchiveError(f"{archive}: {error}") from None
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -30,6 +31,10 @@ _CHUNK = 1 << 20
 
 class DownloadError(RuntimeError):
     """A download failed for good (after retries, or with a permanent HTTP error)."""
+
+
+class RefusedURLError(DownloadError):
+    """A URL (or a redirect's target) whose scheme is not allowed: refused before it is opened."""
 
 
 class ChecksumError(RuntimeError):
@@ -55,6 +60,38 @@ class DownloadSettings:
     timeout_s: float
     max_bytes: int
     max_image_pixels: int
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+
+
+def check_scheme(url: str, allowed: Iterable[str], what: str = "URL") -> None:
+    """RefusedURLError unless the URL's scheme is in `allowed` (as curl's --proto): a list from a
+    stranger must not read local files (file://) or reach other protocols."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    allowed = tuple(s.lower() for s in allowed)
+    if scheme not in allowed:
+        raise RefusedURLError(f"{what} {url!r}: scheme {scheme!r} is not allowed (allowed: {', '.join(allowed)})")
+
+
+class _SchemeCheckingRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects itself; this refuses one to a scheme outside the allow-list before
+    it is followed, as a final answer rather than an error worth retrying."""
+
+    def __init__(self, url: str, allowed: tuple[str, ...]) -> None:
+        self.url, self.allowed = url, allowed
+
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
+        # urllib rejects a redirect to file:// itself, but as an HTTPError with the 3xx code,
+        # which reads as transient; the target is checked here first.
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            try:
+                check_scheme(urllib.parse.urljoin(req.full_url, location), self.allowed, f"{self.url}: redirect to")
+            except RefusedURLError:
+                fp.close()
+                raise
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def download(
@@ -69,8 +106,12 @@ def download(
 
     Resumable: bytes already in `<dest>.part` are kept and the rest asked for with an HTTP Range
     request. Transient failures (connection errors, 5xx, 408, 429) are retried with exponential
-    back-off; the file appears under its final name only when complete and verified.
+    back-off; the file appears under its final name only when complete and verified. A URL, or a
+    redirect, whose scheme is not in `settings.allowed_schemes` is refused (RefusedURLError) and
+    never retried.
     """
+    check_scheme(url, settings.allowed_schemes)
+    opener = urllib.request.build_opener(_SchemeCheckingRedirects(url, tuple(settings.allowed_schemes)))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -82,7 +123,7 @@ def download(
         headers = {"User-Agent": "crowdskin", **({"Range": f"bytes={have}-"} if have else {})}
         try:
             request = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(request, timeout=settings.timeout_s) as resp:
+            with opener.open(request, timeout=settings.timeout_s) as resp:
                 resumed = have and resp.status == 206
                 expected = resp.headers.get("Content-Length")
                 received = 0

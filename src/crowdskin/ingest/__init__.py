@@ -39,7 +39,7 @@ def _url_list_images(names: list[str], raw_root: Path, quarantine: Quarantine, c
             fields = {c: record[i] if i < len(record) else "" for c, i in at.items()}
             if fields["status"] != "ok":
                 quarantine.add("images", path, number, "url", fields.get("url"),
-                               f"download failed: {fields['reason']}", fields["image_id"])
+                               f"not fetched ({fields['status']}): {fields['reason']}", fields["image_id"])
                 continue
             label = fields["label"].strip()
             abnormal = int(float(label)) if label in ("0", "1", "0.0", "1.0") else None
