@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import assert_ingest_balances
 from crowdskin.ingest import MalformedFileError, ingest_all
@@ -29,7 +30,8 @@ def raw(tmp_path: Path) -> Path:
     (tmp_path / "isic/masks").mkdir()
     (tmp_path / "isic/masks/ISIC_1_segmentation.png").write_bytes(b"")
     (tmp_path / "thumbs").mkdir()
-    (tmp_path / "thumbs/ISIC_2.jpg").write_bytes(b"")
+    # a real image: ingest decodes every image it registers
+    Image.new("RGB", (4, 4), (120, 80, 60)).save(tmp_path / "thumbs/ISIC_2.jpg")
     _write(tmp_path / "crowd/asymmetry.csv", "ID,i,ii,iii\nISIC_1,0,1,2\nISIC_2,1,,x\nISIC_9,1,1,1\n")
     _write(tmp_path / "crowd/asymmetry_ph2.csv", "ID,i,ii,iii\nIMD002,2,1,1\n")
     _write(tmp_path / "student/2017-2018/data_types.csv",

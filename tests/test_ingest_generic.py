@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import assert_ingest_balances
 from crowdskin.config import ConfigError, section
@@ -42,6 +43,8 @@ def study(tmp_path: Path) -> Path:
                  "photos/notes.txt", "masks/x/L1_mask.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
+    for name in ("photos/P1/L1.JPG", "photos/P1/deeper/L2.jpeg"):  # real images: ingest decodes them
+        Image.new("RGB", (4, 4), (120, 80, 60)).save(tmp_path / name, format="JPEG")
     _write(tmp_path / "scores.csv",
            "lesion,rater,kind,cohort,feature,value\n"
            "L1,r1,student,class_a,pigment_network,2\n"     # 1 kept
@@ -212,3 +215,33 @@ def test_the_real_sample_in_the_generic_formats_ingests_as_through_its_own_reade
                                   known[columns].sort_values(key).reset_index(drop=True))
     assert len(result.annotations) > 10_000
     assert_ingest_balances(generic, tmp_path, result)
+
+
+def test_a_lesion_whose_image_does_not_decode_is_quarantined_by_file(tmp_path: Path) -> None:
+    """Empty, HTML saved as .jpg, truncated: each lesion quarantined with its image file named, and
+    its annotations refused with it (it never reaches the folds)."""
+    import numpy as np
+
+    _write(tmp_path / "labels.csv", "lesion,finding,patient\nG1,benign,P1\nE2,benign,P2\nH3,malignant,P3\n"
+                                    "T4,malignant,P4\nN5,benign,P5\n")
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(tmp_path / "photos/G1.png")
+    (tmp_path / "photos/E2.jpg").write_bytes(b"")
+    (tmp_path / "photos/H3.jpg").write_bytes(b"<!doctype html><title>Error 500</title>")
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.jpg", quality=90)
+    whole = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "photos/T4.jpg").write_bytes(whole[: len(whole) // 2])
+    _write(tmp_path / "scores.csv", "lesion,rater,kind,cohort,feature,value\n"
+                                    "G1,r1,student,a,pigment_network,1\nT4,r1,student,a,pigment_network,1\n")
+    config, result = _ingest(tmp_path)
+    assert result.images.image_id.tolist() == ["G1", "N5"]  # N5 has no image file at all: kept, as before
+    reasons = _reasons(result, "images", tmp_path / "labels.csv")
+    assert sorted(reasons) == [2, 3, 4]
+    for row, (name, why) in {2: ("E2.jpg", "empty file"), 3: ("H3.jpg", "not a decodable image"),
+                             4: ("T4.jpg", "cannot decode its pixels")}.items():
+        column, reason = reasons[row]
+        assert column == "lesion" and reason.startswith("image cannot be decoded") and name in reason and why in reason
+    annotation_reasons = _reasons(result, "annotations", tmp_path / "scores.csv")
+    assert list(annotation_reasons) == [2] and "unknown" in annotation_reasons[2][1]
+    assert_ingest_balances(config, tmp_path, result)

@@ -52,8 +52,9 @@ def test_unreadable_images_get_row_minus_one_and_a_reason(mixed):
     assert index["row"].tolist() == [0, -1, -1, 1, 2]
     missing, corrupt = root / "b.png", root / "c.jpg"
     assert index["reason"].tolist()[1:3] == [
-        f"cannot read image {missing}: [Errno 2] No such file or directory: '{missing}'",
-        f"cannot read image {corrupt}: cannot identify image file '{corrupt}'",
+        f"cannot read image {missing}: cannot read (No such file or directory)",
+        f"cannot read image {corrupt}: not a decodable image "
+        f"(UnidentifiedImageError: cannot identify image file '{corrupt}')",
     ]
     assert index["reason"].isna().tolist() == [True, False, False, True, True]
 
@@ -85,7 +86,8 @@ def test_truncated_file_is_reported_not_crashing(tmp_path):
     array, index = build_image_cache(images, 32, root=tmp_path)
     assert array.shape == (1, 32, 32, 3)
     assert index["row"].tolist() == [0, -1]
-    assert index["reason"].iloc[1].startswith(f"cannot read image {tmp_path / 'half.jpg'}: image file is truncated")
+    assert index["reason"].iloc[1].startswith(
+        f"cannot read image {tmp_path / 'half.jpg'}: cannot decode its pixels (OSError: image file is truncated")
     # The JPEG is decoded at reduced scale (draft) and stays the same colour within JPEG error.
     assert np.abs(array[0].astype(int) - (200, 30, 90)).max() <= 3
 

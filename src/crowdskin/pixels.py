@@ -39,7 +39,11 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     DECODABLE_FORMATS, or over the pixel cap."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        empty = path.stat().st_size == 0
+    except OSError as error:
+        raise ImageRefusedError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        if empty:
             raise ImageRefusedError(f"{path}: empty file (0 bytes)")
         image = Image.open(path, formats=DECODABLE_FORMATS)
     except ImageRefusedError:

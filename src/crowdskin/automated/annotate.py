@@ -23,7 +23,7 @@ from crowdskin.tables import ANNOTATIONS, AUTOMATED
 from .asymmetry import asymmetry
 from .border import border
 from .color import COLOR_NAMES, color
-from .preprocessing import BadInputError, find_lesion, read_mask, read_rgb, resize_mask
+from .preprocessing import BadInputError, find_lesion, mask_on_image, read_mask, read_rgb, resize_mask
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def annotate_image(image_id: str, dataset: str, image_path: Path | None, mask_pa
     elif mask is not None and lesion is not None:
         try:
             rgb = read_rgb(image_path, notes)
-            image_mask = resize_mask(mask, rgb.shape[:2], notes)
+            image_mask = resize_mask(mask_on_image(mask, image_path, notes), rgb.shape[:2], notes)
             c = color(rgb, image_mask, variant=settings.variant, n_segments=settings.n_segments,
                        max_pixels=settings.color_max_pixels, distance_threshold=settings.color_distance,
                        share_threshold=settings.color_share)

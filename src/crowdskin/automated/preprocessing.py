@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import pyspng
 
+from crowdskin.pixels import ImageRefusedError, exif_orientation, mask_follows_image, orient
+
 # A decoded image larger than this is refused rather than risking a worker's memory budget (1 GB).
 MAX_PIXELS = 60_000_000
 
@@ -124,21 +126,42 @@ def read_mask(path: str | Path, notes: list[str]) -> np.ndarray:
 
 
 def read_rgb(path: str | Path, notes: list[str]) -> np.ndarray:
-    """RGB uint8 image; grey is replicated, alpha dropped, 16 bits rescaled (each noted)."""
+    """RGB uint8 image, upright (EXIF orientation applied); grey is replicated, alpha dropped,
+    16 bits rescaled (each noted)."""
     array = to_uint8(read_array(path), notes)
+    try:
+        orientation, _ = exif_orientation(path)
+    except ImageRefusedError as error:
+        raise BadInputError(str(error)) from None
     if array.ndim == 2:
         notes.append("grayscale image replicated to RGB")
-        return np.repeat(array[:, :, None], 3, axis=2)
-    channels = array.shape[2]
-    if channels == 4:
+        rgb = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.shape[2] == 4:
         notes.append("alpha channel dropped")
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
-    if channels == 3:
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    if channels == 1:
+        rgb = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+    elif array.shape[2] == 3:
+        rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    elif array.shape[2] == 1:
         notes.append("grayscale image replicated to RGB")
-        return np.repeat(array, 3, axis=2)
-    raise BadInputError(f"{path}: unsupported channel count {channels}")
+        rgb = np.repeat(array, 3, axis=2)
+    else:
+        raise BadInputError(f"{path}: unsupported channel count {array.shape[2]}")
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+        rgb = np.ascontiguousarray(orient(rgb, orientation))
+    return rgb
+
+
+def mask_on_image(mask: np.ndarray, image_path: str | Path, notes: list[str]) -> np.ndarray:
+    """The mask turned with its image's EXIF orientation when it has the image's stored size
+    (crowdskin.pixels.mask_follows_image)."""
+    try:
+        turned = mask_follows_image(mask, image_path)
+    except ImageRefusedError as error:
+        raise BadInputError(str(error)) from None
+    if turned is not mask:
+        notes.append("mask turned with its image's EXIF orientation")
+    return turned
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int], notes: list[str]) -> np.ndarray:

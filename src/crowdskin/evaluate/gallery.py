@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from crowdskin.evaluate.scores import REFERENCE
+from crowdskin.pixels import read_rgb8
 from crowdskin.train.kinds import registered_kinds
 
 WRONG, RIGHT = "wrong", "right"
@@ -222,17 +223,16 @@ def load_thumbnail(path: str | Path, size: int, *, mask: bool = False) -> np.nda
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    with Image.open(path) as image:
-        if mask:
-            # ISIC masks are 0/255, some are saved 0/1: any non-zero pixel is lesion.
-            grey = image.convert("L").point(lambda v: 255 if v > 0 else MASK_BACKGROUND)
-            grey.thumbnail((size, size), Image.Resampling.BOX)
-            return _letterbox(grey, size, PAD_GREY)
+    if not mask:
         # JPEG DCT scaling: a 4000 px photograph decodes at a fraction of the cost of a full decode.
-        image.draft("RGB", (size, size))
-        rgb = image.convert("RGB")
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return _letterbox(rgb, size, (PAD_GREY,) * 3)
+        rgb = Image.fromarray(read_rgb8(path, draft_size=(size, size)))
+        rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        return _letterbox(rgb, size, (PAD_GREY,) * 3)
+    with Image.open(path) as image:
+        # ISIC masks are 0/255, some are saved 0/1: any non-zero pixel is lesion.
+        grey = image.convert("L").point(lambda v: 255 if v > 0 else MASK_BACKGROUND)
+    grey.thumbnail((size, size), Image.Resampling.BOX)
+    return _letterbox(grey, size, PAD_GREY)
 
 
 def try_thumbnail(path: Any, size: int, *, mask: bool = False) -> tuple[np.ndarray | None, str]:

@@ -12,6 +12,7 @@ from crowdskin import tables
 from crowdskin.ingest.annotations import ingest_crowd, ingest_student
 from crowdskin.ingest.common import Counts, MalformedFileError, Quarantine, read_records, require_columns
 from crowdskin.ingest.generic import ingest_annotation_tables
+from crowdskin.ingest.image_files import refuse_undecodable_images
 from crowdskin.ingest.images import ingest_diagnosis, ph2_expert_annotations
 from crowdskin.ingest.mturk import ingest_mturk
 
@@ -46,7 +47,8 @@ def _url_list_images(names: list[str], raw_root: Path, quarantine: Quarantine, c
             rows.append({"image_id": fields["image_id"], "dataset": f"url:{name}",
                          "image_path": str(raw_root / fields["file"]), "mask_path": None, "melanoma": None,
                          "seborrheic_keratosis": None, "diagnosis": label or None, "abnormal": abnormal,
-                         "group_id": None, "origin_file": str(path)})
+                         "group_id": None, "origin_file": str(path), "origin_row": number,
+                         "origin_column": "file"})
             kept += 1
         counts.add(path, "images", "records", len(records), kept, len(records) - kept)
     return pd.DataFrame(rows)
@@ -62,6 +64,7 @@ def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: l
              _url_list_images(list(url_lists), raw_root, quarantine, counts)]
     non_empty = [p for p in parts if len(p)]
     images = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
+    images, undecodable = refuse_undecodable_images(images, quarantine, counts)
     known: dict[str, str] = dict(zip(images.get("image_id", []), images.get("dataset", []), strict=True))
     registered: list[dict[str, object]] = []
     register_datasets = {e["dataset"] for e in ingest_config.get("crowd", []) if e.get("register_unknown")}
@@ -70,6 +73,8 @@ def ingest_all(ingest_config: dict[str, Any], raw_root: str | Path, url_lists: l
     def lookup(image_id: str, dataset: str, origin: str) -> str | None:
         if image_id in known:
             return known[image_id]
+        if image_id in undecodable:  # refused, not registered again as a lesion without an image
+            return None
         if dataset in register_datasets:
             known[image_id] = dataset
             registered.append({"image_id": image_id, "dataset": dataset, "origin_file": origin})

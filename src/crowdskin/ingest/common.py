@@ -58,6 +58,16 @@ class Counts:
         self.rows.append({"origin_file": str(origin_file), "table": table, "unit": unit,
                           "n_in": n_in, "n_kept": n_kept, "n_quarantined": n_quarantined})
 
+    def requarantine(self, origin_file: str | Path, table: str) -> None:
+        """One unit of `origin_file` counted as kept turned out unusable after all (its image does
+        not decode): moved to quarantined."""
+        for row in self.rows:
+            if row["origin_file"] == str(origin_file) and row["table"] == table and row["n_kept"] > 0:
+                row["n_kept"] -= 1
+                row["n_quarantined"] += 1
+                return
+        raise AssertionError(f"{origin_file}: no kept {table} unit to quarantine")
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["origin_file", "table", "unit", "n_in", "n_kept", "n_quarantined"])
 

@@ -146,6 +146,8 @@ def ingest_generic_diagnosis(
             "image_id": image_id, "dataset": entry["dataset"], "image_path": image, "mask_path": mask,
             "melanoma": None, "seborrheic_keratosis": None, "diagnosis": fields["label"],
             "abnormal": int(label in positive), "group_id": group or None, "origin_file": str(path),
+            "origin_row": number,
+            "origin_column": columns["image_path"] if fields.get("image_path") else columns["image_id"],
         })
     counts.add(path, "images", "records", len(records), len(rows), len(records) - len(rows))
     return rows

@@ -156,7 +156,8 @@ def ingest_diagnosis(
         masks = _index_folder(mask_dir) if mask_dir else {}
         image_dirs = [(raw_root / d, _index_folder(raw_root / d)) for d in entry.get("images", [])]
         n_in = n_kept = 0
-        for number, image_id, parsed in _diagnosis_rows(path, entry.get("format", "isic2017")):
+        fmt = entry.get("format", "isic2017")
+        for number, image_id, parsed in _diagnosis_rows(path, fmt):
             n_in += 1
             if isinstance(parsed, tuple):
                 column, raw, reason = parsed
@@ -178,6 +179,8 @@ def ingest_diagnosis(
                 "mask_path": str(mask_dir / mask) if mask else None,
                 "melanoma": mel, "seborrheic_keratosis": sk, "diagnosis": parsed["diagnosis"],
                 "abnormal": int(bool(mel) or bool(sk)), "group_id": parsed["group_id"], "origin_file": str(path),
+                # where the image came from, for its quarantine row should it not decode
+                "origin_row": number, "origin_column": "image_name" if fmt == "isic2020" else "image_id",
             })
             n_kept += 1
         counts.add(path, "images", "records", n_in, n_kept, n_in - n_kept)

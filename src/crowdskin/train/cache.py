@@ -14,16 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+from crowdskin.pixels import ImageRefusedError, read_rgb8
 
 
 def load_resized(path: str | Path, size: int) -> np.ndarray:
-    """RGB uint8 image of `size` x `size` (the study squashes to a square too, no padding)."""
-    with Image.open(path) as image:
-        # JPEG DCT scaling: decoding a 4000 px photo at 1/8 scale costs a fraction of a full decode,
-        # and it never goes below the requested size, so quality after INTER_AREA is unchanged.
-        image.draft("RGB", (size, size))
-        rgb = np.asarray(image.convert("RGB"))
+    """RGB uint8 image of `size` x `size` (the study squashes to a square too, no padding), upright
+    and 16 bits scaled as every reader sees it (crowdskin.pixels)."""
+    # JPEG DCT scaling: decoding a 4000 px photo at 1/8 scale costs a fraction of a full decode,
+    # and it never goes below the requested size, so quality after INTER_AREA is unchanged.
+    rgb = read_rgb8(path, draft_size=(size, size))
     interpolation = cv2.INTER_AREA if min(rgb.shape[:2]) >= size else cv2.INTER_CUBIC
     return cv2.resize(rgb, (size, size), interpolation=interpolation)
 
@@ -41,6 +41,8 @@ def build_image_cache(
     def read(path: Path) -> np.ndarray | str:
         try:
             return load_resized(path, size)
+        except ImageRefusedError as error:  # its message names the file
+            return f"cannot read image {error}"
         except (OSError, ValueError, cv2.error) as error:
             return f"cannot read image {path}: {error}"
 
