@@ -128,3 +128,17 @@ def test_truncated_image_is_refused_by_name(tmp_path):
     _, index = build_image_cache(
         __import__("pandas").DataFrame({"image_id": ["cut"], "image_path": [str(cut)]}), 32)
     assert index.row.tolist() == [-1] and "cut.jpg" in index.reason[0]
+
+
+def test_explain_gallery_outline_lies_on_the_upright_image(tmp_path):
+    from crowdskin.explain.gallery import image_box, mask_outline, upright_size
+
+    image, mask = _phone_photo(tmp_path)
+    assert upright_size(image) == (32, 64)
+    box = image_box(*upright_size(image), 64)
+    outline = mask_outline(mask, box, 64, image_path=image)
+    left, top, width, height = box
+    lesion = outline[top:top + height, left:left + width] > 0.5
+    # stored top-left 16 x 16 of 64 x 32 -> upright top quarter, right half
+    assert lesion[: height // 4 - 1, width // 2 + 1:].mean() > 0.9
+    assert lesion[:, : width // 2 - 1].mean() == 0 and lesion[height // 4 + 1:].mean() == 0

@@ -53,6 +53,7 @@ from crowdskin.evaluate.gallery import (
 )
 from crowdskin.evaluate.scores import REFERENCE
 from crowdskin.explain.candidates import Candidate
+from crowdskin.pixels import exif_orientation, mask_follows_image
 
 NO_VALUE = "–"
 ABNORMAL = 1
@@ -204,12 +205,21 @@ def image_box(width: int, height: int, size: int) -> Box:
     return ((size - w) // 2, (size - h) // 2, w, h)
 
 
-def mask_outline(path: Any, box: Box, size: int) -> np.ndarray:
+def upright_size(path: Any) -> tuple[int, int]:
+    """(width, height) of the image as shown: EXIF orientations 5-8 swap the stored sides."""
+    orientation, (width, height) = exif_orientation(path)
+    return (height, width) if orientation >= 5 else (width, height)
+
+
+def mask_outline(path: Any, box: Box, size: int, *, image_path: Any = None) -> np.ndarray:
     """The lesion mask (any non-zero pixel) stretched onto the image's `box` of a `size` px
     thumbnail, as each pixel's share of lesion (0 on the letterbox): its 0.5 contour is the
-    outline. The mask is stretched as the image cache stretches it, so it lies on the image."""
+    outline. The mask is stretched as the image cache stretches it, so it lies on the image; with
+    `image_path`, it is first turned with its image (crowdskin.pixels.mask_follows_image)."""
     with Image.open(str(path)) as mask:
         lesion = (np.asarray(mask.convert("L")) > 0).astype(np.float32)
+    if image_path is not None:
+        lesion = mask_follows_image(lesion, image_path)
     left, top, w, h = box
     canvas = np.zeros((size, size), dtype=np.float32)
     canvas[top:top + h, left:left + w] = cv2.resize(lesion, (w, h), interpolation=cv2.INTER_AREA)
@@ -342,13 +352,12 @@ def backbone_explanations(backbone: str, candidates: Sequence[Candidate], auc_su
             # the maps still show, on a blank square standing for the image
             base, box = np.full((tile, tile, 3), PAD_GREY, dtype=np.uint8), (0, 0, tile, tile)
         else:
-            with Image.open(str(image_path)) as opened:
-                base, box = image, image_box(*opened.size, tile)
+            base, box = image, image_box(*upright_size(str(image_path)), tile)
         mask_path = None if entry is None else entry.get("mask_path")
         outline, mask_note = None, "no mask"
         if isinstance(mask_path, str) and mask_path:
             try:
-                outline, mask_note = mask_outline(mask_path, box, tile), ""
+                outline, mask_note = mask_outline(mask_path, box, tile, image_path=image_path), ""
             except (OSError, ValueError, cv2.error) as error:
                 mask_note = f"mask unreadable: {type(error).__name__}"
         area = _number(_relevance_row(relevance[shown[0].model], fold, image_id), "lesion_area")
