@@ -127,3 +127,11 @@ def test_too_few_synthetic_lesions_for_the_folds_are_refused_before_any_job(valu
 def test_shipped_configs_pass_the_start_up_checks(repo, layers):
     paths = [repo / name if name.startswith(".test") else repo / "config" / name for name in layers]
     assert load_config(*paths, overrides={"mirror": None})["split"]["min_positives_per_fold"] >= 1
+
+
+def test_one_section_is_validated_on_its_own_without_the_run_checks():
+    """A section read outside a run (the example study's generator) is not refused for the folds of
+    a run it is not part of."""
+    from crowdskin.config import section
+
+    assert section("synthetic", {"enabled": True, "n_images": 8})["n_images"] == 8

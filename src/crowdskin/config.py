@@ -242,14 +242,15 @@ def _passes(check: Any, value: int) -> bool:
 
 def validate_config(
     config: Mapping[str, Any], *, source: str = "config", layers: Sequence[ConfigLayer] = (),
-    schema_dir: Path = SCHEMA_DIR,
+    run_checks: bool = True, schema_dir: Path = SCHEMA_DIR,
 ) -> dict[str, Any]:
     """Return a validated copy of `config` with defaults filled in.
 
     Raises ConfigError naming each offending key, and where `layers` (the sources merged into
     `config`, in merge order) are given, the one that set it; `source` names them all. Refused: an
     unknown key, a wrong type (with the spelling YAML reads as a number, where it read one as text),
-    a path that does not exist, a reserved run_name, and synthetic data too small for its folds.
+    a path that does not exist, and where `run_checks` (the config of a whole run) a reserved
+    run_name and synthetic data too small for its folds.
     """
     registry = _registry(schema_dir)
     schema = registry.contents(MAIN_SCHEMA)
@@ -257,7 +258,7 @@ def validate_config(
     instance = copy.deepcopy(dict(config))
     validator = validator_class(schema, registry=registry, format_checker=_format_checker)
     problems = [problem for error in validator.iter_errors(instance) for problem in _schema_problems(error)]
-    if not problems:
+    if not problems and run_checks:
         problems = _run_problems(instance, layers)
     if problems:
         lines = [f"{source}: invalid configuration"]
@@ -274,7 +275,7 @@ def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any
     The schemas are the only home of defaults; package code and tests that need a section's
     settings outside a workflow run get them here rather than writing defaults of their own.
     """
-    return validate_config({name: dict(values or {})}, source=f"{name} section")[name]
+    return validate_config({name: dict(values or {})}, source=f"{name} section", run_checks=False)[name]
 
 
 def packaged_config(name: str) -> Path:
