@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +87,40 @@ def test_folds_are_stable_and_seed_dependent():
 def test_one_class_is_a_clear_error():
     with pytest.raises(SplitError, match="both classes"):
         make_folds(_lesions(20, 0), scheme="kfold", n_folds=5, seed=0)
+
+
+@pytest.mark.parametrize(("scheme", "n_folds", "minimum", "needed"), [
+    ("kfold", 5, 1, "7 positives"),   # 1: the least an AUC needs; 7: the inner split's 5 beside a test fold
+    ("kfold", 2, 3, "10 positives"),
+    ("repeated_holdout", 2, 1, "8 positives"),  # each draw tests 1/8 whatever n_folds
+])
+def test_too_few_positives_for_the_test_folds_names_the_counts_and_the_settings(scheme, n_folds, minimum, needed):
+    with pytest.raises(SplitError) as caught:
+        make_folds(_lesions(12, 4), scheme=scheme, n_folds=n_folds, seed=0, min_positives_per_fold=minimum)
+    message = str(caught.value)
+    assert "12 lesions (4 positive, 8 negative)" in message and needed in message
+    assert f"lower split.min_positives_per_fold (now {minimum})" in message and "split.n_folds" in message
+
+
+def test_too_few_lesions_for_the_inner_validation_split_says_so():
+    """Each fold's test set has its 2 positives (the minimum is met), but the remaining 2 positives
+    cannot give each of the inner split's 5 parts one: scikit-learn's "n_splits=5" error before."""
+    with pytest.raises(SplitError) as caught:
+        make_folds(_lesions(10, 4), scheme="kfold", n_folds=2, seed=0, min_positives_per_fold=2)
+    message = str(caught.value)
+    assert "inner validation split" in message and "5 parts" in message
+    assert "10 lesions (4 positive, 6 negative)" in message and "2 folds" in message
+
+
+def test_a_test_fold_that_groups_leave_short_of_positives_is_refused():
+    """The counts allow 2 folds of 5 positives, but a patient's 14 positive lesions stay in one test
+    fold, so the other gets at most the 4 others."""
+    ids = [f"L{i:04d}" for i in range(58)]
+    abnormal = [1] * 18 + [0] * 40
+    group = ["P-big"] * 14 + [pd.NA] * 44
+    lesions = pd.DataFrame({"image_id": ids, "abnormal": abnormal, "group_id": group})
+    with pytest.raises(SplitError) as caught:
+        make_folds(lesions, scheme="kfold", n_folds=2, seed=0, min_positives_per_fold=5)
+    message = str(caught.value)
+    assert re.search(r"fold \d's test set has [0-4] positive", message)
+    assert "group_id" in message and "split.min_positives_per_fold (5)" in message

@@ -386,3 +386,15 @@ def test_marker_survives_the_training_cache(tmp_path):
         assert _purple(small).sum() >= inside.sum()
         clean = load_resized(tmp_path / f"truth/shortcut/clean/{row.image_id}.png", 32)
         assert not _purple(clean).any(), row.image_id
+
+
+@pytest.mark.parametrize("abnormal_fraction", [0.0, 0.1, 0.35, 0.5, 0.77, 1.0])
+def test_the_abnormal_count_is_known_from_the_settings_before_any_draw(abnormal_fraction):
+    """The start-up check of the folds counts the positives from the settings: the count must be
+    the generator's for every size and seed."""
+    from crowdskin.synthetic import _lesion_truth, abnormal_count
+
+    for n in (8, 9, 12, 37, 60, 101, 500):
+        for seed in (0, 1):
+            drawn = int(_lesion_truth(np.random.default_rng(seed), n, abnormal_fraction)["abnormal"].sum())
+            assert abnormal_count(n, abnormal_fraction, seed) == drawn, (n, seed)

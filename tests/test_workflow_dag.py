@@ -35,6 +35,37 @@ def test_unknown_config_key_stops_the_run(tmp_path):
     assert "n_imgs" in result.stdout + result.stderr
 
 
+def _line(message: str, key: str) -> str:
+    return next((line for line in message.splitlines() if f"at '{key}'" in line), f"<no line for {key}>")
+
+
+def test_a_bad_value_is_named_with_the_config_file_or_command_line_that_set_it(tmp_path):
+    """Snakemake merges the default config, each --configfile and --config before the workflow
+    validates: the message names the one that set each bad value, with YAML's spelling of a number."""
+    (tmp_path / "first.yaml").write_text("train: {learning_rate: 1e-3}\n")
+    (tmp_path / "second.yaml").write_text("seed: 3\nsynthetic: {n_imgs: 4}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", "first.yaml", "second.yaml",
+                       "--config", "explain={'enabeld': 'true'}", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "(set in first.yaml)" in _line(message, "train.learning_rate")
+    assert "write 1.0e-3" in _line(message, "train.learning_rate")
+    assert "(set in second.yaml)" in _line(message, "synthetic.n_imgs")
+    assert "(set in --config on the command line)" in _line(message, "explain.enabeld")
+
+
+def test_a_reserved_run_name_or_too_few_synthetic_lesions_stop_the_run_at_start_up(tmp_path):
+    reserved = snakemake(tmp_path, "-n", "--config", "run_name=mlflow", check=False)
+    line = _line(reserved.stdout + reserved.stderr, "run_name")
+    assert reserved.returncode != 0 and "'mlflow' is reserved" in line and "results/mlflow/" in line
+    (tmp_path / "small.yaml").write_text("synthetic: {n_images: 12}\n")
+    small = snakemake(tmp_path, "-n", "--configfile", "small.yaml", check=False)
+    line = _line(small.stdout + small.stderr, "synthetic.n_images")
+    assert small.returncode != 0 and "(set in small.yaml)" in line
+    assert "12 lesions (4 positive, 8 negative) cannot make 5 folds" in line
+    assert "split.min_positives_per_fold" in line and "synthetic.n_images: 70 or more" in line
+
+
 def test_paper_dry_run_lists_the_full_grid_with_gpu_resources(tmp_path, repo):
     """3 backbones x 5 folds x 13 tasks, each asking for a GPU, before any data exists."""
     result = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"))

@@ -201,12 +201,26 @@ def _draw_colors(rng: np.random.Generator, n_colors: int, abnormal: bool) -> lis
     return sorted(rng.choice(light, min(n_colors, len(light)), replace=False).tolist())
 
 
-def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) -> pd.DataFrame:
+def _lesion_properties(rng: np.random.Generator, n: int, abnormal_fraction: float) -> dict[str, np.ndarray]:
+    """The first draws of the generator's stream: each lesion's shape, colour count and diagnosis."""
     asymmetry = rng.integers(0, 3, n)
     lobes = np.where(asymmetry == 0, rng.choice([0, 2, 4, 6], n), rng.choice([0, 3, 4, 5, 6, 7], n))
     n_colors = rng.integers(1, 5, n)
     risk = asymmetry / 2 + n_colors / 4 + lobes / 8 + rng.normal(0, 0.35, n)
     abnormal = (risk >= np.quantile(risk, 1 - abnormal_fraction)).astype(int)
+    return {"asymmetry": asymmetry, "lobes": lobes, "n_colors": n_colors, "abnormal": abnormal}
+
+
+def abnormal_count(n_images: int, abnormal_fraction: float, seed: int) -> int:
+    """How many of the lesions `generate` draws are abnormal: known before any file is written, for
+    the checks that need the counts at start-up (the lesion at the quantile's edge depends on the
+    draw, so it is drawn, not computed from the fraction)."""
+    return int(_lesion_properties(np.random.default_rng(seed), n_images, abnormal_fraction)["abnormal"].sum())
+
+
+def _lesion_truth(rng: np.random.Generator, n: int, abnormal_fraction: float) -> pd.DataFrame:
+    drawn = _lesion_properties(rng, n, abnormal_fraction)
+    asymmetry, lobes, n_colors, abnormal = drawn["asymmetry"], drawn["lobes"], drawn["n_colors"], drawn["abnormal"]
     colors = [_draw_colors(rng, k, bool(label)) for k, label in zip(n_colors, abnormal, strict=True)]
     melanoma = abnormal * (rng.random(n) < 0.6)
     return pd.DataFrame({

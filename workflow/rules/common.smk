@@ -8,6 +8,7 @@
 import re
 from pathlib import Path
 
+from snakemake.common.configfile import load_configfile
 from snakemake.sourcecache import LocalSourceFile
 
 from crowdskin.acquire.fetch import mirror_files
@@ -30,9 +31,37 @@ from crowdskin.train.settings import check_settings, job_settings, split_seed
 from crowdskin.train.tasks import input_size, task_grid
 from crowdskin.train.kinds.disagreement import SPREAD_SUFFIX
 
+
+def _shown(path):
+    """A config file as the user named it: relative where it is under the working directory."""
+    path = Path(path).absolute()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _config_layers():
+    """The sources Snakemake merged into `config`, in its order (later ones win): the files of
+    `configfile:` directives, each --configfile, then --config. Read with Snakemake's own loader, so
+    each value is what Snakemake made of it."""
+    given = [Path(p).absolute() for p in workflow.config_settings.configfiles]
+    directives = [p for p in map(Path, workflow.configfiles) if p.absolute() not in given]
+    layers = []
+    for path in directives + given:
+        try:
+            layers.append((_shown(path), load_configfile(path)))
+        except (OSError, WorkflowError):
+            continue  # a file Snakemake read but this cannot: its values go unattributed
+    if workflow.config_settings.config:
+        layers.append(("--config on the command line", dict(workflow.config_settings.config)))
+    return layers
+
+
 try:
     config.update(
-        validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+        validate_config(
+            config,
+            source=", ".join(map(str, workflow.configfiles)) or "config",
+            layers=_config_layers(),
+        )
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None

@@ -20,6 +20,8 @@ rule split_folds:
     params:
         scheme=config["split"]["scheme"],
         n_folds=config["split"]["n_folds"],
+        # Decides whether the folds are accepted: a raised minimum must re-check them.
+        min_positives_per_fold=config["split"]["min_positives_per_fold"],
         seed=split_seed(config),
     script:
         script_path("split_folds.py")

@@ -8,7 +8,8 @@ log = to_rule_log(snakemake)
 params = snakemake.params
 images = pd.read_parquet(snakemake.input.images)
 lesions, skipped = trainable_lesions(images)
-folds = make_folds(lesions, scheme=params.scheme, n_folds=params.n_folds, seed=params.seed)
+folds = make_folds(lesions, scheme=params.scheme, n_folds=params.n_folds, seed=params.seed,
+                   min_positives_per_fold=params.min_positives_per_fold)
 folds.to_parquet(snakemake.output.folds, index=False)
 skipped.to_csv(snakemake.output.skipped, index=False)
 log.info("%d of %d lesions trainable; skipped by reason: %s", len(lesions), len(images),

@@ -22,6 +22,12 @@ import pandas as pd
 
 SCHEMES = ("kfold", "repeated_holdout")
 FOLD_COLUMNS = ["image_id", "fold", "split", "split_hash"]
+# repeated_holdout tests one part of HOLDOUT_PARTS in each draw; every fold's other lesions are
+# divided into INNER_PARTS, one of them validation.
+HOLDOUT_PARTS = 8
+INNER_PARTS = 5
+# Where a refusal points the user; the config keys that set what make_folds is given.
+MINIMUM_SETTING = "split.min_positives_per_fold"
 
 
 class SplitError(ValueError):
@@ -75,12 +81,94 @@ def _one_part(
     return splitter_g.split(np.zeros(len(labels)), labels, groups)
 
 
+def _counted(n_lesions: int, n_positives: int) -> str:
+    return f"{n_lesions} lesions ({n_positives} positive, {n_lesions - n_positives} negative)"
+
+
+def _least_count(test_parts: int, per_test_part: int) -> int:
+    """The fewest lesions of a class that give each of `test_parts` test parts `per_test_part` and
+    leave the inner validation split one in each of its parts, beside the largest test part."""
+    count = per_test_part * test_parts
+    while count - -(-count // test_parts) < INNER_PARTS:
+        count += 1
+    return count
+
+
+def _fold_count_problem(
+    n_lesions: int, n_positives: int, *, scheme: str, n_folds: int, min_positives_per_fold: int
+) -> tuple[str, bool] | None:
+    """What is wrong, and whether the minimum of positives per test fold is what it falls short of."""
+    n_negatives = n_lesions - n_positives
+    test_parts = n_folds if scheme == "kfold" else HOLDOUT_PARTS
+    if n_positives < min_positives_per_fold * test_parts or n_negatives < test_parts:
+        if scheme == "kfold":
+            return (f"cannot make {n_folds} folds (split.n_folds) with {min_positives_per_fold} or more "
+                    f"positives ({MINIMUM_SETTING}) and a negative in each test fold"), True
+        return (f"cannot make {n_folds} repeated_holdout draws (split.n_folds), each testing 1/{HOLDOUT_PARTS} "
+                f"of the lesions, with {min_positives_per_fold} or more positives ({MINIMUM_SETTING}) and a "
+                "negative in each test set"), True
+    # The fold with the largest test part leaves the fewest for the inner split.
+    rest_positives = n_positives - -(-n_positives // test_parts)
+    rest_negatives = n_negatives - -(-n_negatives // test_parts)
+    if min(rest_positives, rest_negatives) < INNER_PARTS:
+        return (f"in {n_folds} folds leave as few as {rest_positives} positive and {rest_negatives} negative "
+                f"lesions beside a fold's test set, which the inner validation split divides into "
+                f"{INNER_PARTS} parts, one of them validation: it needs {INNER_PARTS} or more of each class"), False
+    return None
+
+
+def check_fold_counts(
+    n_lesions: int, n_positives: int, *, scheme: str, n_folds: int, min_positives_per_fold: int
+) -> None:
+    """Raise SplitError, with the counts and what to change, where `n_lesions` lesions of which
+    `n_positives` are positive cannot give every test fold `min_positives_per_fold` positives (and a
+    negative), or the inner validation split a lesion of each class in each of its parts.
+
+    Counts alone decide it for lesions without groups; make_folds checks the folds drawn as well.
+    """
+    found = _fold_count_problem(n_lesions, n_positives, scheme=scheme, n_folds=n_folds,
+                                min_positives_per_fold=min_positives_per_fold)
+    if found is None:
+        return
+    problem, short_of_minimum = found
+    test_parts = n_folds if scheme == "kfold" else HOLDOUT_PARTS
+    change = [f"add lesions (this needs {_least_count(test_parts, min_positives_per_fold)} positives and "
+              f"{_least_count(test_parts, 1)} negatives)"]
+    if short_of_minimum:
+        change.append(f"lower {MINIMUM_SETTING} (now {min_positives_per_fold})")
+    fewer = [k for k in range(2, n_folds if scheme == "kfold" else n_lesions) if _fold_count_problem(
+        n_lesions, n_positives, scheme="kfold", n_folds=k, min_positives_per_fold=min_positives_per_fold) is None]
+    if fewer:
+        fix = f"split.n_folds: {max(fewer)} or fewer"
+        change.insert(0, f"set {fix}" if scheme == "kfold" else f"set split.scheme: kfold with {fix}")
+    raise SplitError(f"{_counted(n_lesions, n_positives)} {problem}: {'; or '.join(change)}")
+
+
+def _check_test_positives(
+    labels: np.ndarray, draws: list[tuple[int, np.ndarray, np.ndarray]], groups: np.ndarray, minimum: int
+) -> None:
+    """Grouped lesions (group_id) stay together, so folds drawn from counts that suffice can still
+    fall short."""
+    for k, _, test in draws:
+        positives = int(labels[test].sum())
+        if positives < minimum or positives == len(test):
+            grouped = len(np.unique(groups)) < len(groups)
+            why = (" (lesions of one group_id stay in one fold, so the folds are uneven)" if grouped else "")
+            raise SplitError(
+                f"fold {k}'s test set has {positives} positives among its {len(test)} lesions: fewer than "
+                f"{MINIMUM_SETTING} ({minimum}), or no negative{why}; lower split.n_folds or "
+                f"{MINIMUM_SETTING}, or add lesions"
+            )
+
+
 def make_folds(
-    lesions: pd.DataFrame, *, scheme: str, n_folds: int, seed: int
+    lesions: pd.DataFrame, *, scheme: str, n_folds: int, seed: int, min_positives_per_fold: int = 1
 ) -> pd.DataFrame:
     """Long table image_id, fold, split (`train`/`val`/`test`), split_hash: one row per lesion and fold.
 
-    `lesions` is the trainable table of `trainable_lesions` (image_id, abnormal, group_id).
+    `lesions` is the trainable table of `trainable_lesions` (image_id, abnormal, group_id). Raises
+    SplitError where a test fold would hold fewer than `min_positives_per_fold` positives (1: the
+    least a test AUC needs) or the inner validation split too few of a class; see check_fold_counts.
     """
     if scheme not in SCHEMES:
         raise SplitError(f"unknown split scheme {scheme!r}; expected one of {SCHEMES}")
@@ -93,6 +181,8 @@ def make_folds(
     counts = np.bincount(labels, minlength=2)
     if (counts == 0).any():
         raise SplitError(f"need both classes to stratify; abnormal counts are {counts.tolist()}")
+    check_fold_counts(len(labels), int(counts[1]), scheme=scheme, n_folds=n_folds,
+                      min_positives_per_fold=min_positives_per_fold)
     ids = lesions["image_id"].to_numpy()
     groups = _groups(lesions)
     rows = []
@@ -104,9 +194,17 @@ def make_folds(
         for k in range(n_folds):
             rest, test = next(iter(_one_part(labels, groups, 8, seed + k)))
             draws.append((k, rest, test))
+    _check_test_positives(labels, draws, groups, min_positives_per_fold)
     for k, rest, test in draws:
+        rest_counts = np.bincount(labels[rest], minlength=2)
+        if rest_counts.min() < INNER_PARTS:
+            raise SplitError(
+                f"fold {k} leaves {rest_counts[1]} positive and {rest_counts[0]} negative lesions beside "
+                f"its test set: the inner validation split divides those into {INNER_PARTS} parts and "
+                "needs at least that many of each class; add lesions, or lower split.n_folds"
+            )
         inner_train, inner_val = next(
-            iter(_one_part(labels[rest], groups[rest], 5, seed + 1000 + k))
+            iter(_one_part(labels[rest], groups[rest], INNER_PARTS, seed + 1000 + k))
         )
         split = np.empty(len(ids), dtype=object)
         split[test] = "test"
