@@ -343,6 +343,7 @@ def train_job_inputs(wildcards):
         "folds": rules.split_folds.output.folds,
         "cache_array": f"{TRAIN}/cache/images_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/images_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/images_{size}px.manifest.json",
         "experiment": rules.train_mlflow_init.output[0],
     }
     for table in sorted(kind.reads):
@@ -417,6 +418,7 @@ def clean_reference_inputs(wildcards):
         "images": f"{DATA}/images_clean.parquet",
         "cache_array": f"{TRAIN}/cache/clean_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/clean_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/clean_{size}px.manifest.json",
     }
 
 
@@ -606,6 +608,7 @@ def explain_inputs(wildcards, root=TRAIN, task=None, cache="images"):
         "images": f"{DATA}/images.parquet",
         "cache_array": f"{TRAIN}/cache/{cache}_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/{cache}_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/{cache}_{size}px.manifest.json",
     }
     if SHORTCUT:
         inputs["shortcut"] = SHORTCUT_TRUTH
