@@ -458,20 +458,25 @@ def ensemble_outputs(backbones):
 
 
 def ensemble_layout(wildcards):
-    """Each output of one ensemble job -> the member predictions it averages."""
+    """Each output of one ensemble job -> its fold and the member predictions it averages."""
     ensemble = ENSEMBLE_PLAN[wildcards.ensemble]
     return {
-        ensemble_predictions(ensemble.name, backbone, fold): [
-            train_predictions(task, member_backbone, fold)
-            for task, member_backbone in ensemble.member_jobs(backbone, TRAIN_BACKBONES)
-        ]
+        ensemble_predictions(ensemble.name, backbone, fold): {
+            "fold": fold,
+            "members": [
+                train_predictions(task, member_backbone, fold)
+                for task, member_backbone in ensemble.member_jobs(backbone, TRAIN_BACKBONES)
+            ],
+        }
         for backbone in ensemble.backbones
         for fold in TRAIN_FOLDS
     }
 
 
 def ensemble_members(wildcards):
-    return sorted({path for paths in ensemble_layout(wildcards).values() for path in paths})
+    return sorted(
+        {path for layout in ensemble_layout(wildcards).values() for path in layout["members"]}
+    )
 
 
 def _scored_predictions():
