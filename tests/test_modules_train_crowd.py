@@ -191,10 +191,12 @@ def test_a_leftover_temporary_array_is_removed_by_the_next_build(mixed, tmp_path
     out = tmp_path / "cache"
     out.mkdir()
     (out / "c16.npy.tmp.npy").write_bytes(b"half an array")
+    (out / "c16.parquet.tmp").write_bytes(b"half an index")
     with caplog.at_level(logging.WARNING, logger="crowdskin.train.cache"):
         array_path, _ = _written(mixed, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["c16.manifest.json", "c16.npy", "c16.parquet"]
     assert f"removing {out / 'c16.npy.tmp.npy'}, left by an interrupted cache build" in caplog.text
+    assert f"removing {out / 'c16.parquet.tmp'}, left by an interrupted cache build" in caplog.text
 
 
 def test_a_cache_too_big_for_the_disk_is_refused_before_writing(mixed, tmp_path, monkeypatch):

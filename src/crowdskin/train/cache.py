@@ -133,35 +133,36 @@ def write_cache(array: np.ndarray, index: pd.DataFrame, array_path: str | Path, 
     """
     array_path, index_path = Path(array_path), Path(index_path)
     manifest = manifest_path(array_path)
-    tmp = _temp_path(array_path)
-    if tmp.exists():
-        log.warning("removing %s, left by an interrupted cache build", tmp)
-        tmp.unlink()
+    tmp, tmp_index = _temp_path(array_path), index_path.with_name(index_path.name + ".tmp")
+    tmp_manifest = manifest.with_name(manifest.name + ".tmp")
+    for leftover in (tmp, tmp_index, tmp_manifest):
+        if leftover.exists():
+            log.warning("removing %s, left by an interrupted cache build", leftover)
+            leftover.unlink()
     manifest.unlink(missing_ok=True)  # until the new one is written, the old files are not a cache
     check_space(array_path.parent, array.nbytes)
+    known = {str(k): (None if pd.isna(v) else int(v)) for k, v in ({} if labels is None else labels).items()}
+    ids = index["image_id"].astype(str).tolist()
     try:
         np.save(tmp, array)
         os.replace(tmp, array_path)
+        index.to_parquet(tmp_index, index=False)
+        os.replace(tmp_index, index_path)
+        payload = {
+            "array": {"file": array_path.name, "bytes": array_path.stat().st_size, "shape": list(array.shape),
+                      "dtype": str(array.dtype), "row_sha256": _row_digests(array)},
+            "index": {"file": index_path.name},
+            "rows": dict(zip(ids, (int(r) for r in index["row"]), strict=True)),
+            "labels": {i: known.get(i) for i in ids},
+        }
+        tmp_manifest.write_text(json.dumps(payload))
+        os.replace(tmp_manifest, manifest)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
+        for partial in (tmp, tmp_index, tmp_manifest):
+            partial.unlink(missing_ok=True)
         if error.errno == errno.ENOSPC:
             raise CacheSpaceError(_no_space(array_path.parent, array.nbytes, None)) from error
         raise
-    tmp_index = index_path.with_name(index_path.name + ".tmp")
-    index.to_parquet(tmp_index, index=False)
-    os.replace(tmp_index, index_path)
-    known = {str(k): (None if pd.isna(v) else int(v)) for k, v in ({} if labels is None else labels).items()}
-    ids = index["image_id"].astype(str).tolist()
-    payload = {
-        "array": {"file": array_path.name, "bytes": array_path.stat().st_size, "shape": list(array.shape),
-                  "dtype": str(array.dtype), "row_sha256": _row_digests(array)},
-        "index": {"file": index_path.name},
-        "rows": dict(zip(ids, (int(r) for r in index["row"]), strict=True)),
-        "labels": {i: known.get(i) for i in ids},
-    }
-    tmp_manifest = manifest.with_name(manifest.name + ".tmp")
-    tmp_manifest.write_text(json.dumps(payload))
-    os.replace(tmp_manifest, manifest)
 
 
 def _few(ids: list[str], limit: int = 5) -> str:
