@@ -296,3 +296,89 @@ def test_comparison_pairs_without_a_baseline():
     assert comparison_pairs([("random", "vgg16")]) == []
     assert comparison_pairs([("baseline", "vgg16"), ("random", "vgg16"), ("random", "all")]) == [
         ("random", "baseline", "vgg16")]
+
+
+# --- predictions against their folds -----------------------------------------------------------------
+
+
+def _folds_of(n: int = 30, n_folds: int = 1) -> pd.DataFrame:
+    from crowdskin.train.splits import make_folds
+
+    lesions = pd.DataFrame({"image_id": [f"L{i:02d}" for i in range(n * 5)], "abnormal": [i % 2 for i in range(n * 5)],
+                            "group_id": pd.NA})
+    return make_folds(lesions, scheme="kfold", n_folds=5, seed=0)
+
+
+def test_predictions_must_hold_each_test_lesion_of_their_fold_once_and_no_other():
+    from crowdskin.evaluate.coverage import PredictionsError, check_test_predictions, fold_test_lesions
+
+    folds = _folds_of()
+    expected = fold_test_lesions(folds, 0)
+    ids = sorted(expected)
+    assert len(ids) == 30
+    whole = predictions(ids, np.linspace(0, 1, 30), [i % 2 for i in range(30)])
+    check_test_predictions(whole, expected, source="p.parquet", fold=0, folds_source="folds.parquet")
+    with pytest.raises(PredictionsError, match=r"p.parquet: the test predictions of fold 0 are not the 30 test lesions "
+                                               r"of that fold in folds.parquet: missing 10 lesion\(s\) 'L\d+', .* "
+                                               r"\(\+5 more\)$"):
+        check_test_predictions(whole.iloc[10:], expected, source="p.parquet", fold=0, folds_source="folds.parquet")
+    other = sorted(fold_test_lesions(folds, 1))[0]
+    changed = pd.concat([whole, whole.iloc[[3]], predictions([other], [0.5], [1], extra_val=False)])
+    with pytest.raises(PredictionsError, match=rf"not in the fold's test split: 1 lesion\(s\) '{other}'; predicted "
+                                               rf"more than once: 1 lesion\(s\) '{ids[3]}'"):
+        check_test_predictions(changed, expected, source="p.parquet", fold=0, folds_source="folds.parquet")
+
+
+def test_an_ensemble_member_missing_test_lesions_of_its_fold_is_refused():
+    from crowdskin.evaluate.coverage import PredictionsError, fold_test_lesions
+    from crowdskin.evaluate.ensemble import FoldTests
+
+    folds = _folds_of()
+    ids = sorted(fold_test_lesions(folds, 2))
+    member = predictions(ids, np.linspace(0, 1, 30), [i % 2 for i in range(30)], fold=2)
+    tests = FoldTests(2, set(ids), "splits/folds.parquet")
+    assert len(average_predictions({"a": member, "b": member}, fold_tests=tests)) == 30
+    # Both members lost the same rows: they agree with each other, not with the fold.
+    with pytest.raises(PredictionsError, match=rf"e/fold2: a: the test predictions of fold 2 .* in "
+                                               rf"splits/folds.parquet: missing 1 lesion\(s\) '{ids[0]}'"):
+        average_predictions({"a": member.iloc[1:], "b": member.iloc[1:]}, where="e/fold2", fold_tests=tests)
+
+
+def test_the_scores_rule_refuses_a_predictions_file_missing_test_lesions(tmp_path):
+    """The rule as Snakemake runs it: a predictions file that lost 10 of its fold's 30 test rows."""
+    import logging
+    import runpy
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from crowdskin.evaluate.coverage import PredictionsError
+
+    folds = _folds_of()
+    folds.to_parquet(tmp_path / "folds.parquet")
+    paths, index = [], []
+    for fold in range(5):
+        ids = sorted(folds.loc[(folds["fold"] == fold) & (folds["split"] == "test"), "image_id"])
+        frame = predictions(ids, np.linspace(0, 1, len(ids)), [int(i[1:]) % 2 for i in ids], fold=fold)
+        if fold == 3:
+            frame = frame.iloc[10:]
+        paths.append(str(tmp_path / f"fold{fold}.parquet"))
+        frame.to_parquet(paths[-1])
+        index.append({"model": "baseline", "kind": "baseline", "source": "", "backbone": "smallcnn", "fold": fold})
+    outputs = {name: str(tmp_path / f"{name}.out") for name in ("auc_folds", "auc_summary", "auc_table", "auc_table_md",
+                                                                  "comparisons", "roc", "heads", "metrics")}
+    rule = SimpleNamespace(
+        input=SimpleNamespace(predictions=paths, folds=str(tmp_path / "folds.parquet")),
+        output=SimpleNamespace(**outputs), log=[str(tmp_path / "scores.log")], rule="scores",
+        params=SimpleNamespace(index=index, backbones=["smallcnn"], scheme="kfold", seed=0, extra_comparisons=[],
+                               bootstrap={"resamples": 10, "confidence": 0.95, "seed": None}))
+    script = Path(__file__).resolve().parents[1] / "workflow/scripts/evaluate_scores.py"
+    stderr = sys.stderr
+    try:
+        with pytest.raises(PredictionsError, match=rf"{paths[3]}: the test predictions of fold 3 are not the 30 test "
+                                                   r"lesions of that fold in .*folds.parquet: missing 10 lesion\(s\)"):
+            runpy.run_path(str(script), init_globals={"snakemake": rule})
+    finally:
+        sys.stderr = stderr
+        logging.getLogger().handlers.clear()
+    assert not any(Path(path).exists() for path in outputs.values())

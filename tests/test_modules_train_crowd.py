@@ -18,7 +18,15 @@ from PIL import Image
 from crowdskin.crowd.io import read_annotations
 from crowdskin.tables import ANNOTATIONS
 from crowdskin.train import runtime
-from crowdskin.train.cache import build_image_cache, load_resized, read_cache, write_cache
+from crowdskin.train.cache import (
+    CacheError,
+    CacheSpaceError,
+    build_image_cache,
+    load_resized,
+    manifest_path,
+    read_cache,
+    write_cache,
+)
 
 # --- train/cache.py -----------------------------------------------------------------------------
 
@@ -125,12 +133,133 @@ def test_written_cache_reads_back(mixed, tmp_path):
     array, index = build_image_cache(images, 16, root=root)
     out = tmp_path / "cache"
     write_cache(array, index, out / "c16.npy", out / "c16.parquet")
-    assert sorted(p.name for p in out.iterdir()) == ["c16.npy", "c16.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["c16.manifest.json", "c16.npy", "c16.parquet"]
     back, back_index = read_cache(out / "c16.npy", out / "c16.parquet")
     assert isinstance(back, np.memmap)
     np.testing.assert_array_equal(back, array)
     pd.testing.assert_frame_equal(back_index, index)
     assert back_index["row"].dtype == np.int64 and back_index["reason"].dtype == "string"
+
+
+def _written(mixed, tmp_path: Path) -> tuple[Path, Path]:
+    images, root = mixed
+    array, index = build_image_cache(images, 16, root=root)
+    out = tmp_path / "cache"
+    write_cache(array, index, out / "c16.npy", out / "c16.parquet", labels={"A": 1, "B": 0, "C": 0, "D": 0, "E": 1})
+    return out / "c16.npy", out / "c16.parquet"
+
+
+def test_a_truncated_cache_is_refused_naming_the_file_the_lesions_and_the_fix(mixed, tmp_path):
+    array_path, index_path = _written(mixed, tmp_path)
+    whole = array_path.read_bytes()
+    array_path.write_bytes(whole[:-10])  # into the last row, lesion E's
+    with pytest.raises(CacheError, match=rf"cache {array_path} is {len(whole) - 10} bytes, its manifest .*c16"
+                                         r".manifest.json says \d+ \(truncated or replaced: the images of lesion\(s\) "
+                                         r"'E' lie past its end\): .*--forcerun train_cache"):
+        read_cache(array_path, index_path)
+
+
+def test_a_cache_whose_pixels_changed_is_refused_naming_the_lesion(mixed, tmp_path):
+    array_path, index_path = _written(mixed, tmp_path)
+    pixels = np.load(array_path, mmap_mode="r+")
+    pixels[1, 0, 0, 0] ^= 1  # row 1 is lesion D (B and C are unreadable)
+    pixels.flush()
+    del pixels
+    with pytest.raises(CacheError, match=rf"cache {array_path}: the image of lesion\(s\) 'D' differs"):
+        read_cache(array_path, index_path)
+
+
+def test_a_label_that_differs_from_the_images_table_is_refused_naming_the_lesion(mixed, tmp_path):
+    array_path, index_path = _written(mixed, tmp_path)
+    read_cache(array_path, index_path, labels=pd.Series({"A": 1, "D": 0, "E": 1, "Z": 0}))
+    with pytest.raises(CacheError, match=rf"cache {array_path} was built with label 0 for lesion 'D', the images "
+                                         r"table now says 1 \(1 lesion\(s\) differ"):
+        read_cache(array_path, index_path, labels=pd.Series({"A": 1, "D": 1, "E": 1}))
+
+
+def test_an_edited_index_or_a_missing_manifest_is_refused(mixed, tmp_path):
+    array_path, index_path = _written(mixed, tmp_path)
+    index = pd.read_parquet(index_path)
+    index.loc[index["image_id"] == "A", "row"], index.loc[index["image_id"] == "E", "row"] = 2, 0
+    index.to_parquet(index_path)
+    with pytest.raises(CacheError, match=rf"cache index {index_path} gives lesion 'A' row 2, its manifest .* row 0"):
+        read_cache(array_path, index_path)
+    manifest_path(array_path).unlink()
+    with pytest.raises(CacheError, match=rf"cache {array_path} has no manifest .*--forcerun train_cache"):
+        read_cache(array_path, index_path)
+
+
+def test_a_leftover_temporary_array_is_removed_by_the_next_build(mixed, tmp_path, caplog):
+    out = tmp_path / "cache"
+    out.mkdir()
+    (out / "c16.npy.tmp.npy").write_bytes(b"half an array")
+    (out / "c16.parquet.tmp").write_bytes(b"half an index")
+    with caplog.at_level(logging.WARNING, logger="crowdskin.train.cache"):
+        array_path, _ = _written(mixed, tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["c16.manifest.json", "c16.npy", "c16.parquet"]
+    assert f"removing {out / 'c16.npy.tmp.npy'}, left by an interrupted cache build" in caplog.text
+    assert f"removing {out / 'c16.parquet.tmp'}, left by an interrupted cache build" in caplog.text
+
+
+def test_a_cache_too_big_for_the_disk_is_refused_before_writing(mixed, tmp_path, monkeypatch):
+    from crowdskin.train import cache
+
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**19))
+    images, root = mixed
+    array, index = build_image_cache(images, 16, root=root)
+    out = tmp_path / "cache"
+    with pytest.raises(CacheSpaceError, match=rf"no room for the image cache in {out}: it needs 0.0 MiB "
+                                              r"\(2304 bytes\) \(\+1 MiB margin\), 0.5 MiB \(524288 bytes\) free"):
+        write_cache(array, index, out / "c16.npy", out / "c16.parquet")
+    assert list(out.iterdir()) == []
+
+
+def test_a_disk_that_fills_while_writing_leaves_no_partial_cache(mixed, tmp_path, monkeypatch):
+    import errno
+
+    from crowdskin.train import cache
+
+    def save_half_then_fill(path, array):
+        Path(path).write_bytes(array.tobytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache.np, "save", save_half_then_fill)
+    images, root = mixed
+    array, index = build_image_cache(images, 16, root=root)
+    out = tmp_path / "cache"
+    with pytest.raises(CacheSpaceError, match=rf"no room for the image cache in {out}: .* the disk filled up"):
+        write_cache(array, index, out / "c16.npy", out / "c16.parquet")
+    assert list(out.iterdir()) == []
+
+
+def test_the_cache_rule_logs_a_full_disk_with_the_space_it_needs(mixed, tmp_path, monkeypatch):
+    import runpy
+
+    from crowdskin.train import cache
+
+    images, root = mixed
+    images.assign(abnormal=[1, 0, 0, 0, 1], image_path=[str(root / p) for p in images["image_path"]]).to_parquet(
+        tmp_path / "images.parquet")
+    pd.DataFrame({"image_id": ["A", "D", "E"], "fold": 0, "split": ["train", "val", "test"],
+                  "split_hash": "x"}).to_parquet(tmp_path / "folds.parquet")
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**19))
+    out = tmp_path / "cache"
+    rule = SimpleNamespace(
+        input=SimpleNamespace(images=str(tmp_path / "images.parquet"), folds=str(tmp_path / "folds.parquet")),
+        output=SimpleNamespace(array=str(out / "images_16px.npy"), index=str(out / "images_16px.parquet")),
+        log=[str(tmp_path / "cache.log")], wildcards=SimpleNamespace(size="16"), threads=1, rule="train_cache")
+    script = Path(__file__).resolve().parents[1] / "workflow/scripts/train_cache.py"
+    stderr = sys.stderr
+    try:
+        with pytest.raises(CacheSpaceError):
+            runpy.run_path(str(script), init_globals={"snakemake": rule})
+    finally:
+        sys.stderr = stderr
+        logging.getLogger().handlers.clear()
+    logged = (tmp_path / "cache.log").read_text()
+    assert f"ERROR no room for the image cache in {out}: it needs 0.0 MiB (2304 bytes) (+1 MiB margin), " in logged
+    assert "0.5 MiB (524288 bytes) free" in logged
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 # --- crowd/io.py --------------------------------------------------------------------------------

@@ -124,3 +124,49 @@ def test_a_test_fold_that_groups_leave_short_of_positives_is_refused():
     message = str(caught.value)
     assert re.search(r"fold \d's test set has [0-4] positive", message)
     assert "group_id" in message and "split.min_positives_per_fold (5)" in message
+
+
+# --- folds as a reader finds them ------------------------------------------------------------------
+
+
+def test_a_lesion_in_train_and_test_of_one_fold_is_refused_naming_file_lesion_and_fold():
+    from crowdskin.train.splits import validate_folds
+
+    folds = make_folds(_lesions(50, 15), scheme="kfold", n_folds=5, seed=1)
+    validate_folds(folds, source="splits/folds.parquet", scheme="kfold")
+    tested = folds.loc[(folds["fold"] == 2) & (folds["split"] == "test"), "image_id"].iloc[0]
+    leaked = pd.concat([folds, pd.DataFrame({"image_id": [tested], "fold": [2], "split": ["train"],
+                                             "split_hash": [folds["split_hash"].iloc[0]]})])
+    with pytest.raises(SplitError, match=rf"splits/folds.parquet: lesion '{tested}' is in fold 2 more than once "
+                                         r"\(splits \['test', 'train'\]\)"):
+        validate_folds(leaked, source="splits/folds.parquet")
+
+
+def test_kfold_folds_test_each_lesion_exactly_once_or_are_refused():
+    from crowdskin.train.splits import validate_folds
+
+    folds = make_folds(_lesions(50, 15), scheme="kfold", n_folds=5, seed=1)
+    lesion = folds.loc[(folds["fold"] == 0) & (folds["split"] == "test"), "image_id"].iloc[0]
+    twice = folds.copy()
+    twice.loc[(twice["fold"] == 3) & (twice["image_id"] == lesion), "split"] = "test"
+    with pytest.raises(SplitError, match=rf"f.parquet: lesion '{lesion}' is in the test split of folds \[0, 3\]"):
+        validate_folds(twice, source="f.parquet", scheme="kfold")
+    validate_folds(twice, source="f.parquet", scheme="repeated_holdout")  # test sets may overlap there
+    never = folds.copy()
+    never.loc[(never["fold"] == 0) & (never["image_id"] == lesion), "split"] = "train"
+    with pytest.raises(SplitError, match=rf"f.parquet: lesion '{lesion}' \(in fold 0\) is in no fold's test split"):
+        validate_folds(never, source="f.parquet", scheme="kfold")
+    odd = folds.copy()
+    odd.loc[0, "split"] = "holdout"
+    with pytest.raises(SplitError, match=r"f.parquet: lesion .* has split 'holdout'"):
+        validate_folds(odd, source="f.parquet")
+
+
+def test_split_hash_is_recomputable_from_the_assignment_alone():
+    from crowdskin.train.splits import split_hash
+
+    folds = make_folds(_lesions(50, 15), scheme="kfold", n_folds=5, seed=1)
+    assert split_hash(folds) == folds["split_hash"].iloc[0]
+    edited = folds.copy()
+    edited.loc[0, "split"] = "val" if edited.loc[0, "split"] == "train" else "train"
+    assert split_hash(edited) != folds["split_hash"].iloc[0]

@@ -323,3 +323,86 @@ def test_a_checkpoint_survives_any_change_of_execution_settings(tmp_path):
     assert fingerprint(other_rate, examples) != fingerprint(spec, examples)
     assert fingerprint(replace(spec, data_version="v2"), examples) != fingerprint(spec, examples)
     assert fingerprint(spec, examples.assign(label=[1.0, 1.0])) != fingerprint(spec, examples)
+
+
+# --- what a job reads: folds and cache, checked -------------------------------------------------------
+
+
+def _job_request(tmp_path, folds: pd.DataFrame | None = None) -> dict:
+    from crowdskin.train.cache import write_cache
+
+    n = 30
+    images = pd.DataFrame({"image_id": [f"J{i:03d}" for i in range(n)], "dataset": "test", "image_path": "x.png",
+                           "abnormal": pd.array([i % 3 == 0 for i in range(n)], dtype="Int8"), "group_id": pd.NA})
+    images.to_parquet(tmp_path / "images.parquet")
+    if folds is None:
+        folds = make_folds(images.assign(abnormal=images["abnormal"].astype(int)), scheme="kfold", n_folds=5, seed=0)
+    folds.to_parquet(tmp_path / "folds.parquet")
+    index = pd.DataFrame({"image_id": images["image_id"], "row": np.arange(n),
+                          "reason": pd.array([None] * n, dtype="string")})
+    write_cache(np.zeros((n, 8, 8, 3), np.uint8), index, tmp_path / "cache.npy", tmp_path / "cache.parquet",
+                labels=images.set_index("image_id")["abnormal"])
+    train = section("train", {"weights": "none", "backbones": ["smallcnn"]})
+    inputs = {"images": "images.parquet", "folds": "folds.parquet", "cache_array": "cache.npy",
+              "cache_index": "cache.parquet", "cache_manifest": "cache.manifest.json"}
+    return {"task": "baseline", "backbone": "smallcnn", "fold": 0, "seed": 0, "save_model": False,
+            "split_scheme": "kfold", "settings": job_settings(train, TASKS["baseline"], "smallcnn"),
+            "out_dir": str(tmp_path / "out"), "inputs": {k: str(tmp_path / v) for k, v in inputs.items()}}
+
+
+@pytest.fixture
+def captured_spec(monkeypatch):
+    """run_request up to training: the JobSpec and notes it would train with."""
+    from crowdskin.train import job
+
+    seen = {}
+
+    def train_job(spec, examples, notes, cache_array, cache_index, annotators=None):
+        seen.update(spec=spec, notes=notes)
+        return {"test_auc": 0.5, "mlflow_run_id": "", "mlflow_error": ""}
+
+    monkeypatch.setattr(job, "train_job", train_job)
+    return seen
+
+
+def test_a_job_records_the_split_hash_of_the_folds_it_read_not_the_one_written_in_them(tmp_path, captured_spec):
+    from crowdskin.train.job import run_request
+    from crowdskin.train.splits import split_hash
+
+    request = _job_request(tmp_path)
+    folds = pd.read_parquet(tmp_path / "folds.parquet")
+    stale = folds["split_hash"].iloc[0]
+    first_train = folds.index[(folds["fold"] == 1) & (folds["split"] == "train")][0]
+    folds.loc[first_train, "split"] = "val"  # edited by hand, the old hash kept
+    folds.to_parquet(tmp_path / "folds.parquet")
+    run_request(request)
+    assert captured_spec["spec"].split_hash == split_hash(folds) != stale
+    assert any(f"records split_hash {stale} but its assignment hashes to {split_hash(folds)}" in warning
+               for warning in captured_spec["notes"].warnings)
+
+
+def test_a_job_refuses_folds_with_a_lesion_in_train_and_test(tmp_path, captured_spec):
+    from crowdskin.train.job import run_request
+    from crowdskin.train.splits import SplitError
+
+    request = _job_request(tmp_path)
+    folds = pd.read_parquet(tmp_path / "folds.parquet")
+    lesion = folds.loc[(folds["fold"] == 0) & (folds["split"] == "test"), "image_id"].iloc[0]
+    leaked = pd.concat([folds, folds[(folds["fold"] == 0) & (folds["image_id"] == lesion)].assign(split="train")])
+    leaked.to_parquet(tmp_path / "folds.parquet")
+    with pytest.raises(SplitError, match=rf"folds file {tmp_path / 'folds.parquet'}: lesion '{lesion}' is in fold 0 "
+                                         r"more than once \(splits \['test', 'train'\]\)"):
+        run_request(request)
+    assert "spec" not in captured_spec
+
+
+def test_a_job_refuses_a_cache_built_with_another_label(tmp_path, captured_spec):
+    from crowdskin.train.cache import CacheError
+    from crowdskin.train.job import run_request
+
+    request = _job_request(tmp_path)
+    images = pd.read_parquet(tmp_path / "images.parquet")
+    images.loc[images["image_id"] == "J004", "abnormal"] = 1  # relabelled after the cache was built
+    images.to_parquet(tmp_path / "images.parquet")
+    with pytest.raises(CacheError, match=rf"cache {tmp_path / 'cache.npy'} was built with label 0 for lesion 'J004'"):
+        run_request(request)

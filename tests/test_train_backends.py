@@ -20,6 +20,7 @@ import pytest
 
 from crowdskin.config import section
 from crowdskin.train.backend import BACKENDS, installed
+from crowdskin.train.cache import write_cache
 from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
 from crowdskin.train.tasks import task_grid
@@ -88,9 +89,9 @@ def _request(directory: Path, backend: str) -> Path:
     images.to_parquet(inputs["images"])
     make_folds(images.assign(abnormal=images["abnormal"].astype(int)), scheme="kfold", n_folds=5,
                seed=0).to_parquet(inputs["folds"])
-    np.save(inputs["cache_array"], cache)
-    pd.DataFrame({"image_id": ids, "row": np.arange(N_IMAGES),
-                  "reason": pd.array([None] * N_IMAGES, dtype="string")}).to_parquet(inputs["cache_index"])
+    write_cache(cache, pd.DataFrame({"image_id": ids, "row": np.arange(N_IMAGES),
+                                     "reason": pd.array([None] * N_IMAGES, dtype="string")}),
+                inputs["cache_array"], inputs["cache_index"])
     targets.to_parquet(inputs["targets"])
     inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{directory / 'mlflow.db'}",
                                                 "experiment": "test"}))

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from crowdskin.config import section
+from crowdskin.train.cache import write_cache
 from crowdskin.train.settings import job_settings
 from crowdskin.train.splits import make_folds
 from crowdskin.train.tasks import task_grid
@@ -48,8 +49,7 @@ def _request(tmp_path: Path, *, task: str = "baseline", n: int = 24, images: pd.
               "experiment": tmp_path / "experiment.json"}
     images.to_parquet(inputs["images"])
     make_folds(lesions, scheme="kfold", n_folds=5, seed=0).to_parquet(inputs["folds"])
-    np.save(inputs["cache_array"], cache[0])
-    cache[1].to_parquet(inputs["cache_index"])
+    write_cache(cache[0], cache[1], inputs["cache_array"], inputs["cache_index"])
     inputs["experiment"].write_text(json.dumps({"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                                                 "experiment": "test"}))
     if targets is not None:

@@ -372,6 +372,7 @@ def train_job_inputs(wildcards):
         "folds": rules.split_folds.output.folds,
         "cache_array": f"{TRAIN}/cache/images_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/images_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/images_{size}px.manifest.json",
         "experiment": rules.train_mlflow_init.output[0],
     }
     for table in sorted(kind.reads):
@@ -446,6 +447,7 @@ def clean_reference_inputs(wildcards):
         "images": f"{DATA}/images_clean.parquet",
         "cache_array": f"{TRAIN}/cache/clean_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/clean_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/clean_{size}px.manifest.json",
     }
 
 
@@ -485,20 +487,25 @@ def ensemble_outputs(backbones):
 
 
 def ensemble_layout(wildcards):
-    """Each output of one ensemble job -> the member predictions it averages."""
+    """Each output of one ensemble job -> its fold and the member predictions it averages."""
     ensemble = ENSEMBLE_PLAN[wildcards.ensemble]
     return {
-        ensemble_predictions(ensemble.name, backbone, fold): [
-            train_predictions(task, member_backbone, fold)
-            for task, member_backbone in ensemble.member_jobs(backbone, TRAIN_BACKBONES)
-        ]
+        ensemble_predictions(ensemble.name, backbone, fold): {
+            "fold": fold,
+            "members": [
+                train_predictions(task, member_backbone, fold)
+                for task, member_backbone in ensemble.member_jobs(backbone, TRAIN_BACKBONES)
+            ],
+        }
         for backbone in ensemble.backbones
         for fold in TRAIN_FOLDS
     }
 
 
 def ensemble_members(wildcards):
-    return sorted({path for paths in ensemble_layout(wildcards).values() for path in paths})
+    return sorted(
+        {path for layout in ensemble_layout(wildcards).values() for path in layout["members"]}
+    )
 
 
 def _scored_predictions():
@@ -635,6 +642,7 @@ def explain_inputs(wildcards, root=TRAIN, task=None, cache="images"):
         "images": f"{DATA}/images.parquet",
         "cache_array": f"{TRAIN}/cache/{cache}_{size}px.npy",
         "cache_index": f"{TRAIN}/cache/{cache}_{size}px.parquet",
+        "cache_manifest": f"{TRAIN}/cache/{cache}_{size}px.manifest.json",
     }
     if SHORTCUT:
         inputs["shortcut"] = SHORTCUT_TRUTH

@@ -14,7 +14,8 @@ localrules:
 
 rule ensemble:
     input:
-        ensemble_members,
+        members=ensemble_members,
+        folds=rules.split_folds.output.folds,
     output:
         ensemble_outputs(GROUP_ENSEMBLE_BACKBONES),
     log:
@@ -36,7 +37,8 @@ use rule ensemble as ensemble_over_backbones with:
 
 rule scores:
     input:
-        SCORED_FILES,
+        predictions=SCORED_FILES,
+        folds=rules.split_folds.output.folds,
     output:
         auc_folds=f"{SCORES}/auc_folds.csv",
         auc_summary=f"{SCORES}/auc_summary.csv",

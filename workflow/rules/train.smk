@@ -36,6 +36,7 @@ rule train_cache:
     output:
         array=f"{TRAIN}/cache/images_{{size}}px.npy",
         index=f"{TRAIN}/cache/images_{{size}}px.parquet",
+        manifest=f"{TRAIN}/cache/images_{{size}}px.manifest.json",
     log:
         f"{LOGS}/train_cache_{{size}}px.log",
     wildcard_constraints:
@@ -78,6 +79,7 @@ rule train_job:
     params:
         settings=train_job_settings,
         seed=config["seed"],
+        split_scheme=config["split"]["scheme"],
         out_dir=train_job_dir,
         worker_log=f"{LOGS}/train_worker.log",
         save_model=True,
@@ -96,6 +98,7 @@ use rule train_job as train_job_without_model with:
     params:
         settings=train_job_settings,
         seed=config["seed"],
+        split_scheme=config["split"]["scheme"],
         out_dir=train_job_dir,
         worker_log=f"{LOGS}/train_worker.log",
         save_model=False,
@@ -134,6 +137,7 @@ use rule train_job as train_backbone_check with:
     params:
         settings=train_check_settings,
         seed=config["seed"],
+        split_scheme=config["split"]["scheme"],
         out_dir=lambda wildcards: f"{TRAIN_CHECKS}/{wildcards.task}/{wildcards.backbone}/fold{wildcards.fold}",
         worker_log=f"{LOGS}/train_worker.log",
         save_model=False,
@@ -171,6 +175,7 @@ if SHORTCUT:
         output:
             array=f"{TRAIN}/cache/clean_{{size}}px.npy",
             index=f"{TRAIN}/cache/clean_{{size}}px.parquet",
+            manifest=f"{TRAIN}/cache/clean_{{size}}px.manifest.json",
         log:
             f"{LOGS}/train_cache_clean_{{size}}px.log",
 
@@ -188,6 +193,7 @@ if SHORTCUT:
         params:
             settings=train_job_settings,
             seed=config["seed"],
+            split_scheme=config["split"]["scheme"],
             out_dir=lambda wildcards: f"{CLEAN_REFERENCE}/{wildcards.task}/{wildcards.backbone}/fold{wildcards.fold}",
             worker_log=f"{LOGS}/train_worker.log",
             save_model=True,

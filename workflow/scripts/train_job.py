@@ -6,7 +6,8 @@ import sys
 sm = snakemake
 request = {
     "task": sm.wildcards.task, "backbone": sm.wildcards.backbone, "fold": int(sm.wildcards.fold),
-    "settings": sm.params.settings, "seed": sm.params.seed, "threads": sm.threads, "out_dir": sm.params.out_dir,
+    "settings": sm.params.settings, "seed": sm.params.seed, "split_scheme": sm.params.split_scheme,
+    "threads": sm.threads, "out_dir": sm.params.out_dir,
     "log": str(sm.log[0]), "save_model": sm.params.save_model, "check": sm.params.check,
     "inputs": {name: str(path) for name, path in sm.input.items()},
     "execution": {"weights_dir": sm.resources.get("weights_dir"), "warm_worker": bool(sm.resources.get("warm_worker")),

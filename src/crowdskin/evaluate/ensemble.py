@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crowdskin.evaluate.coverage import check_test_predictions
 from crowdskin.train.kinds import kind_of
 from crowdskin.train.tasks import Task
 
@@ -30,6 +31,15 @@ PREDICTION_COLUMNS = ["image_id", "fold", "split", "score", "label", "label_sour
 
 class EnsembleError(ValueError):
     """Members that cannot be averaged (different lesions, labels or missing scores)."""
+
+
+@dataclass(frozen=True)
+class FoldTests:
+    """One fold's test lesions, as the folds file `source` has them."""
+
+    fold: int
+    lesions: set[str]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -96,12 +106,15 @@ def extra_comparisons(tasks: Sequence[Task], ensembles: Sequence[Ensemble]) -> l
     return list(dict.fromkeys(pairs))
 
 
-def average_predictions(members: Mapping[str, pd.DataFrame], *, where: str = "") -> pd.DataFrame:
+def average_predictions(members: Mapping[str, pd.DataFrame], *, where: str = "",
+                        fold_tests: FoldTests | None = None) -> pd.DataFrame:
     """The equal-weight average of the members' test-split scores, in the predictions.parquet layout.
 
     `members` maps a name (used in messages, e.g. the file) to that member's predictions table.
     Every member must hold the same test lesions with the same labels and no missing score;
     otherwise EnsembleError names the lesions. `where` prefixes messages (e.g. "ensemble-crowd/vgg16/fold0").
+    Given `fold_tests`, each member's test rows must be exactly that fold's test lesions
+    (crowdskin.evaluate.coverage.PredictionsError otherwise).
     """
     if not members:
         raise EnsembleError(f"{where}: no members")
@@ -111,6 +124,9 @@ def average_predictions(members: Mapping[str, pd.DataFrame], *, where: str = "")
         missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
         if missing:
             raise EnsembleError(f"{prefix}{name} lacks column(s) {missing}")
+        if fold_tests is not None:
+            check_test_predictions(frame, fold_tests.lesions, source=f"{prefix}{name}", fold=fold_tests.fold,
+                                   folds_source=fold_tests.source)
         test = frame[frame["split"] == "test"]
         duplicated = test["image_id"][test["image_id"].duplicated()].tolist()
         if duplicated:

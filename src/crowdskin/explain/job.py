@@ -3,7 +3,7 @@ that fold's test lesions, and the relevance mass of each map in the lesion's mas
 
 A request (JSON, as a training job's) holds: task, backbone, layer (the backbone's Grad-CAM
 layer), size (its input size), backend, threads, log, out (relevance, maps) and inputs (models and
-predictions, one per fold in fold order; images; cache_array, cache_index; and, for the shortcut
+predictions, one per fold in fold order; images; cache_array, cache_index, cache_manifest; and, for the shortcut
 trap of the synthetic data, shortcut: truth/shortcut.csv, whose folders beside it hold each test
 image without the marker and with the marker's presence reversed). It runs in its own process or
 in the training stage's warm worker (`crowdskin.train.worker`), which imported Keras already.
@@ -114,7 +114,8 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
     inputs = request["inputs"]
     size, layer = int(request["size"]), request["layer"]
     images = pd.read_parquet(inputs["images"], columns=["image_id", "mask_path"]).set_index("image_id")
-    cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"])
+    cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"],
+                                          manifest=inputs.get("cache_manifest"))
     rows_of = cache_index.set_index("image_id")["row"]
     shortcut = pd.read_csv(inputs["shortcut"]) if inputs.get("shortcut") else None
     shortcut_root = shortcut_folder(inputs["shortcut"]) if inputs.get("shortcut") else None

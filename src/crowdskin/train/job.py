@@ -2,9 +2,10 @@
 request.json`, or inside a warm worker (`crowdskin.train.worker`).
 
 Request keys: task, backbone, fold, settings (the job's science settings,
-crowdskin.train.settings.job_settings), seed, threads, out_dir, log (path or null), save_model,
+crowdskin.train.settings.job_settings), seed, split_scheme (how the folds file was made: which of its
+checks apply; null checks what every scheme shares), threads, out_dir, log (path or null), save_model,
 check (a backbone check job, outside the grid),
-inputs (images, folds, cache_array, cache_index, experiment[, targets, crowd_pool, crowd_labels, votes,
+inputs (images, folds, cache_array, cache_index, cache_manifest, experiment[, targets, crowd_pool, crowd_labels, votes,
 annotations, base_model, weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
 """
 
@@ -25,7 +26,7 @@ from crowdskin.train.cache import read_cache
 from crowdskin.train.examples import job_annotator_answers, job_examples
 from crowdskin.train.kinds import load_plugins
 from crowdskin.train.loop import JobSpec, train_job
-from crowdskin.train.splits import trainable_lesions
+from crowdskin.train.splits import read_folds, trainable_lesions
 from crowdskin.train.tasks import Task
 from crowdskin.train.tracking import defer_logging, tracking_uri
 from crowdskin.train.weights import resolve_weights
@@ -49,7 +50,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     # Missing weights stop the job here, before TensorFlow is even imported.
     weights = resolve_weights(settings["weights"], backbone, execution.get("weights_dir"))
     lesions, _ = trainable_lesions(pd.read_parquet(inputs["images"]))
-    folds = pd.read_parquet(inputs["folds"])
+    folds, split_hash, stale_hash = read_folds(inputs["folds"], scheme=request.get("split_scheme"))
     targets = pd.read_parquet(inputs["targets"]) if inputs.get("targets") else None
     crowd_labels = pd.read_parquet(inputs["crowd_labels"]) if inputs.get("crowd_labels") else None
     crowd_pool = pd.read_parquet(inputs["crowd_pool"]) if inputs.get("crowd_pool") else None
@@ -57,6 +58,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     examples, notes = job_examples(folds, lesions, task, fold, settings=settings, targets=targets,
                                    crowd_labels=crowd_labels, crowd_pool=crowd_pool, votes=votes,
                                    seed=request["seed"])
+    if stale_hash:
+        log.warning("%s", stale_hash)
+        notes.warnings.append(stale_hash)
     annotators = job_annotator_answers(
         examples, task, fold, notes, settings=settings, seed=request["seed"], votes=votes,
         annotations=pd.read_parquet(inputs["annotations"]) if inputs.get("annotations") else None)
@@ -65,11 +69,13 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         if inputs.get(name):
             version.update(Path(inputs[name]).read_bytes())
     experiment = json.loads(Path(inputs["experiment"]).read_text()) if inputs.get("experiment") else {}
-    cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"])
+    cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"],
+                                          manifest=inputs.get("cache_manifest"),
+                                          labels=lesions.set_index("image_id")["abnormal"])
     threads = int(request.get("threads", 1))
     spec = JobSpec(
         task=task, backbone=backbone, fold=fold, settings=settings, seed=int(request["seed"]),
-        split_hash=str(folds["split_hash"].iloc[0]), out_dir=Path(request["out_dir"]),
+        split_hash=split_hash, out_dir=Path(request["out_dir"]),
         weights=weights, base_model=Path(inputs["base_model"]) if inputs.get("base_model") else None,
         threads=threads, data_version=version.hexdigest()[:16],
         mlflow_uri=experiment.get("tracking_uri"), experiment=experiment.get("experiment", "default"),

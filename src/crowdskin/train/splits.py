@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ HOLDOUT_PARTS = 8
 INNER_PARTS = 5
 # Where a refusal points the user; the config keys that set what make_folds is given.
 MINIMUM_SETTING = "split.min_positives_per_fold"
+SPLITS = ("train", "val", "test")
 
 
 class SplitError(ValueError):
@@ -213,14 +215,78 @@ def make_folds(
         rows.append(pd.DataFrame({"image_id": ids, "fold": k, "split": split}))
     folds = pd.concat(rows, ignore_index=True)
     folds["fold"] = folds["fold"].astype("int64")
-    folds["split_hash"] = split_hash(folds, scheme=scheme, seed=seed)
+    folds["split_hash"] = split_hash(folds)
     return folds[FOLD_COLUMNS]
 
 
-def split_hash(folds: pd.DataFrame, *, scheme: str, seed: int) -> str:
-    """A short content hash of the assignment, recorded with every run to tie results to a split."""
+def split_hash(folds: pd.DataFrame) -> str:
+    """A short content hash of the assignment, recorded with every run to tie results to a split.
+
+    It hashes the assignment alone (not the scheme or seed that made it), so any reader can
+    recompute it from the folds it really read: a file edited by hand gets a hash of its own.
+    """
     ordered = folds.sort_values(["fold", "image_id"])
     text = "\n".join(
         f"{i}\t{f}\t{s}" for i, f, s in zip(ordered["image_id"], ordered["fold"], ordered["split"], strict=True)
     )
-    return hashlib.sha256(f"{scheme}\t{seed}\n{text}".encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _few(ids: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return f"{shown} (+{len(ids) - limit} more)" if len(ids) > limit else shown
+
+
+def read_folds(path: str | Path, *, scheme: str | None = None) -> tuple[pd.DataFrame, str, str | None]:
+    """The folds file at `path`, validated (`validate_folds`), the split hash of the assignment it
+    holds, and a warning where the hash the file records is not that one (the file was edited or
+    replaced after it was made): what a run records is always the hash of the folds it read."""
+    folds = pd.read_parquet(path)
+    validate_folds(folds, source=str(path), scheme=scheme)
+    recomputed = split_hash(folds)
+    recorded = sorted(set(folds["split_hash"].astype(str))) if "split_hash" in folds.columns else []
+    warning = None
+    if recorded and recorded != [recomputed]:
+        warning = (f"folds file {path} records split_hash {', '.join(recorded)} but its assignment hashes to "
+                   f"{recomputed} (edited after it was made?): {recomputed} is recorded")
+    return folds.assign(split_hash=recomputed), recomputed, warning
+
+
+def validate_folds(folds: pd.DataFrame, *, source: str, scheme: str | None = None) -> None:
+    """Raise SplitError, naming `source` (the folds file), the lesion and the fold, unless `folds` is a
+    usable assignment: the columns of FOLD_COLUMNS but the hash, splits train/val/test only, each
+    lesion once per fold (so train, validation and test are disjoint), and, for `kfold`, each lesion
+    in exactly one fold's test split. `scheme` None checks what every scheme shares."""
+    missing = [c for c in ("image_id", "fold", "split") if c not in folds.columns]
+    if missing:
+        raise SplitError(f"folds file {source} lacks column(s) {missing}")
+    if folds["image_id"].isna().any() or folds["fold"].isna().any():
+        raise SplitError(f"folds file {source} has rows without an image_id or a fold")
+    unknown = folds.loc[~folds["split"].isin(SPLITS)]
+    if len(unknown):
+        row = unknown.iloc[0]
+        raise SplitError(f"folds file {source}: lesion {row['image_id']!r} in fold {row['fold']} has split "
+                         f"{row['split']!r}; expected one of {list(SPLITS)} ({len(unknown)} such row(s))")
+    repeated = folds[folds.duplicated(["fold", "image_id"], keep=False)]
+    if len(repeated):
+        (fold, lesion), rows = next(iter(repeated.groupby(["fold", "image_id"], sort=True)))
+        n_lesions = repeated[["fold", "image_id"]].drop_duplicates().shape[0]
+        raise SplitError(f"folds file {source}: lesion {lesion!r} is in fold {fold} more than once "
+                         f"(splits {sorted(rows['split'])}): train, val and test must be disjoint "
+                         f"({n_lesions} such lesion-fold pair(s))")
+    if scheme != "kfold":
+        return
+    tests = folds.loc[folds["split"] == "test"]
+    times_tested = tests.groupby("image_id")["fold"].agg(list)
+    twice = times_tested[times_tested.map(len) > 1]
+    if len(twice):
+        lesion = sorted(twice.index)[0]
+        raise SplitError(f"folds file {source}: lesion {lesion!r} is in the test split of folds "
+                         f"{sorted(twice[lesion])}; with split.scheme kfold each lesion is tested in exactly "
+                         f"one fold ({len(twice)} such lesion(s): {_few(sorted(twice.index))})")
+    never = sorted(set(folds["image_id"]) - set(tests["image_id"]))
+    if never:
+        fold = folds.loc[folds["image_id"] == never[0], "fold"].min()
+        raise SplitError(f"folds file {source}: lesion {never[0]!r} (in fold {fold}) is in no fold's test split; "
+                         f"with split.scheme kfold each lesion is tested in exactly one fold "
+                         f"({len(never)} such lesion(s): {_few(never)})")
