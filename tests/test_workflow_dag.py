@@ -138,6 +138,16 @@ def test_a_synthetic_run_with_real_sources_is_refused_with_the_reason(tmp_path):
     assert result.returncode != 0 and "synthetic.enabled together with real sources" in result.stdout + result.stderr
 
 
+def test_a_config_with_nothing_to_read_says_what_to_set(tmp_path):
+    """Was `IndexError: list index out of range` at DAG build."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("sources: []\nurl_lists: []\nsynthetic:\n  enabled: false\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(empty), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "nothing to read" in output and "ingest.root" in output
+    assert "Traceback" not in output and "IndexError" not in output
+
+
 THROWAWAY_KIND = '''
 """A throw-away kind kept outside crowdskin: it reads the targets table, fine-tunes the fold's
 baseline and is compared with the randomized control: all that its place in the DAG depends on."""
