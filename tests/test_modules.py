@@ -252,6 +252,22 @@ def test_tracking_uri_precedence(tmp_path, monkeypatch):
     assert tracking.tracking_uri("http://configured:5000", workdir=tmp_path) == "http://configured:5000"
 
 
+def test_the_run_namespace_is_the_setting_else_the_absolute_working_directory(tmp_path):
+    """Catches: two working directories sharing a store with one namespace (a relative path, or none),
+    and a blank setting taken as a namespace of its own."""
+    from crowdskin.config import ConfigError, validate_config
+
+    assert tracking.run_namespace(None, workdir=tmp_path) == str(tmp_path.resolve())
+    assert tracking.run_namespace(None, workdir=tmp_path / "a" / "..") == str(tmp_path.resolve())
+    assert tracking.run_namespace("  ", workdir=tmp_path) == str(tmp_path.resolve())
+    assert tracking.run_namespace(" lab-a ", workdir=tmp_path) == "lab-a"
+    assert tracking.namespace_of({tracking.NAMESPACE_TAG: "lab-a"}) == "lab-a"
+    assert tracking.namespace_of({}) is None  # a run of an earlier version
+    assert validate_config({"mlflow": {"run_namespace": "lab-a"}})["mlflow"]["run_namespace"] == "lab-a"
+    with pytest.raises(ConfigError, match="run_namespace"):
+        validate_config({"mlflow": {"run_namespace": " "}}, source="my.yaml")
+
+
 class _Flaky:
     def __init__(self, failures: int) -> None:
         self.failures, self.calls = failures, 0

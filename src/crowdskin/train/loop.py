@@ -62,6 +62,7 @@ class JobSpec:
     data_version: str = ""
     mlflow_uri: str | None = None
     experiment: str = "default"
+    mlflow_namespace: str = ""  # whose run it is in a shared store (crowdskin.train.tracking.run_namespace)
     # The run goes into metrics.json's `mlflow_pending` for the local train_summary job to log
     # (crowdskin.train.tracking.defer_logging says when: a cluster job with a file-based store).
     defer_mlflow: bool = False
@@ -496,7 +497,7 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
             "source": str(task.source), "feature": str(task.feature), "multitask": str(bool(heads)).lower(),
             "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
-            "crowdskin.check": str(spec.check).lower(),
+            "crowdskin.check": str(spec.check).lower(), tracking.NAMESPACE_TAG: spec.mlflow_namespace,
             # where this machine keeps the weights is not part of the experiment (train.weights is)
             "execution.weights_file": str(spec.weights or ""),
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}

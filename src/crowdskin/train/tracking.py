@@ -111,6 +111,22 @@ def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: fl
 
 # A deferred run carries the hash of its record as this tag, so logging it twice finds it instead.
 RECORD_TAG = "crowdskin.record"
+# Whose run it is: working directories that share one store and one run_name (the cluster case) must
+# never find, update or supersede each other's runs. Every run the workflow makes carries it.
+NAMESPACE_TAG = "crowdskin.namespace"
+
+
+def run_namespace(configured: str | None = None, *, workdir: str | Path = ".") -> str:
+    """The configured `mlflow.run_namespace`, else the absolute working directory: readable in the
+    MLflow UI and a filter (`tags."crowdskin.namespace" = '/scratch/me/study'`), unlike a hash of it."""
+    if configured is not None and configured.strip():
+        return configured.strip()
+    return str(Path(workdir).resolve())
+
+
+def namespace_of(tags: Mapping[str, str]) -> str | None:
+    """A run's namespace; None for a run of an earlier version, which had none."""
+    return tags.get(NAMESPACE_TAG)
 
 
 def defer_logging(uri: str, environ: Mapping[str, str] = os.environ) -> bool:
