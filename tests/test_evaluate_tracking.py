@@ -419,3 +419,22 @@ def test_runs_of_an_earlier_version_without_a_namespace_are_adopted_not_duplicat
     for (_task, backbone, _fold), run_id in ids.items():  # fold runs of that version, adopted with them
         tags = client.get_run(run_id).data.tags
         assert tags["mlflow.parentRunId"] == legacy[backbone] and tags[NAMESPACE_TAG] == "/scratch/adopter"
+
+
+def test_a_fold_run_of_another_namespace_in_runs_csv_is_named_and_left_alone(tmp_path, caplog):
+    """runs.csv copied from another working directory that shares the store: its fold run is not taken."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.tracking import NAMESPACE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ensure_experiment(uri, EXPERIMENT)
+    ours = fold_run(uri, "baseline", "vgg16", 0, **{NAMESPACE_TAG: "/scratch/ours"})
+    theirs = fold_run(uri, "baseline", "vgg16", 1, **{NAMESPACE_TAG: "/scratch/theirs"})
+    auc_table, runs, comparisons = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): theirs})
+    auc_table = auc_table.query("model == 'baseline' and backbone == 'vgg16'")
+    with caplog.at_level("WARNING"):
+        result = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members={}, namespace="/scratch/ours")
+    assert result["n_children"].tolist() == [1]
+    assert f"fold run(s) {theirs} of baseline/vgg16 belong to namespace(s) ['/scratch/theirs']" in caplog.text
+    assert "mlflow.parentRunId" not in MlflowClient(tracking_uri=uri).get_run(theirs).data.tags

@@ -96,13 +96,13 @@ def note_in_log(log_file: str | Path | None, message: str) -> None:
 
 @contextlib.contextmanager
 def job_ends_quietly_on_ctrl_c(log_file: str | Path | None, what: str,
-                               resumes: str = "from its last finished epoch") -> Iterator[None]:
+                               on_rerun: str = "resumes it from its last finished epoch") -> Iterator[None]:
     """A KeyboardInterrupt inside becomes one line in the job's log and death by SIGINT: no traceback,
     and the exit status says interrupted (the shell and Snakemake tell it from a failure)."""
     try:
         yield
     except KeyboardInterrupt:
-        note_in_log(log_file, f"{what} stopped by Ctrl-C; `snakemake ... {RESUME_OPTION}` resumes it {resumes}")
+        note_in_log(log_file, f"{what} stopped by Ctrl-C; `snakemake ... {RESUME_OPTION}` {on_rerun}")
         sys.stdout.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

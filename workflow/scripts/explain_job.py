@@ -15,7 +15,7 @@ request = {
                for name, value in sm.input.items()},
 }
 with job_ends_quietly_on_ctrl_c(request["log"], f"explanation job {request['task']}/{request['backbone']}",
-                                resumes="afresh"):
+                                on_rerun="runs it again"):
     # As a training job: under Slurm each job is its own process.
     if sm.resources.get("warm_worker") and "SLURM_JOB_ID" not in os.environ:
         from crowdskin.train.worker import WorkerUnavailableError, submit
