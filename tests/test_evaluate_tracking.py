@@ -17,6 +17,7 @@ from crowdskin.train.tracking import CHECK_TAGS, EXPERIMENT_KIND, HEADLINE_METRI
 pytest.importorskip("mlflow")
 
 EXPERIMENT = "crowdskin-test"
+NAMESPACE = "/scratch/crowdskin-test"  # the working directory whose runs these are
 TASKS = {"baseline": ("baseline", None), "multitask-crowd-asymmetry": ("multitask", "crowd"),
          "multitask-crowd-border": ("multitask", "crowd"), "random": ("random", None)}
 BACKBONES = ["vgg16", "resnet50"]
@@ -99,7 +100,8 @@ def old_parent(client, experiment_id: str, task: str, backbone: str) -> str:
 
 def call(uri: str, ids: dict, **kwargs) -> pd.DataFrame:
     auc_table, runs, comparisons = tables(ids, **kwargs)
-    return log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members=MEMBERS, comparisons=comparisons)
+    return log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members=MEMBERS, comparisons=comparisons,
+                           namespace=NAMESPACE)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +322,7 @@ def test_fold_runs_of_another_experiment_are_left_alone(store):
     ours = store.ids[("baseline", "vgg16", 0)]  # a run of EXPERIMENT, not of "elsewhere"
     auc_table, runs, _ = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): float("nan")})
     auc_table = auc_table.query("model == 'baseline' and backbone == 'vgg16'")
-    result = log_comparisons(store.uri, "elsewhere", auc_table=auc_table, runs=runs, members={})
+    result = log_comparisons(store.uri, "elsewhere", auc_table=auc_table, runs=runs, members={}, namespace=NAMESPACE)
     assert result[["role", "model", "backbone", "n_children"]].values.tolist() == [["parent", "baseline", "vgg16", 0]]
     assert result["run_id"].iloc[0] != find(store.after_second, "parent", "baseline", "vgg16")[0]
     assert store.client.get_run(ours).data.tags["mlflow.parentRunId"] == store.after_second[ours].tags[
@@ -331,10 +333,108 @@ def test_the_wide_table_is_refused_before_the_store_is_touched(tmp_path):
     auc_table, runs, _ = tables({("baseline", "vgg16", 0): None})
     wide = auc_table.pivot(index="model", columns="backbone", values="mean_auc").reset_index()
     with pytest.raises(ValueError, match="auc_table lacks column"):
-        log_comparisons(f"sqlite:///{tmp_path}/mlflow.db", EXPERIMENT, auc_table=wide, runs=runs, members={})
+        log_comparisons(f"sqlite:///{tmp_path}/mlflow.db", EXPERIMENT, auc_table=wide, runs=runs, members={},
+                        namespace=NAMESPACE)
     assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_the_module_imports_without_mlflow():
     code = "import sys, crowdskin.evaluate.tracking; assert 'mlflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_two_working_directories_sharing_a_store_keep_their_own_runs(tmp_path):
+    """The cluster case: two working directories, one store, the same run_name. Each evaluation finds,
+    updates and supersedes only the runs of its own namespace; the other's stay as they were."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.tracking import NAMESPACE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = ensure_experiment(uri, EXPERIMENT)
+    client = MlflowClient(tracking_uri=uri)
+    grid = [(t, b, k) for t in ("baseline", "multitask-crowd-asymmetry") for b in BACKBONES for k in FOLDS]
+    namespaces = {"first": "/scratch/first", "second": "/scratch/second"}
+    ids = {name: {key: fold_run(uri, *key, **{NAMESPACE_TAG: ns}) for key in grid} for name, ns in namespaces.items()}
+    checks = {name: fold_run(uri, "baseline", "vgg16", 0,
+                             **{"crowdskin.check": "true", NAMESPACE_TAG: ns, **CHECK_TAGS})
+              for name, ns in namespaces.items()}
+
+    def evaluate(name: str, runs_ids: dict) -> pd.DataFrame:
+        auc_table, runs, comparisons = tables(runs_ids)
+        auc_table = auc_table[auc_table["model"].isin(["baseline", "multitask-crowd-asymmetry"])
+                              & auc_table["backbone"].isin(BACKBONES)]
+        return log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members={}, comparisons=comparisons,
+                               namespace=namespaces[name])
+
+    first = evaluate("first", ids["first"])
+    after_first = snapshot(client, experiment_id)
+    second = evaluate("second", ids["second"])
+    after_second = snapshot(client, experiment_id)
+    assert not set(first["run_id"]) & set(second["run_id"]) and second["created"].all()
+    for name, logged in (("first", first), ("second", second)):
+        for run_id in logged["run_id"]:  # every parent and the checks run names its namespace
+            assert after_second[run_id].tags[NAMESPACE_TAG] == namespaces[name]
+        parents = logged.set_index(["model", "backbone"])["run_id"]
+        for (task, backbone, _fold), run_id in ids[name].items():
+            assert after_second[run_id].tags["mlflow.parentRunId"] == parents[(task, backbone)]
+            assert "crowdskin.superseded" not in after_second[run_id].tags
+        assert after_second[checks[name]].tags["mlflow.parentRunId"] == logged.set_index("role")["run_id"]["checks"]
+    for run_id in first["run_id"]:  # the second evaluation left the first's runs as they were
+        assert after_second[run_id].tags == after_first[run_id].tags
+        assert after_second[run_id].metrics == after_first[run_id].metrics
+
+    # The first directory re-trains one job: only its own old fold run is superseded.
+    retrained = dict(ids["first"])
+    retrained[("baseline", "vgg16", 1)] = fold_run(uri, "baseline", "vgg16", 1, **{NAMESPACE_TAG: namespaces["first"]})
+    again = evaluate("first", retrained)
+    assert again["run_id"].tolist() == first["run_id"].tolist()
+    after_retrain = snapshot(client, experiment_id)
+    superseded = {i for i, r in after_retrain.items() if r.tags.get("crowdskin.superseded") == "true"}
+    assert superseded == {ids["first"][("baseline", "vgg16", 1)]}
+    for run_id in [*ids["second"].values(), checks["second"], *second["run_id"]]:
+        assert after_retrain[run_id].tags == after_second[run_id].tags
+
+
+def test_runs_of_an_earlier_version_without_a_namespace_are_adopted_not_duplicated(tmp_path):
+    """A store written before namespaces existed: its parents are taken over by the first evaluation
+    that finds them and tagged with its namespace, instead of a second parent beside each."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.tracking import NAMESPACE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = ensure_experiment(uri, EXPERIMENT)
+    client = MlflowClient(tracking_uri=uri)
+    ids = {(t, b, k): fold_run(uri, t, b, k) for t in ("baseline",) for b in BACKBONES for k in FOLDS}
+    legacy = {b: client.create_run(experiment_id, run_name=f"baseline/{b}", tags={
+        "crowdskin.role": "parent", "task": "baseline", "backbone": b}).info.run_id for b in BACKBONES}
+    auc_table, runs, comparisons = tables(ids)
+    auc_table = auc_table[(auc_table["model"] == "baseline") & auc_table["backbone"].isin(BACKBONES)]
+    result = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members={}, comparisons=comparisons,
+                             namespace="/scratch/adopter")
+    assert result.set_index("backbone")["run_id"].to_dict() == legacy and not result["created"].any()
+    for run_id in legacy.values():
+        assert client.get_run(run_id).data.tags[NAMESPACE_TAG] == "/scratch/adopter"
+    for (_task, backbone, _fold), run_id in ids.items():  # fold runs of that version, adopted with them
+        tags = client.get_run(run_id).data.tags
+        assert tags["mlflow.parentRunId"] == legacy[backbone] and tags[NAMESPACE_TAG] == "/scratch/adopter"
+
+
+def test_a_fold_run_of_another_namespace_in_runs_csv_is_named_and_left_alone(tmp_path, caplog):
+    """runs.csv copied from another working directory that shares the store: its fold run is not taken."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.tracking import NAMESPACE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ensure_experiment(uri, EXPERIMENT)
+    ours = fold_run(uri, "baseline", "vgg16", 0, **{NAMESPACE_TAG: "/scratch/ours"})
+    theirs = fold_run(uri, "baseline", "vgg16", 1, **{NAMESPACE_TAG: "/scratch/theirs"})
+    auc_table, runs, comparisons = tables({("baseline", "vgg16", 0): ours, ("baseline", "vgg16", 1): theirs})
+    auc_table = auc_table.query("model == 'baseline' and backbone == 'vgg16'")
+    with caplog.at_level("WARNING"):
+        result = log_comparisons(uri, EXPERIMENT, auc_table=auc_table, runs=runs, members={}, namespace="/scratch/ours")
+    assert result["n_children"].tolist() == [1]
+    assert f"fold run(s) {theirs} of baseline/vgg16 belong to namespace(s) ['/scratch/theirs']" in caplog.text
+    assert "mlflow.parentRunId" not in MlflowClient(tracking_uri=uri).get_run(theirs).data.tags

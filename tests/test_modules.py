@@ -252,6 +252,22 @@ def test_tracking_uri_precedence(tmp_path, monkeypatch):
     assert tracking.tracking_uri("http://configured:5000", workdir=tmp_path) == "http://configured:5000"
 
 
+def test_the_run_namespace_is_the_setting_else_the_absolute_working_directory(tmp_path):
+    """Catches: two working directories sharing a store with one namespace (a relative path, or none),
+    and a blank setting taken as a namespace of its own."""
+    from crowdskin.config import ConfigError, validate_config
+
+    assert tracking.run_namespace(None, workdir=tmp_path) == str(tmp_path.resolve())
+    assert tracking.run_namespace(None, workdir=tmp_path / "a" / "..") == str(tmp_path.resolve())
+    assert tracking.run_namespace("  ", workdir=tmp_path) == str(tmp_path.resolve())
+    assert tracking.run_namespace(" lab-a ", workdir=tmp_path) == "lab-a"
+    assert tracking.namespace_of({tracking.NAMESPACE_TAG: "lab-a"}) == "lab-a"
+    assert tracking.namespace_of({}) is None  # a run of an earlier version
+    assert validate_config({"mlflow": {"run_namespace": "lab-a"}})["mlflow"]["run_namespace"] == "lab-a"
+    with pytest.raises(ConfigError, match="run_namespace"):
+        validate_config({"mlflow": {"run_namespace": " "}}, source="my.yaml")
+
+
 class _Flaky:
     def __init__(self, failures: int) -> None:
         self.failures, self.calls = failures, 0
@@ -340,6 +356,115 @@ def test_runs_left_by_cluster_jobs_are_logged_once_by_the_summary(tmp_path):
     assert log_pending_runs(uri, jobs) == first  # found again, not logged twice
     experiment = MlflowClient(uri).get_experiment_by_name("default")
     assert len(MlflowClient(uri).search_runs([experiment.experiment_id])) == 1
+
+
+def test_a_job_stopped_while_logging_completes_its_own_run_when_it_runs_again(tmp_path, monkeypatch):
+    """Catches: each attempt of one job creating a run of its own (Ctrl-C or a kill while the job
+    logged, then `--rerun-incomplete`: two or three runs for one job, the first ones left RUNNING).
+    The run's id is kept in the job's checkpoint before anything is logged to it; the next attempt
+    completes that run, and its history holds each epoch once."""
+    from mlflow.tracking import MlflowClient
+
+    from crowdskin.train.loop import Checkpoint, JobSpec, _log_to_mlflow
+    from crowdskin.train.tasks import Task
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "baseline" / "smallcnn" / "fold0"
+    out.mkdir(parents=True)
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [0.7, 0.5], "val_auc": [0.6, 0.8]})
+    history.to_csv(out / "history.csv", index=False)
+    pd.DataFrame({"image_id": ["a"], "score": [0.5]}).to_parquet(out / "predictions.parquet")
+    spec = JobSpec(task=Task("baseline", "baseline"), backbone="smallcnn", fold=0, settings={"epochs": 2}, seed=1,
+                   split_hash="abc", out_dir=out, mlflow_uri=uri, experiment="default",
+                   mlflow_namespace="/scratch/study")
+    metrics = {"test_auc": 0.8, "val_auc": 0.7, "train_seconds": 1.0, "heads": {}, "warnings": [],
+               "class_weight": {0: 1.0, 1: 1.0}, "counts": {"train": 10}}
+
+    real_log_artifact = MlflowClient.log_artifact
+
+    def ctrl_c(self, run_id, local_path, artifact_path=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MlflowClient, "log_artifact", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # stopped while logging: params and metrics in, artifacts not
+        _log_to_mlflow(spec, dict(metrics), history, out, Checkpoint(out / "checkpoint", "fp"))
+    monkeypatch.setattr(MlflowClient, "log_artifact", real_log_artifact)
+    run_id, error = _log_to_mlflow(spec, dict(metrics), history, out, Checkpoint(out / "checkpoint", "fp"))
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("default").experiment_id])
+    assert error is None and [r.info.run_id for r in runs] == [run_id]
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["crowdskin.namespace"] == "/scratch/study"
+    assert [m.value for m in client.get_metric_history(run_id, "val_auc")] == [0.6, 0.8]
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"history.csv", "predictions.parquet"}
+    # Another checkpoint (other settings, or a finished job trained again) is another run.
+    other, _ = _log_to_mlflow(spec, dict(metrics), history, out, Checkpoint(out / "checkpoint", "other"))
+    assert other != run_id
+
+
+# --- interrupt.py -----------------------------------------------------------------------------
+
+def test_the_resume_command_is_the_interrupted_one_with_rerun_incomplete_first():
+    """Catches: the option appended after `--configfile a b`, whose values it would join, and an
+    unquoted path with a space that the shell would split."""
+    from crowdskin.interrupt import interrupt_message, resume_command
+
+    argv = ["/opt/env/bin/snakemake", "-d", "/data/my study", "--configfile", "a.yaml", "b.yaml"]
+    assert resume_command(argv) == ("/opt/env/bin/snakemake --rerun-incomplete -d '/data/my study' "
+                                    "--configfile a.yaml b.yaml")
+    assert resume_command(["x/snakemake/__main__.py", "--rerun-incomplete"]) == "snakemake --rerun-incomplete"
+    jobs = [f"train_job[task=t{i}]" for i in range(5)]
+    message = interrupt_message(jobs, argv)
+    assert "\n" not in message and message.startswith("Stopped by Ctrl-C: 5 running jobs (train_job[task=t0], ")
+    assert "train_job[task=t2] and 2 more)" in message and message.endswith(resume_command(argv))
+    assert interrupt_message([], ["snakemake"]).startswith("Stopped by Ctrl-C: the run;")
+
+
+def test_ctrl_c_in_a_job_is_one_line_in_its_log_and_death_by_sigint(tmp_path):
+    """Catches: a KeyboardInterrupt traceback on the terminal (the warm worker's client writes to
+    Snakemake's stderr) and an exit status that reads as a failure rather than an interruption."""
+    import signal
+    import subprocess
+    import sys
+
+    log = tmp_path / "job.log"
+    code = ("import time\nfrom crowdskin.interrupt import job_ends_quietly_on_ctrl_c\n"
+            f"with job_ends_quietly_on_ctrl_c({str(log)!r}, 'training job baseline/vgg16/fold0'):\n"
+            "    raise KeyboardInterrupt\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGINT and done.stderr == "" and done.stdout == ""
+    [line] = log.read_text().splitlines()
+    assert "training job baseline/vgg16/fold0 stopped by Ctrl-C" in line and "--rerun-incomplete" in line
+
+
+def test_snakemakes_process_ends_with_the_message_after_everything_it_printed(tmp_path):
+    """Catches: the message printed where Snakemake's own report (its error summary, the log's path)
+    would follow it, and a run that is not interrupted printing it at all."""
+    import subprocess
+    import sys
+
+    code = """
+import os, signal, sys, types
+from crowdskin.interrupt import report_ctrl_c_at_exit
+job = types.SimpleNamespace(rule=types.SimpleNamespace(name="train_job"),
+                            wildcards=types.SimpleNamespace(items=lambda: [("task", "baseline"), ("fold", "0")]))
+workflow = types.SimpleNamespace(scheduler=types.SimpleNamespace(running=[job], failed=[]))
+report_ctrl_c_at_exit(workflow, argv=["snakemake", "--cores", "2"])
+if sys.argv[1] == "interrupt":
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+    except KeyboardInterrupt:  # as Snakemake's scheduler catches it
+        print("WorkflowError:\\nAt least one job did not complete successfully.", file=sys.stderr)
+        sys.exit(1)
+"""
+    interrupted = subprocess.run([sys.executable, "-c", code, "interrupt"], capture_output=True, text=True, timeout=60)
+    assert interrupted.returncode == 1
+    assert interrupted.stderr.splitlines()[-1] == (
+        "Stopped by Ctrl-C: 1 running job (train_job[task=baseline, fold=0]); training jobs keep their finished "
+        "epochs. Resume with: snakemake --rerun-incomplete --cores 2")
+    quiet = subprocess.run([sys.executable, "-c", code, "finish"], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 # --- train/worker.py --------------------------------------------------------------------------

@@ -58,6 +58,9 @@ rule train_mlflow_init:
     params:
         experiment=config["run_name"],
         tracking_uri=config["mlflow"]["tracking_uri"],
+        # The default (the working directory) is no setting: decided at the first run and kept in the
+        # output, it survives a move of the directory without re-running anything.
+        run_namespace=config["mlflow"]["run_namespace"],
     script:
         script_path("train_mlflow_init.py")
 

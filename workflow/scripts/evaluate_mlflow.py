@@ -7,6 +7,7 @@ import pandas as pd
 from crowdskin.evaluate.tracking import log_comparisons
 from crowdskin.logs import to_rule_log
 from crowdskin.tables import write_csv_atomic
+from crowdskin.train.tracking import run_namespace
 
 log = to_rule_log(snakemake)
 with open(snakemake.input.experiment, encoding="utf-8") as handle:
@@ -16,6 +17,8 @@ logged = log_comparisons(
     auc_table=pd.read_csv(snakemake.input.auc_summary, keep_default_na=False, na_values=[""]),
     runs=pd.read_csv(snakemake.input.runs),
     members=snakemake.params.members,
+    # an experiment file of an earlier version has no namespace: its runs are this directory's
+    namespace=experiment.get("namespace") or run_namespace(),
     comparisons=pd.read_csv(snakemake.input.comparisons, keep_default_na=False, na_values=[""]),
 )
 write_csv_atomic(logged, snakemake.output[0])

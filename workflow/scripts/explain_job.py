@@ -4,6 +4,8 @@ import logging
 import os
 import sys
 
+from crowdskin.interrupt import job_ends_quietly_on_ctrl_c
+
 sm = snakemake
 request = {
     "entry": "crowdskin.explain.job", "task": sm.params.model, "backbone": sm.wildcards.backbone,
@@ -12,18 +14,20 @@ request = {
     "inputs": {name: [str(p) for p in value] if name in ("models", "predictions") else str(value)
                for name, value in sm.input.items()},
 }
-# As a training job: under Slurm each job is its own process.
-if sm.resources.get("warm_worker") and "SLURM_JOB_ID" not in os.environ:
-    from crowdskin.train.worker import WorkerUnavailableError, submit
+with job_ends_quietly_on_ctrl_c(request["log"], f"explanation job {request['task']}/{request['backbone']}",
+                                on_rerun="runs it again"):
+    # As a training job: under Slurm each job is its own process.
+    if sm.resources.get("warm_worker") and "SLURM_JOB_ID" not in os.environ:
+        from crowdskin.train.worker import WorkerUnavailableError, submit
 
-    try:
-        sys.exit(submit(request, server_log=sm.params.worker_log))
-    except WorkerUnavailableError as error:
-        logging.basicConfig(filename=sm.log[0], level=logging.INFO)
-        logging.warning("%s; explaining in this process instead", error)
+        try:
+            sys.exit(submit(request, server_log=sm.params.worker_log))
+        except WorkerUnavailableError as error:
+            logging.basicConfig(filename=sm.log[0], level=logging.INFO)
+            logging.warning("%s; explaining in this process instead", error)
 
-from crowdskin.explain.job import run_request  # noqa: E402 - after the warm worker's early exit
-from crowdskin.train.job import log_to  # noqa: E402
+    from crowdskin.explain.job import run_request  # after the warm worker's early exit
+    from crowdskin.train.job import log_to
 
-log_to(request["log"])
-run_request(request)
+    log_to(request["log"])
+    run_request(request)

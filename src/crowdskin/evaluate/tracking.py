@@ -19,15 +19,17 @@ Every training job logs one run (crowdskin.train.tracking). At the end of the wo
   `kind=check` and `crowdskin.role=check` (check runs of older versions lacked those tags), so a filter
   by kind, or a look at the top level, never takes a one-step check for a model.
 
-Runs are found again by their tags (`crowdskin.role`, `task`, `backbone`), so a second call (after a
-re-train, say) updates them instead of adding more: metrics are logged again with a newer timestamp,
-which MLflow shows as the latest, and a fold run that runs.csv no longer lists leaves its parent and is
-tagged `crowdskin.superseded=true`. MLflow cannot delete one metric of a run, so a parent or ensemble
-run that carries a metric this call does not log (a per-fold `test_auc` or an old metric name of an
-earlier version, a score that is now undefined) is deleted (MLflow's soft delete: `mlflow gc` purges
-it, the UI's deleted-runs view still shows it) and created afresh under the same name and tags; its
-fold runs are nested under the new run and ensembles name the new id. Updating it in place would
-leave the stale value in the runs table, where a sort would rank by it.
+Runs are found again by their tags (`crowdskin.role`, `task`, `backbone`) within the namespace of the
+working directory (`crowdskin.namespace`: two working directories that share a store and a run_name each
+see only their own runs), so a second call (after a re-train, say) updates them instead of adding more:
+metrics are logged again with a newer timestamp, which MLflow shows as the latest, and a fold run that
+runs.csv no longer lists leaves its parent and is tagged `crowdskin.superseded=true`. MLflow cannot
+delete one metric of a run, so a parent or ensemble run that carries a metric this call does not log (a
+per-fold `test_auc` or an old metric name of an earlier version, a score that is now undefined) is
+deleted (MLflow's soft delete: `mlflow gc` purges it, the UI's deleted-runs view still shows it) and
+created afresh under the same name and tags; its fold runs are nested under the new run and ensembles
+name the new id. Updating it in place would leave the stale value in the runs table, where a sort would
+rank by it.
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ from crowdskin.train.tracking import (
     CHECK_KIND,
     CHECK_TAGS,
     HEADLINE_METRIC,
+    NAMESPACE_TAG,
     ROLE_TAG,
     _retry,
     bound_http_retries,
     ensure_experiment,
+    namespace_of,
 )
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ class _Target:
     created: bool = False
     replaced: str = ""  # the run of an earlier call this call deleted and created afresh
     params: dict[str, str] = field(default_factory=dict)  # what the run already has
+    namespace: str = ""  # the working directory (or mlflow.run_namespace) whose run this is
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -110,9 +115,11 @@ class _Target:
     @property
     def tags(self) -> dict[str, str]:
         if self.role == CHECKS_ROLE:  # no task or backbone: a filter on either never finds it
-            return {ROLE_TAG: CHECKS_ROLE, "kind": CHECK_KIND, "mlflow.note.content": CHECKS_NOTE}
+            return {ROLE_TAG: CHECKS_ROLE, "kind": CHECK_KIND, "mlflow.note.content": CHECKS_NOTE,
+                    NAMESPACE_TAG: self.namespace}
         return {ROLE_TAG: self.role, "task": self.model, "backbone": self.backbone,
-                "kind": str(self.kind), "source": str(self.source)}  # str(None) as the fold runs have it
+                "kind": str(self.kind), "source": str(self.source),  # str(None) as the fold runs have it
+                NAMESPACE_TAG: self.namespace}
 
 
 def _run_key(tags: Mapping[str, str]) -> tuple[str, str, str]:
@@ -226,7 +233,8 @@ def _log_batch(client: Any, run_id: str, *, metrics: Sequence[Any] = (), params:
 
 
 def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs: pd.DataFrame,
-                    members: Mapping[str, Sequence[str]], comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
+                    members: Mapping[str, Sequence[str]], namespace: str,
+                    comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Add (or update) the parent runs of the training tasks, the ensemble runs and the checks run in
     `experiment`.
 
@@ -237,7 +245,13 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs:
     backbone). A training task gets one parent per real backbone (run name `task/backbone`, tag
     `crowdskin.role=parent`) and its fold runs from runs.csv are nested under it; a row of `auc_table`
     with kind `ensemble` gets an ensemble run (`crowdskin.role=ensemble`); the experiment's backbone
-    check runs (tag `crowdskin.check=true`) are tagged as checks and nested under one run `checks`. NaN
+    check runs (tag `crowdskin.check=true`) are tagged as checks and nested under one run `checks`.
+
+    `namespace` (crowdskin.train.tracking.run_namespace: the working directory, or `mlflow.run_namespace`)
+    says whose runs these are when several working directories share one store and run_name: every run
+    this call makes or updates is tagged with it, and it finds, nests and supersedes only runs of its
+    own namespace. A run without the tag (an earlier version's) is taken as its own and tagged; a fold run
+    of runs.csv that names another namespace is left alone with a warning. NaN
     scores are left out, fold runs with no run id are skipped, and fold runs not in the experiment are
     skipped with a warning. Idempotent: runs are found again by tags and updated, never duplicated; one
     carrying a metric this call does not log is replaced (module docstring).
@@ -258,11 +272,18 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs:
 
     # A few searches fetch all this call needs from the store, rather than one query per run.
     existing: dict[tuple[str, str, str], Any] = {}
-    for run in _search(client, experiment_id, f'tags."{ROLE_TAG}" IS NOT NULL'):
+    # Runs of this namespace first, so that one of an earlier version (no namespace) is adopted only
+    # where this namespace has none of its own.
+    candidates = [run for run in _search(client, experiment_id, f'tags."{ROLE_TAG}" IS NOT NULL')
+                  if namespace_of(run.data.tags) in (namespace, None)]
+    candidates.sort(key=lambda run: namespace_of(run.data.tags) is None)
+    for run in candidates:
         key = _run_key(run.data.tags)
         if key[0] not in ("parent", "ensemble", CHECKS_ROLE):  # a check run has a role too
             continue
         if key in existing:
+            if namespace_of(run.data.tags) is None:
+                continue  # an earlier version's run beside this namespace's own: not this call's to touch
             log.warning("MLflow: more than one %s run for %s/%s (%s, %s); updating the oldest",
                         *key, existing[key].info.run_id, run.info.run_id)
             continue
@@ -274,11 +295,14 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs:
         page_runs = _search(client, experiment_id, f"attributes.run_id IN ({ids})")
         fold_runs.update((run.info.run_id, run) for run in page_runs)
     nested = _search(client, experiment_id, f'tags."{PARENT_TAG}" IS NOT NULL')
-    check_runs = {run.info.run_id: run for run in _search(client, experiment_id, f"tags.\"{CHECK_TAG}\" = 'true'")}
+    check_runs = {run.info.run_id: run for run in _search(client, experiment_id, f"tags.\"{CHECK_TAG}\" = 'true'")
+                  if namespace_of(run.data.tags) in (namespace, None)}
     checks = []
     if check_runs or (CHECKS_ROLE, CHECKS_NAME, "") in existing:
         checks = [_Target(CHECKS_ROLE, CHECKS_NAME, "", CHECK_KIND, None, children=list(check_runs))]
     targets = parents + ensembles + checks
+    for target in targets:
+        target.namespace = namespace
 
     for target in targets:
         if target.role == "parent":
@@ -287,6 +311,13 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs:
                 log.warning("MLflow: fold run(s) %s of %s/%s are not active runs of experiment %r; not nested",
                             ", ".join(missing), target.model, target.backbone, experiment)
             target.children = [run_id for run_id in target.children if run_id in fold_runs]
+            foreign = [run_id for run_id in target.children
+                       if namespace_of(fold_runs[run_id].data.tags) not in (namespace, None)]
+            if foreign:
+                log.warning("MLflow: fold run(s) %s of %s/%s belong to namespace(s) %s, not %r; not nested",
+                            ", ".join(foreign), target.model, target.backbone,
+                            sorted({namespace_of(fold_runs[run_id].data.tags) for run_id in foreign}), namespace)
+            target.children = [run_id for run_id in target.children if run_id not in foreign]
             for run_id in target.children:  # a parent found only in runs.csv takes kind and source from its folds
                 tags = fold_runs[run_id].data.tags
                 target.kind = target.kind or tags.get("kind")
@@ -345,14 +376,14 @@ def log_comparisons(uri: str, experiment: str, *, auc_table: pd.DataFrame, runs:
     wanted: dict[str, str] = {run_id: t.run_id for t in parents for run_id in t.children}
     for run_id, parent_id in wanted.items():
         tags = fold_runs[run_id].data.tags
-        if tags.get(PARENT_TAG) != parent_id:
-            _log_batch(client, run_id, tags=[RunTag(PARENT_TAG, parent_id)])
+        right = {PARENT_TAG: parent_id, NAMESPACE_TAG: namespace}
+        _log_batch(client, run_id, tags=[RunTag(k, v) for k, v in right.items() if tags.get(k) != v])
         if SUPERSEDED_TAG in tags:  # listed again (runs.csv restored): no longer superseded
             _retry(partial(client.delete_tag, run_id, SUPERSEDED_TAG), what=f"delete_tag {run_id}")
     for target in checks:
         for run_id in target.children:
             tags = check_runs[run_id].data.tags
-            right = {**CHECK_TAGS, PARENT_TAG: target.run_id}
+            right = {**CHECK_TAGS, PARENT_TAG: target.run_id, NAMESPACE_TAG: namespace}
             _log_batch(client, run_id, tags=[RunTag(k, v) for k, v in right.items() if tags.get(k) != v])
     ours = set(parent_ids.values()) | {t.replaced for t in parents if t.replaced}
     superseded = [run.info.run_id for run in nested

@@ -28,7 +28,7 @@ from crowdskin.train.kinds import load_plugins
 from crowdskin.train.loop import JobSpec, train_job
 from crowdskin.train.splits import read_folds, trainable_lesions
 from crowdskin.train.tasks import Task
-from crowdskin.train.tracking import defer_logging, tracking_uri
+from crowdskin.train.tracking import defer_logging, run_namespace, tracking_uri
 from crowdskin.train.weights import resolve_weights
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         weights=weights, base_model=Path(inputs["base_model"]) if inputs.get("base_model") else None,
         threads=threads, data_version=version.hexdigest()[:16],
         mlflow_uri=experiment.get("tracking_uri"), experiment=experiment.get("experiment", "default"),
+        mlflow_namespace=experiment.get("namespace") or run_namespace(),
         defer_mlflow=defer_logging(tracking_uri(experiment.get("tracking_uri"))),
         save_model=bool(request["save_model"]), check=bool(request.get("check", False)),
         execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),

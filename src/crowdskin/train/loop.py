@@ -7,6 +7,9 @@ settings, data and split) matches continues at the next epoch and ends with the 
 that keeps its model also keeps the finished model there (hard-linked to model.keras) until
 metrics.json exists, so a kill while writing outputs or logging does not train again; a job that
 keeps no model trains again after such a kill. Neither depends on how fast the machine is.
+The MLflow run's id goes into `state.json` as soon as the run is opened, before anything is logged
+to it: an attempt stopped while logging (Ctrl-C, a kill) leaves that one run, which the next attempt
+completes, so a job that was stopped any number of times still has one run.
 
 Order of outputs: predictions, history, model, then MLflow, then metrics.json (with the run id,
 or the logging error) last.
@@ -62,6 +65,7 @@ class JobSpec:
     data_version: str = ""
     mlflow_uri: str | None = None
     experiment: str = "default"
+    mlflow_namespace: str = ""  # whose run it is in a shared store (crowdskin.train.tracking.run_namespace)
     # The run goes into metrics.json's `mlflow_pending` for the local train_summary job to log
     # (crowdskin.train.tracking.defer_logging says when: a cluster job with a file-based store).
     defer_mlflow: bool = False
@@ -85,12 +89,24 @@ class Checkpoint:
         self.backup_dir = directory / "backup"
         self.history_csv = directory / "history.csv"
         self.final_model = directory / "final.keras"
-        state = directory / "state.json"
-        if state.is_file() and json.loads(state.read_text()).get("fingerprint") != fingerprint:
+        self.state_file = directory / "state.json"
+        state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        if state and state.get("fingerprint") != fingerprint:
             log.warning("checkpoint in %s is from other settings or data; starting afresh", directory)
             shutil.rmtree(directory)
+            state = {}
         directory.mkdir(parents=True, exist_ok=True)
-        _write_json(state, {"fingerprint": fingerprint})
+        self.state = {**state, "fingerprint": fingerprint}
+        _write_json(self.state_file, self.state)
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run an earlier attempt of this job opened, to complete rather than open another."""
+        return self.state.get("mlflow_run_id")
+
+    def keep_mlflow_run(self, run_id: str) -> None:
+        self.state["mlflow_run_id"] = run_id
+        _write_json(self.state_file, self.state)
 
     def epochs_done(self) -> int:
         metadata = self.backup_dir / "training_metadata.json"
@@ -308,7 +324,7 @@ def train_job(
     if learned is not None:
         metrics["annotators"] = annotator_summary(learned)
     logging_started = time.time()
-    metrics["mlflow_run_id"], metrics["mlflow_error"] = _log_to_mlflow(spec, metrics, result.history, out)
+    metrics["mlflow_run_id"], metrics["mlflow_error"] = _log_to_mlflow(spec, metrics, result.history, out, checkpoint)
     metrics["mlflow_seconds"] = round(time.time() - logging_started, 3)
     metrics["job_seconds"] = round(time.time() - started, 3)
     _write_json(out / "metrics.json", metrics)
@@ -417,8 +433,10 @@ def auc(predictions: pd.DataFrame) -> float | None:
 
 
 def log_job_run(uri: str, experiment: str, name: str, *, params: dict[str, Any], tags: dict[str, str],
-                metrics: dict[str, float], history: pd.DataFrame, out: Path) -> str:
-    """One job's MLflow run, with its predictions, history and history plot as artifacts."""
+                metrics: dict[str, float], history: pd.DataFrame, out: Path,
+                checkpoint: Checkpoint | None = None) -> str:
+    """One job's MLflow run, with its predictions, history and history plot as artifacts. With the
+    job's checkpoint, the run an attempt stopped in is completed, and a new run's id is kept there."""
     from crowdskin.train import tracking
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -428,7 +446,9 @@ def log_job_run(uri: str, experiment: str, name: str, *, params: dict[str, Any],
         artifacts = [out / "predictions.parquet", out / "history.csv"] + ([plot] if plot.exists() else [])
         artifacts += [path for path in [out / "annotators.parquet"] if path.is_file()]
         return tracking.log_run(uri, experiment, run_name=name, params=params, tags=tags,
-                                history=history.to_dict("records"), metrics=metrics, artifacts=artifacts)
+                                history=history.to_dict("records"), metrics=metrics, artifacts=artifacts,
+                                resume=checkpoint.mlflow_run_id if checkpoint else None,
+                                opened=checkpoint.keep_mlflow_run if checkpoint else None)
 
 
 def log_pending_runs(uri: str, jobs: Mapping[Path, Mapping[str, Any]]) -> dict[Path, tuple[str | None, str | None]]:
@@ -481,7 +501,7 @@ def _history_plot(history: pd.DataFrame, path: Path) -> None:
 
 
 def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame,
-                   out: Path) -> tuple[str | None, str | None]:
+                   out: Path, checkpoint: Checkpoint | None = None) -> tuple[str | None, str | None]:
     """Returns (run id, None) or (None, error); never raises: the outputs are already written."""
     from crowdskin.train import tracking
 
@@ -496,7 +516,7 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
     tags = {"task": task.name, "kind": task.kind, "backbone": spec.backbone, "fold": str(spec.fold),
             "source": str(task.source), "feature": str(task.feature), "multitask": str(bool(heads)).lower(),
             "split_hash": spec.split_hash, "mlflow.note.content": "; ".join(metrics["warnings"]),
-            "crowdskin.check": str(spec.check).lower(),
+            "crowdskin.check": str(spec.check).lower(), tracking.NAMESPACE_TAG: spec.mlflow_namespace,
             # where this machine keeps the weights is not part of the experiment (train.weights is)
             "execution.weights_file": str(spec.weights or ""),
             **{f"execution.{k}": str(v) for k, v in spec.execution_tags.items()}}
@@ -519,7 +539,7 @@ def _log_to_mlflow(spec: JobSpec, metrics: dict[str, Any], history: pd.DataFrame
         return None, None
     try:
         run_id = log_job_run(tracking.tracking_uri(spec.mlflow_uri), spec.experiment, name, params=params,
-                             tags=tags, metrics=final, history=history, out=out)
+                             tags=tags, metrics=final, history=history, out=out, checkpoint=checkpoint)
         return run_id, None
     except Exception as error:  # noqa: BLE001 - logging must not lose a finished training
         log.warning("MLflow logging failed, outputs are kept: %s", error)

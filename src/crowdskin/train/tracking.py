@@ -111,6 +111,22 @@ def _retry(call: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: fl
 
 # A deferred run carries the hash of its record as this tag, so logging it twice finds it instead.
 RECORD_TAG = "crowdskin.record"
+# Whose run it is: working directories that share one store and one run_name (the cluster case) must
+# never find, update or supersede each other's runs. Every run the workflow makes carries it.
+NAMESPACE_TAG = "crowdskin.namespace"
+
+
+def run_namespace(configured: str | None = None, *, workdir: str | Path = ".") -> str:
+    """The configured `mlflow.run_namespace`, else the absolute working directory: readable in the
+    MLflow UI and a filter (`tags."crowdskin.namespace" = '/scratch/me/study'`), unlike a hash of it."""
+    if configured is not None and configured.strip():
+        return configured.strip()
+    return str(Path(workdir).resolve())
+
+
+def namespace_of(tags: Mapping[str, str]) -> str | None:
+    """A run's namespace; None for a run of an earlier version, which had none."""
+    return tags.get(NAMESPACE_TAG)
 
 
 def defer_logging(uri: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -169,6 +185,15 @@ def ensure_experiment(uri: str, name: str, *, artifact_root: str | Path | None =
     return _retry(get_or_create, what=f"creating experiment {name!r}")
 
 
+def _resumable_run(client: Any, experiment_id: str, run_id: str) -> Any | None:
+    """The run, if it is still an active run of the experiment (not deleted, not of another store)."""
+    if not run_id.isalnum():
+        return None  # not a run id: nothing a filter string should hold
+    found = _retry(lambda: client.search_runs([experiment_id], f"attributes.run_id = '{run_id}'", max_results=1),
+                   what=f"search for run {run_id}")
+    return found[0] if found else None
+
+
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested settings as dotted MLflow params (`augment.zoom`)."""
     flat: dict[str, str] = {}
@@ -191,23 +216,43 @@ def log_run(
     history: Iterable[Mapping[str, float]],
     metrics: Mapping[str, float],
     artifacts: Iterable[str | Path],
+    resume: str | None = None,
+    opened: Callable[[str], None] | None = None,
 ) -> str:
-    """Log one finished job as one run; returns the run id. Raises after the retries are spent."""
-    from mlflow.entities import Metric, Param
+    """Log one finished job as one run; returns the run id. Raises after the retries are spent.
+
+    `resume`: the run an earlier attempt of the same job opened and was stopped in (Ctrl-C, a kill);
+    while it is an active run of the experiment, this call completes it (what it already holds is not
+    logged twice) instead of opening another. `opened` is told a new run's id before anything is
+    logged to it, so that the job can keep it for such a next attempt."""
+    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     bound_http_retries()
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(uri, experiment_name)
-    run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)), what="create_run")
-    run_id = run.info.run_id
+    found = _resumable_run(client, experiment_id, resume) if resume else None
+    if found is None:
+        run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)), what="create_run")
+        run_id, logged_params, logged_metrics = run.info.run_id, set(), set()
+        if opened is not None:
+            opened(run_id)
+    else:
+        run_id, logged_params, logged_metrics = found.info.run_id, set(found.data.params), set(found.data.metrics)
+        log.info("MLflow: completing run %s, which an earlier attempt of this job opened", run_id)
+        tag_rows = [RunTag(k, str(v)) for k, v in tags.items()]
+        for start in range(0, len(tag_rows), 100):
+            _retry(partial(client.log_batch, run_id, tags=tag_rows[start:start + 100]), what="log tags")
     now = int(time.time() * 1000)
     metric_rows = []
+    # A metric's whole history goes in one batch (a job logs far fewer than 1000 values), so a metric
+    # the stopped attempt logged at all, it logged whole.
     for row in history:
         step = int(row["epoch"])
-        metric_rows += [Metric(k, float(v), now, step) for k, v in row.items() if k != "epoch" and v == v]
-    metric_rows += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
-    param_rows = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        metric_rows += [Metric(k, float(v), now, step) for k, v in row.items()
+                        if k != "epoch" and v == v and k not in logged_metrics]
+    metric_rows += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v and k not in logged_metrics]
+    param_rows = [Param(k, str(v)[:6000]) for k, v in flatten(params).items() if k not in logged_params]
     # MLflow caps a batch at 1000 metrics and 100 params.
     for start in range(0, len(param_rows), 100):
         chunk_params = param_rows[start:start + 100]
