@@ -67,10 +67,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-# Faults (about 2.5 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
-# annotation and training, then --unlock and --rerun-incomplete; the warm worker's failure paths.
+# Faults (about 5 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
+# annotation and training, then --unlock and --rerun-incomplete; Ctrl-C and its resume command; two
+# working directories sharing one MLflow store; the warm worker's failure paths.
 test-faults: $(STAMP)
-	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_train_worker.py
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_train_worker.py
 
 # Other entry points, run whole (about 2 min; `make test` skips them, CI runs them): the workflow
 # deployed as a Snakemake module in a scratch project, and the example study's generic inputs.
