@@ -92,6 +92,19 @@ def test_abc_scores_read_the_image_upright_with_its_mask_on_it(tmp_path):
     assert not any("resized" in note for note in notes)
 
 
+def test_explanations_measure_relevance_in_the_mask_turned_with_its_image(tmp_path):
+    """The explanation job's lesion region lies where the cache's upright image has the lesion."""
+    from crowdskin.explain.job import read_region
+    from crowdskin.train.cache import load_resized
+
+    image, mask_path = _phone_photo(tmp_path)
+    upright = load_resized(image, 16)
+    region = read_region(str(mask_path), 16, str(image))
+    assert _bright_corner(upright) == "top-right"
+    assert _bright_corner(np.repeat(region[..., None], 3, axis=-1)) == "top-right"
+    assert _bright_corner(np.repeat(read_region(str(mask_path), 16)[..., None], 3, axis=-1)) == "top-left"
+
+
 def test_mask_drawn_on_the_upright_image_is_left_alone(tmp_path):
     from crowdskin.pixels import mask_follows_image
 

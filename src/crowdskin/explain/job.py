@@ -28,6 +28,7 @@ import pandas as pd
 
 from crowdskin.explain.relevance import region_at, relevance_mass
 from crowdskin.explain.shortcut import shortcut_folder
+from crowdskin.pixels import mask_follows_image
 from crowdskin.train.backend import select as select_backend
 from crowdskin.train.cache import load_resized, read_cache
 from crowdskin.train.runtime import configure
@@ -43,22 +44,30 @@ SHORTCUT_COLUMNS = ["marker_train", "marker_trap", "marker_area", "relevance_mar
 RENDERINGS = ("clean", "trap")
 
 
-def read_region(path: Any, size: int) -> np.ndarray | None:
-    """A mask file as a size x size share-of-pixel region, or None where there is no mask."""
-    if path is None or (isinstance(path, float) and np.isnan(path)) or pd.isna(path):
+def _missing(path: Any) -> bool:
+    return path is None or (isinstance(path, float) and np.isnan(path)) or bool(pd.isna(path))
+
+
+def read_region(path: Any, size: int, image_path: Any = None) -> np.ndarray | None:
+    """A mask file as a size x size share-of-pixel region, or None where there is no mask. With
+    `image_path`, the mask is first turned with its image (crowdskin.pixels.mask_follows_image), as
+    the image cache reads the image upright."""
+    if _missing(path):
         return None
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise ValueError(f"cannot read mask {path}")
+    if not _missing(image_path):
+        mask = mask_follows_image(mask, image_path)
     return region_at(mask, size)
 
 
-def _regions(paths: list[Any], size: int) -> tuple[np.ndarray, np.ndarray]:
+def _regions(paths: list[Any], size: int, image_paths: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Regions (n, size, size) and whether each exists (a missing one is all zeros)."""
     regions = np.zeros((len(paths), size, size), dtype=np.float32)
     present = np.zeros(len(paths), dtype=bool)
     for i, path in enumerate(paths):
-        region = read_region(path, size)
+        region = read_region(path, size, None if image_paths is None else image_paths[i])
         if region is not None:
             regions[i], present[i] = region, True
     return regions, present
@@ -77,7 +86,8 @@ def explain_fold(model: Any, test: pd.DataFrame, images: np.ndarray, layer: str,
     from crowdskin.explain.gradcam import gradcam
 
     maps = gradcam(model, images.astype(np.float32), layer)
-    lesions, has_mask = _regions(test["mask_path"].tolist(), size)
+    image_paths = test["image_path"].tolist() if "image_path" in test else None
+    lesions, has_mask = _regions(test["mask_path"].tolist(), size, image_paths)
     rows = test[["image_id", "label", "score"]].reset_index(drop=True).assign(
         has_mask=has_mask, lesion_area=np.where(has_mask, lesions.mean(axis=(1, 2)), np.nan))
     rows["relevance_lesion"] = np.where(has_mask, relevance_mass(maps, lesions), np.nan)
@@ -124,6 +134,7 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
         predictions = pd.read_parquet(predictions_path, columns=["image_id", "split", "score", "label"])
         test = predictions[predictions["split"] == "test"].drop(columns="split").reset_index(drop=True)
         test["mask_path"] = images["mask_path"].reindex(test["image_id"]).to_numpy()
+        test["image_path"] = images["image_path"].reindex(test["image_id"]).to_numpy()
         fold_images = np.asarray(cache_array[rows_of.loc[test["image_id"]].to_numpy()])
         model = keras.models.load_model(model_path, compile=False)
         rows, fold_arrays = explain_fold(model, test, fold_images, layer, size, shortcut, shortcut_root)
