@@ -123,7 +123,7 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
 
     inputs = request["inputs"]
     size, layer = int(request["size"]), request["layer"]
-    images = pd.read_parquet(inputs["images"], columns=["image_id", "mask_path"]).set_index("image_id")
+    images = pd.read_parquet(inputs["images"], columns=["image_id", "image_path", "mask_path"]).set_index("image_id")
     cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"],
                                           manifest=inputs.get("cache_manifest"))
     rows_of = cache_index.set_index("image_id")["row"]
