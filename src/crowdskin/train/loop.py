@@ -3,7 +3,10 @@
 Resume: `<out>/checkpoint/` is not a Snakemake output, so `--rerun-incomplete` keeps it. Inside,
 Keras' `BackupAndRestore` keeps the weights and optimizer state of the last finished epoch and
 `CSVLogger(append=True)` the per-epoch history; a re-run whose fingerprint (the job's science
-settings, data and split) matches continues at the next epoch and ends with the same epochs. A job
+settings, data and split) matches continues at the next epoch and ends with the same epochs, and
+with the same weights as a job never stopped: it goes on with the next batches of the training
+stream, the augmentation's next random draws, and the random states of the layers inside the model
+(kept in the checkpoint per epoch: Keras' weights leave them out). A job
 that keeps its model also keeps the finished model there (hard-linked to model.keras) until
 metrics.json exists, so a kill while writing outputs or logging does not train again; a job that
 keeps no model trains again after such a kill. Neither depends on how fast the machine is.
