@@ -308,8 +308,8 @@ def test_summary_averages_test_auc_over_folds_and_counts_folds_with_an_auc():
 
 
 def test_a_checkpoint_survives_any_change_of_execution_settings(tmp_path):
-    """The resume fingerprint is the job's science settings, data and split: threads, GPUs or the
-    warm worker leave it (and so the checkpoint) alone; a science setting or other data does not."""
+    """The resume fingerprint is the job's science settings, data and split: threads, GPUs, steps
+    per call or the warm worker leave it (and so the checkpoint) alone; a science setting or other data does not."""
     from dataclasses import replace
 
     from crowdskin.train.loop import JobSpec, fingerprint
@@ -317,7 +317,8 @@ def test_a_checkpoint_survives_any_change_of_execution_settings(tmp_path):
     examples = pd.DataFrame({"image_id": ["a", "b"], "split": ["train", "test"], "label": [0.0, 1.0], "row": [0, 1]})
     spec = JobSpec(task=TASKS["baseline"], backbone="vgg16", fold=0, settings=job_settings(SETTINGS, TASKS["baseline"],
                    "vgg16"), seed=42, split_hash="abc", out_dir=tmp_path, data_version="v1")
-    same = replace(spec, threads=8, execution_tags={"threads": "8", "warm_worker": "false", "slurm_job_id": "17"})
+    same = replace(spec, threads=8, steps_per_execution=4,
+                   execution_tags={"threads": "8", "warm_worker": "false", "slurm_job_id": "17"})
     assert fingerprint(same, examples) == fingerprint(spec, examples)
     other_rate = replace(spec, settings={**spec.settings, "learning_rate": 1e-3})
     assert fingerprint(other_rate, examples) != fingerprint(spec, examples)
@@ -406,3 +407,27 @@ def test_a_job_refuses_a_cache_built_with_another_label(tmp_path, captured_spec)
     images.to_parquet(tmp_path / "images.parquet")
     with pytest.raises(CacheError, match=rf"cache {tmp_path / 'cache.npy'} was built with label 0 for lesion 'J004'"):
         run_request(request)
+
+
+@pytest.mark.parametrize(("requested", "steps_per_epoch", "backend", "runs"), [
+    (1, 7, "jax", 1), (4, 100, "jax", 4), (8, 100, "tensorflow", 5), (16, 100, "jax", 10),
+    (4, 6, "tensorflow", 3), (3, 7, "jax", 1), (50, 10, "jax", 10), (4, 100, "torch", 1),
+])
+def test_steps_per_call_keep_every_epoch_at_its_steps(requested, steps_per_epoch, backend, runs):
+    """Keras runs whole calls: a number of steps per call that does not divide the epoch's steps
+    would train more steps than the epoch has; it runs as the largest divisor below it, and a
+    reason is given whenever the number run is not the one asked for."""
+    from crowdskin.train.loop import steps_per_call
+
+    ran, reason = steps_per_call(requested, steps_per_epoch, backend)
+    assert ran == runs and steps_per_epoch % ran == 0
+    assert (reason is None) == (ran == requested)
+    if backend == "torch":
+        assert "torch" in reason
+
+
+def test_steps_per_call_refuses_less_than_one():
+    from crowdskin.train.loop import steps_per_call
+
+    with pytest.raises(ValueError, match="steps_per_execution must be at least 1, not 0"):
+        steps_per_call(0, 10, "jax")

@@ -420,3 +420,97 @@ def test_efficientnetv2_built_without_its_preprocessing_gets_the_same_from_the_r
     expected = inside.predict(pixels, verbose=0)
     np.testing.assert_allclose(outside.predict(np.asarray(backbone.preprocess(pixels)), verbose=0), expected,
                                rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def _job_outputs(job: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[np.ndarray], dict]:
+    """history.csv, predictions.parquet, model.keras' weights and metrics.json of a finished job."""
+    import io
+    import zipfile
+
+    import h5py
+
+    # The archive's weights file, read as arrays: loading the model would need every layer to
+    # deserialize (Keras 3.15's RandomShear does not, from its own config with a shear under 1 degree).
+    with zipfile.ZipFile(job / "model.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
+        weights: list[np.ndarray] = []
+        store.visititems(lambda name, item: weights.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    metrics = json.loads((job / "metrics.json").read_text())
+    return pd.read_csv(job / "history.csv"), pd.read_parquet(job / "predictions.parquet"), weights, metrics
+
+
+def _assert_same_job(first: Path, second: Path) -> None:
+    history_1, predictions_1, weights_1, metrics_1 = _job_outputs(first)
+    history_2, predictions_2, weights_2, metrics_2 = _job_outputs(second)
+    pd.testing.assert_frame_equal(history_1, history_2, check_exact=True)
+    pd.testing.assert_frame_equal(predictions_1, predictions_2, check_exact=True)
+    assert len(weights_1) == len(weights_2)
+    for left, right in zip(weights_1, weights_2, strict=True):
+        np.testing.assert_array_equal(left, right)
+    assert (metrics_1["test_auc"], metrics_1["val_auc"]) == (metrics_2["test_auc"], metrics_2["val_auc"])
+    assert predictions_1["score"].std() > 0  # a model that learned nothing would be equal trivially
+
+
+# Six training steps per epoch at four per call (Keras would train eight), two validation batches
+# at up to four per call, augmentation on: what differs with steps per call shows in every output.
+STEPS_CASE = {"epochs": 3, "steps_per_epoch": 6, "validation_steps": 2, "deterministic": True, "run_eagerly": False}
+
+
+def test_several_steps_per_call_train_exactly_as_one(tmp_path, caplog):
+    """history.csv (loss, AUC, validation), predictions and the saved model of a job at four steps
+    per call equal those at one, although the epoch's six steps are no multiple of four."""
+    from crowdskin.train.job import run_request
+
+    for name, steps in (("one", 1), ("four", 4)):
+        (tmp_path / name).mkdir()
+        request = _request(tmp_path / name, **STEPS_CASE)
+        request["execution"] = {"steps_per_execution": steps}
+        with caplog.at_level(logging.INFO, logger="crowdskin.train"):
+            run_request(request)
+    assert "steps_per_execution 4 runs as 3" in caplog.text
+    assert "training 3 step(s) per compiled call" in caplog.text
+    _assert_same_job(tmp_path / "one" / "job", tmp_path / "four" / "job")
+
+
+class _InterruptedError(Exception):
+    """Stands for a kill right after an epoch's checkpoint."""
+
+
+@pytest.mark.parametrize("placement", ["pipeline", "model"])
+def test_a_job_resumed_at_several_steps_per_call_equals_an_uninterrupted_one(tmp_path, monkeypatch, placement):
+    """Interrupted after its first epoch's checkpoint and run again, a job at three steps per call
+    ends with the history, predictions and model of the same job run through at one step per call:
+    the resumed job goes on with the next batches and the augmentation's next random draws, in the
+    input pipeline (tf.data) or inside the model (its layers' seed states, which Keras does not save)."""
+    from crowdskin.train import loop
+    from crowdskin.train.job import run_request
+
+    case = {**STEPS_CASE, "augment": {"placement": placement}}
+    (tmp_path / "through").mkdir()
+    through = _request(tmp_path / "through", **case)
+    run_request(through)
+
+    (tmp_path / "resumed").mkdir()
+    resumed = _request(tmp_path / "resumed", **case)
+    resumed["execution"] = {"steps_per_execution": 3}
+    backup_callback = loop._backup_callback
+
+    def interrupted_after_first_epoch(keras, backup_dir, epochs):
+        callback = backup_callback(keras, backup_dir, epochs)
+        on_epoch_end = callback.on_epoch_end
+
+        def end_then_stop(epoch, logs=None):
+            on_epoch_end(epoch, logs)
+            if epoch == 0:
+                raise _InterruptedError
+
+        callback.on_epoch_end = end_then_stop
+        return callback
+
+    monkeypatch.setattr(loop, "_backup_callback", interrupted_after_first_epoch)
+    with pytest.raises(_InterruptedError):
+        run_request(resumed)
+    assert _epochs_backed_up(tmp_path / "resumed" / "job") == 1
+    monkeypatch.setattr(loop, "_backup_callback", backup_callback)
+    run_request(resumed)
+    _assert_same_job(tmp_path / "through" / "job", tmp_path / "resumed" / "job")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from crowdskin.config import section
 from workflow_runner import REPO, snakemake
 
 pytestmark = [pytest.mark.slow]
@@ -123,6 +124,8 @@ def test_default_workflow_through_a_small_grid_tracked_in_mlflow(finished_run):
     assert not {"threads", "runtime", "mem_mb", "gpus", "warm_worker", "weights_file"} & set(run.data.params)
     assert run.data.tags["execution.weights_file"] == ""  # train.weights: none
     assert run.data.tags["execution.threads"] == "1"
+    assert "steps_per_execution" not in run.data.params
+    assert run.data.tags["execution.steps_per_execution"] == str(section("execution")["train"]["steps_per_execution"])
     # every job ran in the warm worker: one that fell back to its own process is tagged "false"
     assert {client.get_run(run_id).data.tags["execution.warm_worker"] for run_id in runs["mlflow_run_id"]} == {"true"}
     assert "serving on" in (finished_run / "results/test/logs/train_worker.log").read_text()
@@ -202,7 +205,7 @@ def test_execution_settings_re_run_nothing(finished_run):
 execution:
   automated: {threads: 1}
   train: {runtime: 999, mem_mb: 64000, threads: 2, gpus: 1, slurm_extra: '--constraint=a100',
-          warm_worker: false, weights_dir: /elsewhere}
+          warm_worker: false, weights_dir: /elsewhere, steps_per_execution: 7}
 """
     assert planned_jobs(finished_run, every_execution_setting) == {}
     assert planned_jobs(finished_run, "execution: {train: {gpus: 1, jobs_per_gpu: 3}}") == {}

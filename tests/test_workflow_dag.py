@@ -98,6 +98,18 @@ def test_jobs_sharing_a_gpu_ask_for_a_share_of_it_not_a_whole_one(tmp_path, repo
     assert refused.returncode != 0 and "jobs_per_gpu" in refused.stderr + refused.stdout
 
 
+def test_steps_per_execution_reaches_every_training_job_as_a_resource(tmp_path, repo):
+    """Catches the setting not reaching the jobs, or reaching them as a param (which would re-run
+    every job when it changes: it changes no result)."""
+    steps = tmp_path / "steps.yaml"
+    steps.write_text("execution: {train: {steps_per_execution: 5}}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"), str(steps))
+    jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", result.stdout, flags=re.M)
+    train_jobs = [job for job in jobs if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
+    assert len(train_jobs) == 13 * 3 * 5
+    assert all(re.search(r"resources: .*\bsteps_per_execution=5\b", job) for job in train_jobs)
+
+
 TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
 
 

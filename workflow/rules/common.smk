@@ -318,11 +318,13 @@ TRAIN_WEIGHTS_FILE = (
 )
 
 # Slurm and the local scheduler read the same declarations; `gpu` only where GPUs are asked for.
-# warm_worker and weights_dir say how this machine runs a job, so they travel as resources too.
+# warm_worker, weights_dir and steps_per_execution say how this machine runs a job (never what it
+# computes), so they travel as resources too: a change re-runs nothing.
 TRAIN_RESOURCES = {
     "mem_mb": TRAIN_EXECUTION["mem_mb"],
     "runtime": TRAIN_EXECUTION["runtime"],
     "warm_worker": int(TRAIN_EXECUTION["warm_worker"]),
+    "steps_per_execution": TRAIN_EXECUTION["steps_per_execution"],
 }
 if TRAIN_EXECUTION["jobs_per_gpu"] > 1:
     if TRAIN_EXECUTION["gpus"] != 1:

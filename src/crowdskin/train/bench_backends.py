@@ -4,6 +4,7 @@ A Keras backend is fixed per process, so each command measures one backend (`--b
 before keras is imported. Prints one JSON line per measurement; docs/benchmarks.md quotes them.
 
     python -m crowdskin.train.bench_backends costs --backend jax            # CPU, default config
+    python -m crowdskin.train.bench_backends steps --backend jax            # CPU, steps per call
     python -m crowdskin.train.bench_backends fit --backend jax --backbones resnet50 \\
         --precision float32 bfloat16 --batch 20 max                         # GPU, config/paper.yaml
 
@@ -265,12 +266,72 @@ def fixed_costs(backend: str, *, repeat_predict: int = 1) -> dict[str, Any]:
             "total_s": round(time.perf_counter() - started, 2)}
 
 
+def steps_per_call_timings(backend: str, *, batches_sizes: list[int], values: list[int], repeats: int,
+                           threads: int = 1) -> Any:
+    """The default config's job (smallcnn, its epochs, steps, validation and settings) at each
+    number of training steps per call, at each batch size; `repeats` rounds, the values interleaved
+    within each round. Yields one result per fit: the whole fit and the median of its epochs after
+    the first (which compiles)."""
+    _select(backend, threads=threads)
+    from crowdskin.config import load_config, packaged_config
+    from crowdskin.train.loop import steps_per_call
+    from crowdskin.train.runtime import configure
+
+    train_config = load_config(packaged_config("config.yaml"))["train"]
+    runtime = configure(backend=backend, threads=threads, deterministic=train_config["deterministic"], seed=0)
+    import keras
+
+    from crowdskin.train import models
+    from crowdskin.train.pipeline import batches
+
+    size, steps = train_config["input_size"], train_config["steps_per_epoch"]
+    n = 500  # the default synthetic set's lesions
+    rng = np.random.default_rng(0)
+    cache = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, n)
+    augment = models.augmentation(train_config["augment"]) if train_config["augment"]["enabled"] else None
+    for round_ in range(repeats):
+        for batch in batches_sizes:
+            # Each round starts at another value: drift of a shared machine falls on all of them.
+            for requested in values[round_ % len(values):] + values[:round_ % len(values)]:
+                ran, _ = steps_per_call(requested, steps, backend)
+                keras.utils.set_random_seed(0)
+                model = models.build_model("smallcnn", size, preprocess=train_config["preprocess"])
+                models.compile_model(model, optimizer=models.make_optimizer(train_config["optimizer"],
+                                                                            train_config["learning_rate"]),
+                                     class_weight={0: 1.0, 1: 1.0}, loss_weights=None,
+                                     jit_compile=runtime.jit_compile, run_eagerly=train_config["run_eagerly"],
+                                     steps_per_execution=ran)
+                train_data = batches(cache, np.arange(320), labels[:320], batch_size=batch, training=True,
+                                     augment=augment, deterministic=train_config["deterministic"])
+                validation = min(train_config["validation_steps"], math.ceil(80 / batch))
+                validated = np.arange(320, 320 + validation * batch)  # as a job: only what validation reads
+                val_data = batches(cache, validated, labels[validated], batch_size=batch, training=False)
+                timer = _EpochTimer().callback
+                started = time.perf_counter()
+                model.fit(train_data, epochs=train_config["epochs"], steps_per_epoch=steps, validation_data=val_data,
+                          validation_steps=validation, callbacks=[timer], shuffle=False, verbose=0)
+                fit_seconds = time.perf_counter() - started
+                steady = statistics.median(timer.seconds[1:])
+                yield {"what": "steps_per_call", "backend": backend, "keras": keras.__version__, "round": round_,
+                       "batch": batch, "steps_per_epoch": steps, "epochs": train_config["epochs"],
+                       "requested": requested, "ran": ran, "fit_s": round(fit_seconds, 3),
+                       "first_epoch_s": round(timer.seconds[0], 3), "steady_epoch_s": round(steady, 4),
+                       "steady_images_per_s": round(batch * steps / steady, 1)}
+                keras.backend.clear_session()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crowdskin.train.bench_backends",
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     costs = sub.add_parser("costs", help="a default-config job's fixed costs on CPU")
     costs.add_argument("--backend", default="tensorflow")
+    steps = sub.add_parser("steps", help="the default job at several training steps per compiled call (CPU)")
+    steps.add_argument("--backend", default="tensorflow")
+    steps.add_argument("--batch", type=int, nargs="+", default=[32, 20], help="batch sizes (32: the default's)")
+    steps.add_argument("--values", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="steps per call asked for")
+    steps.add_argument("--repeats", type=int, default=3)
     fit = sub.add_parser("fit", help="training images/s through the real input pipeline (GPU)")
     fit.add_argument("--backend", default="jax")
     fit.add_argument("--backbones", nargs="+", default=["resnet50", "vgg16", "inceptionv3"])
@@ -289,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "costs":
         print(json.dumps(fixed_costs(args.backend)), flush=True)
+        return 0
+    if args.command == "steps":
+        for result in steps_per_call_timings(args.backend, batches_sizes=args.batch, values=args.values,
+                                             repeats=args.repeats):
+            print(json.dumps(result), flush=True)
         return 0
     if args.backend == "jax":
         # Measured memory per job needs JAX to allocate what it uses, as jobs sharing a GPU do.

@@ -6,7 +6,8 @@ crowdskin.train.settings.job_settings), seed, split_scheme (how the folds file w
 checks apply; null checks what every scheme shares), threads, out_dir, log (path or null), save_model,
 check (a backbone check job, outside the grid),
 inputs (images, folds, cache_array, cache_index, cache_manifest, experiment[, targets, crowd_pool, crowd_labels, votes,
-annotations, base_model, weights]) and execution (how it runs, never its result: weights_dir, warm_worker).
+annotations, base_model, weights]) and execution (how it runs, never its result: weights_dir, warm_worker,
+jobs_per_gpu, steps_per_execution).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
                                           manifest=inputs.get("cache_manifest"),
                                           labels=lesions.set_index("image_id")["abnormal"])
     threads = int(request.get("threads", 1))
+    steps_per_execution = int(execution.get("steps_per_execution") or 1)
     spec = JobSpec(
         task=task, backbone=backbone, fold=fold, settings=settings, seed=int(request["seed"]),
         split_hash=split_hash, out_dir=Path(request["out_dir"]),
@@ -82,9 +84,11 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         mlflow_namespace=experiment.get("namespace") or run_namespace(),
         defer_mlflow=defer_logging(tracking_uri(experiment.get("tracking_uri"))),
         save_model=bool(request["save_model"]), check=bool(request.get("check", False)),
+        steps_per_execution=steps_per_execution,
         execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
                         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
-                        "jobs_per_gpu": str(execution.get("jobs_per_gpu") or 1)},
+                        "jobs_per_gpu": str(execution.get("jobs_per_gpu") or 1),
+                        "steps_per_execution": str(steps_per_execution)},
     )
     metrics = train_job(spec, examples, notes, cache_array, cache_index, annotators=annotators)
     log.info("done: test AUC %s, MLflow run %s%s", metrics["test_auc"], metrics["mlflow_run_id"],

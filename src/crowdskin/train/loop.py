@@ -3,7 +3,10 @@
 Resume: `<out>/checkpoint/` is not a Snakemake output, so `--rerun-incomplete` keeps it. Inside,
 Keras' `BackupAndRestore` keeps the weights and optimizer state of the last finished epoch and
 `CSVLogger(append=True)` the per-epoch history; a re-run whose fingerprint (the job's science
-settings, data and split) matches continues at the next epoch and ends with the same epochs. A job
+settings, data and split) matches continues at the next epoch and ends with the same epochs, and
+with the same weights as a job never stopped: it goes on with the next batches of the training
+stream, the augmentation's next random draws, and the random states of the layers inside the model
+(kept in the checkpoint per epoch: Keras' weights leave them out). A job
 that keeps its model also keeps the finished model there (hard-linked to model.keras) until
 metrics.json exists, so a kill while writing outputs or logging does not train again; a job that
 keeps no model trains again after such a kill. Neither depends on how fast the machine is.
@@ -69,6 +72,7 @@ class JobSpec:
     # The run goes into metrics.json's `mlflow_pending` for the local train_summary job to log
     # (crowdskin.train.tracking.defer_logging says when: a cluster job with a file-based store).
     defer_mlflow: bool = False
+    steps_per_execution: int = 1  # training steps per compiled call (execution.train.steps_per_execution)
     execution_tags: dict[str, str] = field(default_factory=dict)  # how it ran: MLflow tags, never params
 
 
@@ -153,14 +157,42 @@ def cached_examples(examples: pd.DataFrame, cache_index: pd.DataFrame, notes: Ex
     return kept
 
 
+def _seed_states(model: Any) -> list[Any]:
+    """The random states of the model's layers (augmentation inside it): Keras' weights leave them out."""
+    return [generator.state for layer in model._flatten_layers() for generator in layer._seed_generators]
+
+
+def _seed_file(backup_dir: Path, epochs_done: int) -> Path:
+    return backup_dir / f"seed_states_{epochs_done}.npz"
+
+
+def restore_seed_states(model: Any, backup_dir: Path, epochs_done: int) -> None:
+    """Put back the random states a job's model had after `epochs_done` epochs, so that a resumed
+    job draws the augmentation an uninterrupted one would."""
+    path = _seed_file(backup_dir, epochs_done)
+    if epochs_done and path.is_file():
+        with np.load(path) as saved:
+            for index, state in enumerate(_seed_states(model)):
+                state.assign(saved[f"state_{index}"])
+
+
 def _backup_callback(keras: Any, backup_dir: Path, epochs: int) -> Any:
     class EpochBackup(keras.callbacks.BackupAndRestore):
         """Keras' BackupAndRestore without the last epoch's backup: the finished model is the job's
-        to keep or not, and a one-epoch job would otherwise write a backup only to delete it."""
+        to keep or not, and a one-epoch job would otherwise write a backup only to delete it.
+        The model's random states go next to the weights, named by epoch: a kill between the two
+        files leaves the earlier epoch's pair."""
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             if epoch + 1 < epochs:
+                backup_dir.mkdir(parents=True, exist_ok=True)
+                states = {f"state_{i}": np.asarray(s.value) for i, s in enumerate(_seed_states(self.model))}
+                tmp = backup_dir / "seed_states.tmp.npz"
+                np.savez(tmp, **states)
+                os.replace(tmp, _seed_file(backup_dir, epoch + 1))
                 super().on_epoch_end(epoch, logs)
+                # The weights' double checkpoint may fall back one epoch; no further.
+                _seed_file(backup_dir, epoch - 1).unlink(missing_ok=True)
 
     # double_checkpoint: a kill while the weights file is written falls back to the epoch before.
     return EpochBackup(str(backup_dir), double_checkpoint=True)
@@ -177,6 +209,26 @@ def read_history(path: Path) -> pd.DataFrame:
     # Keras names a single-output dict model's metrics without the output prefix; one name here.
     history = history.rename(columns=lambda name: name.replace("label_auc", "auc"))
     return history[["epoch", *sorted(c for c in history.columns if c != "epoch")]]
+
+
+def steps_per_call(requested: int, steps_per_epoch: int, backend: str) -> tuple[int, str | None]:
+    """The training steps per compiled call a job runs, and why it is not `requested` (None if it is).
+
+    Keras runs whole calls: with an endless training stream, an epoch of 5 steps at 2 per call
+    trains 6 steps, and every later epoch starts one batch late. The largest divisor of the
+    epoch's steps that is at most `requested` keeps an epoch at exactly its steps, so the batches,
+    their order and the weights are those of one step per call. Keras refuses more than one on torch.
+    """
+    if requested < 1:
+        raise ValueError(f"steps_per_execution must be at least 1, not {requested}")
+    if requested == 1:
+        return 1, None
+    if backend == "torch":
+        return 1, "Keras' torch trainer runs one step per call"
+    runs = max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    if runs == requested:
+        return runs, None
+    return runs, f"an epoch's {steps_per_epoch} step(s) must be a whole number of calls"
 
 
 def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoint: Checkpoint,
@@ -219,11 +271,18 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
             arrays[models.ANNOTATOR_HEAD] = annotators.matrix(part["image_id"].astype(str).tolist())
         return arrays
 
-    def dataset(part: pd.DataFrame, training: bool) -> Any:
+    def dataset(part: pd.DataFrame, training: bool, start: int = 0) -> Any:
         return batches(cache_array, part["row"].to_numpy(), trained_labels(part, spec.task), targets(part),
                        batch_size=batch, training=training, seed=spec.seed + spec.fold,
-                       augment=in_pipeline if training else None, deterministic=settings["deterministic"])
+                       augment=in_pipeline if training else None, deterministic=settings["deterministic"],
+                       start=start)
 
+    steps_per_execution, reduced_because = steps_per_call(spec.steps_per_execution, settings["steps_per_epoch"],
+                                                          backend)
+    if reduced_because:
+        log.info("steps_per_execution %d runs as %d: %s", spec.steps_per_execution, steps_per_execution,
+                 reduced_because)
+    log.info("training %d step(s) per compiled call", steps_per_execution)
     with runtime.scope():
         starts_from = kind_of(spec.task.kind).starts_from
         if starts_from is not None:
@@ -242,6 +301,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
         models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], settings["learning_rate"]),
                              class_weight=class_weight, loss_weights=settings.get("loss_weights"),
                              jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"],
+                             steps_per_execution=steps_per_execution,
                              annotator_weights=None if annotators is None
                              else annotators.annotators["weight"].astype(float).tolist())
 
@@ -254,8 +314,14 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
         validation_steps = min(settings["validation_steps"], math.ceil(len(val) / batch))
         callbacks = [keras.callbacks.CSVLogger(str(checkpoint.history_csv), append=True),
                      _backup_callback(keras, checkpoint.backup_dir, epochs)]
-        model.fit(dataset(train, True), epochs=epochs, steps_per_epoch=settings["steps_per_epoch"],
-                  validation_data=dataset(val, False), validation_steps=validation_steps,
+        # Only the batches validation reads: with several steps per call Keras reads on to the end
+        # of a call, so the data, not validation_steps, must end where validation does.
+        validated = val.iloc[:validation_steps * batch]
+        # A resumed job goes on with the batches and random draws an uninterrupted one would use.
+        restore_seed_states(model, checkpoint.backup_dir, done)
+        model.fit(dataset(train, True, start=done * settings["steps_per_epoch"]), epochs=epochs,
+                  steps_per_epoch=settings["steps_per_epoch"],
+                  validation_data=dataset(validated, False), validation_steps=validation_steps,
                   callbacks=callbacks, shuffle=False, verbose=2)
     train_seconds = time.time() - fit_started
     if spec.save_model:

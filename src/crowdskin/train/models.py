@@ -255,6 +255,7 @@ def compile_model(
     loss_weights: dict[str, float] | None,
     jit_compile: bool = False,
     run_eagerly: bool = False,
+    steps_per_execution: int = 1,
     annotator_weights: Sequence[float] | None = None,
 ) -> None:
     """Weighted cross-entropy on `label`; every other output is an annotation head with the masked
@@ -272,4 +273,4 @@ def compile_model(
         _allow_jit_of_augmentation(model)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                   metrics={"label": [keras.metrics.AUC(name="auc")]},
-                  jit_compile=jit_compile, run_eagerly=run_eagerly)
+                  jit_compile=jit_compile, run_eagerly=run_eagerly, steps_per_execution=steps_per_execution)

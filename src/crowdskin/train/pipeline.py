@@ -46,16 +46,19 @@ def batches(
     deterministic: bool = False,
     images_only: bool = False,
     workers: int = 1,
+    start: int = 0,
 ) -> Any:
     """CacheBatches, except for augmentation in the pipeline on TensorFlow: there tf.data runs the
     augmentation layers in parallel map calls, where CacheBatches calls them from one worker.
-    Without augmentation tf.data is not faster (docs/benchmarks.md, "Keras backends")."""
+    Without augmentation tf.data is not faster (docs/benchmarks.md, "Keras backends").
+    A training stream begins at its batch `start` (a resumed job's next), as if the batches
+    before had been drawn: augmentation's random draws included."""
     if keras.backend.backend() == "tensorflow" and training and augment is not None:
         data = make_dataset(images, rows, labels, heads, batch_size=batch_size, training=training,
-                            seed=seed, augment=augment, deterministic=deterministic)
+                            seed=seed, augment=augment, deterministic=deterministic, start=start)
         return data.map(lambda x, y: x) if images_only else data
     return CacheBatches(images, rows, labels, heads, batch_size=batch_size, training=training,
-                        seed=seed, augment=augment, images_only=images_only, workers=workers)
+                        seed=seed, augment=augment, images_only=images_only, workers=workers, start=start)
 
 
 class CacheBatches(keras.utils.PyDataset):
@@ -69,7 +72,7 @@ class CacheBatches(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
                  heads: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, *,
                  batch_size: int, training: bool, seed: int = 0, augment: Any = None,
-                 images_only: bool = False, workers: int = 1) -> None:
+                 images_only: bool = False, workers: int = 1, start: int = 0) -> None:
         # Augmentation layers keep random state: one worker calls them, in batch order.
         workers = 1 if (training and augment is not None) else max(1, workers)
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
@@ -83,6 +86,13 @@ class CacheBatches(keras.utils.PyDataset):
         self.seed = int(seed)
         self.augment = augment if training else None
         self.images_only = images_only
+        self.start = int(start) if training else 0
+        if self.augment is not None:
+            # The augmentation's random state advances one draw per layer and call, whatever the
+            # batch's size: the skipped batches' draws on one blank image each.
+            blank = np.zeros((1, *images.shape[1:]), np.float32)
+            for _ in range(self.start):
+                self.augment(blank, training=True)
 
     @property
     def num_batches(self) -> int | None:
@@ -99,6 +109,7 @@ class CacheBatches(keras.utils.PyDataset):
         n = len(self.rows)
         if not self.training:
             return np.arange(index * self.batch_size, min(n, (index + 1) * self.batch_size))
+        index += self.start
         stream = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
         return np.concatenate([self._order(int(p))[stream[stream // n == p] % n] for p in np.unique(stream // n)])
 
@@ -130,11 +141,12 @@ def make_dataset(
     seed: int = 0,
     augment: Any = None,
     deterministic: bool = False,
+    start: int = 0,
 ) -> Any:
     """tf.data batches of (image float32 0-255, {"label": (B, 1)[, "target_<head>": (B, 2) per head]}).
 
-    Training datasets shuffle and repeat forever (fit's steps_per_epoch bounds an epoch); others
-    pass once over the rows in order.
+    Training datasets shuffle and repeat forever (fit's steps_per_epoch bounds an epoch), from
+    their batch `start`; others pass once over the rows in order.
     """
     import tensorflow as tf
 
@@ -169,4 +181,7 @@ def make_dataset(
     if training and augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=autotune,
                               deterministic=deterministic)
+    if start:
+        # After the augmentation: the skipped batches advance its random state as they did before.
+        dataset = dataset.skip(start)
     return dataset.prefetch(autotune)
