@@ -98,6 +98,23 @@ def test_jobs_sharing_a_gpu_ask_for_a_share_of_it_not_a_whole_one(tmp_path, repo
     assert refused.returncode != 0 and "jobs_per_gpu" in refused.stderr + refused.stdout
 
 
+def test_the_compile_cache_reaches_training_jobs_as_a_resource_never_a_param(tmp_path):
+    """Catches the cache folder missing from the training jobs (each compiles again) or handed to
+    them as a param (moving the folder would re-train the grid; test_workflow.py checks that a
+    finished run plans nothing when it moves)."""
+    def train_resources(change: str) -> list[str]:
+        (tmp_path / "change.yaml").write_text(change)
+        out = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "change.yaml")).stdout
+        jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", out, flags=re.M)
+        return [re.search(r"resources: (.*)", job).group(1) for job in jobs
+                if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
+
+    default = train_resources("{}")
+    assert default and all("compile_cache=resources/compile_cache" in resources for resources in default)
+    assert all("compile_cache" not in resources
+               for resources in train_resources("execution: {train: {compile_cache: null}}"))
+
+
 TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
 
 
