@@ -118,3 +118,23 @@ def test_later_jax_jobs_of_a_program_load_it_and_train_the_same(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "warm/job/history.csv"),
                                   pd.read_csv(tmp_path / "uncached/job/history.csv"), check_exact=True)
     assert "compile:" in (tmp_path / "warm/job.log").read_text()  # the job's own log says what compiling cost
+
+
+@pytest.mark.slow
+def test_tensorflow_xla_jobs_of_a_program_load_it(tmp_path):
+    """With `train.xla`, TensorFlow keeps its XLA clusters in the folder: the second job of the
+    program writes no entry of its own (it loads each one). Catches TF_XLA_FLAGS set too late or
+    not at all (no entry), or a cache key that changes per job. Its scores are not compared: two
+    TensorFlow XLA runs of one job differ without the cache too (non-deterministic kernels)."""
+    request = _request(tmp_path / "inputs", "tensorflow")
+    job = json.loads(request.read_text())
+    # Not deterministic: with op determinism on, TensorFlow writes no XLA entry here at all.
+    job["settings"] |= {"xla": True, "deterministic": False}
+    request.write_text(json.dumps(job))
+    cache = tmp_path / "compile-cache"
+    first = _finished(*_job(request, tmp_path / "first", cache))
+    entries = {path.name: path.stat().st_mtime_ns for path in (cache / "tensorflow").iterdir()}
+    second = _finished(*_job(request, tmp_path / "second", cache))
+    assert entries and {path.name: path.stat().st_mtime_ns for path in (cache / "tensorflow").iterdir()} == entries
+    assert first["compile"]["cache"] == second["compile"]["cache"] == str((cache / "tensorflow").resolve())
+    assert first["compile"]["jax"] is None
