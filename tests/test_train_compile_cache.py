@@ -138,3 +138,15 @@ def test_tensorflow_xla_jobs_of_a_program_load_it(tmp_path):
     assert entries and {path.name: path.stat().st_mtime_ns for path in (cache / "tensorflow").iterdir()} == entries
     assert first["compile"]["cache"] == second["compile"]["cache"] == str((cache / "tensorflow").resolve())
     assert first["compile"]["jax"] is None
+
+
+@needs_jax
+def test_a_job_without_a_folder_does_not_use_an_earlier_jobs_cache(tmp_path):
+    """Catches a folder set by one job of a process (tests run several in one) left on for the next
+    job, which asked for none."""
+    probe = ("import sys; from crowdskin.train.compile_cache import enable; import jax; "
+             "enable('jax', sys.argv[1], xla=True); enable('jax', None, xla=True); "
+             "jax.jit(lambda x: x * 2)(1.0).block_until_ready(); print(jax.config.jax_compilation_cache_dir)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "cache")], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "None" and not list((tmp_path / "cache" / "jax").iterdir())

@@ -21,8 +21,9 @@ reads an entry while another still writes it gets a truncated program (JAX warns
 again), and a writer killed mid-write leaves a truncated entry that is never rewritten. So entries
 are written here to a temporary file in the same folder and renamed into place (atomic on POSIX
 filesystems, NFS included): a reader sees a whole entry or none, and two writers of one key both
-rename a whole, equal program. TensorFlow writes its entries the same way (a temporary file, then
-a rename); Inductor's caches also write through a temporary file and a rename.
+rename a whole, equal program. TensorFlow's XLA cache and Inductor's are written by their own
+code (both meant to write a temporary file and rename it; not tested here beyond one job after
+another).
 """
 
 from __future__ import annotations
@@ -123,10 +124,23 @@ def enable_jax(directory: str | Path) -> Path:
     return folder
 
 
+def disable_jax() -> None:
+    """No persistent cache for the next compilations of this process (an earlier job's folder, in
+    tests that run several jobs in one process, is not this job's)."""
+    import jax
+    from jax._src import compilation_cache as jax_cache
+
+    if jax.config.jax_compilation_cache_dir is not None:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax_cache.reset_cache()
+
+
 def enable(backend: str, directory: str | Path | None, *, xla: bool) -> Path | None:
     """Turn on `backend`'s persistent compilation cache in `directory` (None: off). Returns the
     backend's folder, or None where nothing is cached (off, or a backend that does not compile)."""
     if not directory:
+        if backend == "jax":
+            disable_jax()
         return None
     if backend == "jax":
         folder = enable_jax(directory)
