@@ -150,3 +150,15 @@ def test_a_job_without_a_folder_does_not_use_an_earlier_jobs_cache(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "cache")], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "None" and not list((tmp_path / "cache" / "jax").iterdir())
+
+
+def test_a_cache_folder_that_cannot_be_made_is_named_and_the_job_compiles_without_it(tmp_path, caplog):
+    """Catches a job that fails (or silently runs uncached) because of a cache folder it cannot
+    make: the cache changes no result, so the job goes on without it and its log names the folder."""
+    from crowdskin.train.compile_cache import enable
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with caplog.at_level("WARNING"):
+        assert enable("tensorflow", blocker / "cache", xla=True) is None
+    assert str(blocker / "cache") in caplog.text and "without" in caplog.text

@@ -142,15 +142,20 @@ def enable(backend: str, directory: str | Path | None, *, xla: bool) -> Path | N
         if backend == "jax":
             disable_jax()
         return None
-    if backend == "jax":
-        folder = enable_jax(directory)
-    else:
-        environment = cache_environment(backend, directory, xla=xla, environ=dict(os.environ))
-        if not environment:
-            return None
-        os.environ.update(environment)
-        folder = backend_folder(directory, backend)
+    environment = cache_environment(backend, directory, xla=xla, environ=dict(os.environ))
+    if backend != "jax" and not environment:
+        return None
+    folder = backend_folder(directory, backend)
+    try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # the cache changes no result: a job goes on compiling without it
+        log.warning("compile cache %s cannot be used (%s): this job compiles without it", folder, error)
+        if backend == "jax":
+            disable_jax()
+        return None
+    if backend == "jax":
+        enable_jax(directory)
+    os.environ.update(environment)
     log.info("persistent compilation cache: %s", folder)
     return folder
 
