@@ -71,7 +71,7 @@ test: $(STAMP)
 # annotation and training, then --unlock and --rerun-incomplete; Ctrl-C and its resume command; two
 # working directories sharing one MLflow store; the warm worker's failure paths.
 test-faults: $(STAMP)
-	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_train_worker.py
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_faults_compile_cache.py tests/test_train_worker.py
 
 # Other entry points, run whole (about 2 min; `make test` skips them, CI runs them): the workflow
 # deployed as a Snakemake module in a scratch project, and the example study's generic inputs.

@@ -205,10 +205,12 @@ def test_execution_settings_re_run_nothing(finished_run):
 execution:
   automated: {threads: 1}
   train: {runtime: 999, mem_mb: 64000, threads: 2, gpus: 1, slurm_extra: '--constraint=a100',
-          warm_worker: false, weights_dir: /elsewhere, steps_per_execution: 7}
+          warm_worker: false, weights_dir: /elsewhere, steps_per_execution: 7,
+          compile_cache: /elsewhere/compile}
 """
     assert planned_jobs(finished_run, every_execution_setting) == {}
     assert planned_jobs(finished_run, "execution: {train: {gpus: 1, jobs_per_gpu: 3}}") == {}
+    assert planned_jobs(finished_run, "execution: {train: {compile_cache: null}}") == {}
 
 
 # What each group of crowd settings re-runs in the small grid: the rules that read it, and what

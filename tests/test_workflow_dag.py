@@ -110,6 +110,23 @@ def test_steps_per_execution_reaches_every_training_job_as_a_resource(tmp_path, 
     assert all(re.search(r"resources: .*\bsteps_per_execution=5\b", job) for job in train_jobs)
 
 
+def test_the_compile_cache_reaches_training_jobs_as_a_resource_never_a_param(tmp_path):
+    """Catches the cache folder missing from the training jobs (each compiles again) or handed to
+    them as a param (moving the folder would re-train the grid; test_workflow.py checks that a
+    finished run plans nothing when it moves)."""
+    def train_resources(change: str) -> list[str]:
+        (tmp_path / "change.yaml").write_text(change)
+        out = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "change.yaml")).stdout
+        jobs = re.split(r"^\[\w{3} \w{3} .*\d{4}\]$", out, flags=re.M)
+        return [re.search(r"resources: (.*)", job).group(1) for job in jobs
+                if re.search(r"^\s*(localrule|rule) train_job(_without_model)?:", job, re.M)]
+
+    default = train_resources("{}")
+    assert default and all("compile_cache=resources/compile_cache" in resources for resources in default)
+    assert all("compile_cache" not in resources
+               for resources in train_resources("execution: {train: {compile_cache: null}}"))
+
+
 TRUTH_RULES = {"truth_data", "truth_auc", "truth_summary"}
 
 

@@ -318,8 +318,8 @@ TRAIN_WEIGHTS_FILE = (
 )
 
 # Slurm and the local scheduler read the same declarations; `gpu` only where GPUs are asked for.
-# warm_worker, weights_dir and steps_per_execution say how this machine runs a job (never what it
-# computes), so they travel as resources too: a change re-runs nothing.
+# warm_worker, weights_dir, steps_per_execution and compile_cache say how this machine runs a job
+# (never what it computes), so they travel as resources too: a change re-runs nothing.
 TRAIN_RESOURCES = {
     "mem_mb": TRAIN_EXECUTION["mem_mb"],
     "runtime": TRAIN_EXECUTION["runtime"],
@@ -343,6 +343,8 @@ if TRAIN_EXECUTION["slurm_extra"]:
     TRAIN_RESOURCES["slurm_extra"] = f"'{TRAIN_EXECUTION['slurm_extra']}'"
 if TRAIN_EXECUTION["weights_dir"]:
     TRAIN_RESOURCES["weights_dir"] = TRAIN_EXECUTION["weights_dir"]
+if TRAIN_EXECUTION["compile_cache"]:
+    TRAIN_RESOURCES["compile_cache"] = TRAIN_EXECUTION["compile_cache"]
 
 
 def train_job_dir(wildcards):

@@ -14,7 +14,8 @@ request = {
     "inputs": {name: str(path) for name, path in sm.input.items()},
     "execution": {"weights_dir": sm.resources.get("weights_dir"), "warm_worker": bool(sm.resources.get("warm_worker")),
                   "jobs_per_gpu": int(sm.resources.get("jobs_per_gpu", 1)),
-                  "steps_per_execution": int(sm.resources.get("steps_per_execution", 1))},
+                  "steps_per_execution": int(sm.resources.get("steps_per_execution", 1)),
+                  "compile_cache": sm.resources.get("compile_cache")},
 }
 with job_ends_quietly_on_ctrl_c(request["log"], f"training job {request['task']}/{request['backbone']}/fold"
                                                 f"{request['fold']}"):

@@ -7,7 +7,7 @@ checks apply; null checks what every scheme shares), threads, out_dir, log (path
 check (a backbone check job, outside the grid),
 inputs (images, folds, cache_array, cache_index, cache_manifest, experiment[, targets, crowd_pool, crowd_labels, votes,
 annotations, base_model, weights]) and execution (how it runs, never its result: weights_dir, warm_worker,
-jobs_per_gpu, steps_per_execution).
+jobs_per_gpu, steps_per_execution, compile_cache).
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         defer_mlflow=defer_logging(tracking_uri(experiment.get("tracking_uri"))),
         save_model=bool(request["save_model"]), check=bool(request.get("check", False)),
         steps_per_execution=steps_per_execution,
-        execution_tags={"threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
+        compile_cache=execution.get("compile_cache"),
+        execution_tags={"compile_cache": str(execution.get("compile_cache") or ""),
+                        "threads": str(threads), "warm_worker": str(bool(execution.get("warm_worker"))).lower(),
                         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
                         "jobs_per_gpu": str(execution.get("jobs_per_gpu") or 1),
                         "steps_per_execution": str(steps_per_execution)},

@@ -73,6 +73,7 @@ class JobSpec:
     # (crowdskin.train.tracking.defer_logging says when: a cluster job with a file-based store).
     defer_mlflow: bool = False
     steps_per_execution: int = 1  # training steps per compiled call (execution.train.steps_per_execution)
+    compile_cache: str | None = None  # execution.train.compile_cache: how it runs, never its result
     execution_tags: dict[str, str] = field(default_factory=dict)  # how it ran: MLflow tags, never params
 
 
@@ -83,6 +84,10 @@ class FitResult:
     train_seconds: float
     class_weight: dict[int, float]
     batch_size: int
+    backend: str = "tensorflow"
+    compile_cache: Path | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    jax_counts_before: Any = None  # crowdskin.train.compile_cache.JaxCompileCounts at the job's start
 
 
 class Checkpoint:
@@ -241,8 +246,14 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     started = time.time()
     backend = settings.get("backend", "tensorflow")
     runtime = configure(backend=backend, threads=spec.threads, mixed_precision=settings["mixed_precision"],
-                        xla=settings["xla"], deterministic=settings["deterministic"], seed=spec.seed + spec.fold)
+                        xla=settings["xla"], deterministic=settings["deterministic"], seed=spec.seed + spec.fold,
+                        compile_cache=spec.compile_cache)
     import keras
+
+    from crowdskin.train.compile_cache import jax_counts
+
+    counts_before = jax_counts() if backend == "jax" else None
+    timing = {"backend": backend, "compile_cache": runtime.compile_cache, "jax_counts_before": counts_before}
 
     from crowdskin.train import models
     from crowdskin.train.pipeline import batches
@@ -257,7 +268,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     if checkpoint.final_model.is_file():
         log.info("resuming from checkpoint: training finished before")
         model = keras.models.load_model(checkpoint.final_model, compile=False)
-        return FitResult(model, read_history(checkpoint.history_csv), 0.0, class_weight, batch)
+        return FitResult(model, read_history(checkpoint.history_csv), 0.0, class_weight, batch, **timing)
 
     heads = kind_of(spec.task.kind).heads(spec.task)
     augment_settings = settings["augment"]
@@ -310,10 +321,11 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     if done:
         log.info("resuming from checkpoint: %d epoch(s) done", done)
     fit_started = time.time()
+    epoch_seconds: list[float] = []
     if len(train):
         validation_steps = min(settings["validation_steps"], math.ceil(len(val) / batch))
         callbacks = [keras.callbacks.CSVLogger(str(checkpoint.history_csv), append=True),
-                     _backup_callback(keras, checkpoint.backup_dir, epochs)]
+                     _backup_callback(keras, checkpoint.backup_dir, epochs), _epoch_timer(keras, epoch_seconds)]
         # Only the batches validation reads: with several steps per call Keras reads on to the end
         # of a call, so the data, not validation_steps, must end where validation does.
         validated = val.iloc[:validation_steps * batch]
@@ -327,7 +339,41 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
     if spec.save_model:
         _save_without_optimizer(model, checkpoint.final_model)
     log.info("fit %.1f s%s", train_seconds, "" if spec.save_model else " (no model kept)")
-    return FitResult(model, read_history(checkpoint.history_csv), train_seconds, class_weight, batch)
+    return FitResult(model, read_history(checkpoint.history_csv), train_seconds, class_weight, batch,
+                     **timing, epoch_seconds=epoch_seconds)
+
+
+def _epoch_timer(keras: Any, seconds: list[float]) -> Any:
+    class EpochTimer(keras.callbacks.Callback):
+        """Each epoch's wall time, validation included: the first one's excess is compiling."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            seconds.append(time.perf_counter() - self.started)
+
+    return EpochTimer()
+
+
+def compile_report(result: FitResult) -> dict[str, Any]:
+    """metrics.json's `compile`: what compiling cost this job, from its own timings (the first epoch
+    beyond a steady one) and, on JAX, the compiler's own counts from the job's start to its predictions."""
+    from crowdskin.train.compile_cache import epoch_compile_seconds, jax_counts
+
+    counts = jax_counts().minus(result.jax_counts_before) if result.jax_counts_before is not None else None
+    estimate = epoch_compile_seconds(result.epoch_seconds)
+    report = {"cache": str(result.compile_cache) if result.compile_cache else None,
+              "epoch_seconds": [round(value, 3) for value in result.epoch_seconds],
+              "first_epoch_excess_seconds": None if estimate is None else round(estimate, 3),
+              "jax": counts.as_dict() if counts is not None else None}
+    epochs = (f"first epoch {result.epoch_seconds[0]:.1f} s, {estimate:.1f} s beyond a steady one"
+              if estimate is not None else "one epoch: no steady epoch to compare")
+    jax = (f"; JAX: {counts.programs} programs, {counts.backend_compile_seconds:.1f} s compiling or loading them "
+           f"({counts.cache_hits} from the cache, {counts.cache_writes} written), "
+           f"tracing {counts.trace_seconds:.1f} s, lowering {counts.lower_seconds:.1f} s" if counts is not None else "")
+    log.info("compile: %s%s; cache %s", epochs, jax, report["cache"] or "off")
+    return report
 
 
 def _save_without_optimizer(model: Any, path: Path) -> None:
@@ -366,6 +412,7 @@ def train_job(
     predictions = predict(result.model, examples, cache_array, batch=result.batch_size, fold=spec.fold,
                           heads=heads)
     log.info("predict %.1f s", time.time() - predict_started)
+    compiled = compile_report(result)
     predictions.to_parquet(out / "predictions.parquet", index=False)
     result.history.to_csv(out / "history.csv", index=False)
     if spec.save_model:
@@ -384,7 +431,7 @@ def train_job(
         "heads": head_metrics(predictions, heads),
         "epochs": len(result.history), "split_hash": spec.split_hash,
         "class_weight": result.class_weight, "counts": notes.counts, "warnings": notes.warnings,
-        "train_seconds": round(result.train_seconds, 3), "job_seconds": None,
+        "train_seconds": round(result.train_seconds, 3), "job_seconds": None, "compile": compiled,
         "mlflow_run_id": None, "mlflow_error": None,
     }
     if learned is not None:

@@ -8,6 +8,10 @@ precision, XLA/jit, determinism and several GPUs.
 | xla | `jit_compile` (XLA) | always compiled: a JAX train step is one jitted function | `jit_compile` (torch.compile) |
 | deterministic | enable_op_determinism | CPU as is; GPU: `--xla_gpu_deterministic_ops` | use_deterministic_algorithms |
 | several GPUs | MirroredStrategy | keras.distribution.DataParallel | refused: one GPU, with a warning |
+| compile cache | XLA clusters, with `xla` | every jitted program | torch.compile's, with `xla` |
+
+The compile cache (crowdskin.train.compile_cache) is turned on here, before the backend compiles
+anything, in a job's own process and in each job a warm worker forks alike.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from crowdskin.train import compile_cache as compile_caches
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,7 @@ class Runtime:
     jit_compile: bool | str
     mixed_precision: bool | str
     backend: str = "tensorflow"
+    compile_cache: Path | None = None  # the backend's cache folder; None where nothing is cached
 
     def scope(self) -> Any:
         """Where variables are created: the strategy's scope on TensorFlow, nothing elsewhere."""
@@ -50,17 +58,24 @@ def configure(
     xla: bool = False,
     deterministic: bool = False,
     seed: int = 0,
+    compile_cache: str | Path | None = None,
 ) -> Runtime:
     """Thread pools from the job's `threads`, GPU memory growth, precision, determinism, strategy.
 
     Must run before the backend executes its first op (TensorFlow's thread pools are fixed after that).
+    `compile_cache`: the folder of `execution.train.compile_cache` (None: compile in every job).
     """
     if backend == "tensorflow":
-        return _configure_tensorflow(threads=threads, mixed_precision=mixed_precision, xla=xla,
-                                     deterministic=deterministic, seed=seed)
+        cache_folder = compile_caches.enable(backend, compile_cache, xla=xla)
+        runtime = _configure_tensorflow(threads=threads, mixed_precision=mixed_precision, xla=xla,
+                                        deterministic=deterministic, seed=seed)
+        runtime.compile_cache = cache_folder
+        return runtime
     from crowdskin.train.backend import select
 
     select(backend, threads=threads, deterministic=deterministic)
+    # After select (XLA_FLAGS are read when jax is imported), before keras builds or seeds anything.
+    cache_folder = compile_caches.enable(backend, compile_cache, xla=bool(xla) or backend == "jax")
     import keras
 
     if backend == "jax":
@@ -99,7 +114,7 @@ def configure(
     log.info("%s: %d GPU(s), %d thread(s), policy %s, jit %s, deterministic %s",
              backend, len(gpus), threads, policy, jit_compile, deterministic)
     return Runtime(strategy=None, n_gpus=len(gpus), jit_compile=jit_compile, mixed_precision=mixed_precision,
-                   backend=backend)
+                   backend=backend, compile_cache=cache_folder)
 
 
 def _configure_tensorflow(*, threads: int, mixed_precision: bool | str, xla: bool, deterministic: bool,
