@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
+# Only where the jobs' packages are missing (the GPU machine): a development .venv has them all.
+if ! "$PYTHON" -c "import keras, jsonschema" 2>/dev/null; then
+    compgen -G ".whl/*.whl" >/dev/null || { echo "keras or jsonschema missing and no .whl/: run \`make gpu-wheels\` and carry .whl" >&2; exit 1; }
     # --no-deps: the machine's own jax, numpy, pandas and CUDA libraries stay; only what it lacks comes.
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bench_gpu_site .whl/*.whl
     export PYTHONPATH=/tmp/bench_gpu_site:${PYTHONPATH:-}
