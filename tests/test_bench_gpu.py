@@ -96,7 +96,7 @@ def test_a_cut_down_job_keeps_the_papers_settings_and_the_workflows_request(tmp_
     study = make_study(tmp_path / "study", train, PROFILES["tiny"])  # few images: only the request is read
     study.inputs_by_size[384] = {"images": "images.parquet"}  # no 384 px cache written for this test
     request = job_request(study, backbone="resnet50", fold=1, epochs=3, steps=20, out_dir=tmp_path / "job",
-                          threads=4, jobs_per_gpu=2, compile_cache=("compile_cache", "/cache"))
+                          threads=4, jobs_per_gpu=2, extra={"compile_cache": "/cache"})
     assert set(request) == {"task", "backbone", "fold", "settings", "seed", "split_scheme", "threads", "out_dir",
                             "log", "save_model", "check", "inputs", "execution"}
     assert request["execution"] == {"weights_dir": None, "warm_worker": False, "jobs_per_gpu": 2,
@@ -110,8 +110,20 @@ def test_a_cut_down_job_keeps_the_papers_settings_and_the_workflows_request(tmp_
             request["settings"]["mixed_precision"], request["settings"]["backend"]) == (384, 20, "bfloat16", "jax")
 
 
-def test_settings_this_version_lacks_are_named_not_invented(monkeypatch):
-    monkeypatch.setattr(bench_gpu, "optional_settings", lambda: {"compile_cache": None, "steps_per_execution": None})
-    train, _ = bench_gpu.study_settings(PROFILES["tiny"], steps_per_execution=4,
-                                        features=bench_gpu.optional_settings())
+def test_the_optional_settings_go_where_this_version_keeps_them(tmp_path):
+    """--compile-cache and --steps-per-execution reach a job through the request's execution
+    (settings that change no result) or its train settings; absent settings are not invented."""
+    absent = {"compile_cache": None, "steps_per_execution": None}
+    train, _ = bench_gpu.study_settings(PROFILES["tiny"], steps_per_execution=4, features=absent)
     assert "steps_per_execution" not in train
+    assert bench_gpu.execution_extra(absent, compile_cache=tmp_path, steps_per_execution=4) == {}
+    in_execution = {"compile_cache": "execution.train.compile_cache",
+                    "steps_per_execution": "execution.train.steps_per_execution"}
+    assert bench_gpu.execution_extra(in_execution, compile_cache=tmp_path, steps_per_execution=4) == {
+        "compile_cache": str(tmp_path), "steps_per_execution": 4}
+    train, _ = bench_gpu.study_settings(PROFILES["tiny"], steps_per_execution=4,
+                                        features={**absent, "steps_per_execution": "train.steps_per_execution"})
+    assert train["steps_per_execution"] == 4
+    found = bench_gpu.optional_settings()
+    assert set(found) == {"compile_cache", "steps_per_execution"}
+    assert all(place is None or place.startswith(("execution.train.", "train.")) for place in found.values())

@@ -179,13 +179,28 @@ def versions() -> dict[str, str | None]:
 
 def optional_settings() -> dict[str, str | None]:
     """The settings this script measures only where this version of the project has them: the
-    compilation cache (a folder, under `execution.train`) and `train.steps_per_execution`."""
+    compilation cache (a folder) and steps per execution, each as its dotted place in the config
+    (`execution.train.compile_cache`), or None where this version lacks it."""
     from crowdskin.config import section
 
-    execution = section("execution")["train"]
+    execution, train = section("execution")["train"], section("train")
     cache_keys = sorted(key for key in execution if "compil" in key and "cache" in key)
-    return {"compile_cache": cache_keys[0] if cache_keys else None,
-            "steps_per_execution": "steps_per_execution" if "steps_per_execution" in section("train") else None}
+    steps = ("execution.train.steps_per_execution" if "steps_per_execution" in execution
+             else "train.steps_per_execution" if "steps_per_execution" in train else None)
+    return {"compile_cache": f"execution.train.{cache_keys[0]}" if cache_keys else None, "steps_per_execution": steps}
+
+
+def execution_extra(features: dict[str, str | None], *, compile_cache: Path, steps_per_execution: int | None
+                    ) -> dict[str, Any]:
+    """What a request's `execution` gets of the optional settings that live under execution.train
+    (the rule passes those as resources, never as params: they change no result)."""
+    extra: dict[str, Any] = {}
+    if features["compile_cache"]:
+        extra[features["compile_cache"].rsplit(".", 1)[1]] = str(compile_cache)
+    place = features["steps_per_execution"]
+    if steps_per_execution is not None and place and place.startswith("execution."):
+        extra[place.rsplit(".", 1)[1]] = steps_per_execution
+    return extra
 
 
 def environment(argv: list[str], profile: Profile, features: dict[str, str | None]) -> dict[str, Any]:
@@ -227,8 +242,9 @@ def study_settings(profile: Profile, *, steps_per_execution: int | None, feature
         train["batch_size"] = profile.batch
     if profile.precision is not None:
         train["mixed_precision"] = {"false": False, "true": True}.get(profile.precision, profile.precision)
-    if steps_per_execution is not None and features["steps_per_execution"]:
-        train["steps_per_execution"] = steps_per_execution
+    place = features["steps_per_execution"]
+    if steps_per_execution is not None and place and place.startswith("train."):
+        train[place.rsplit(".", 1)[1]] = steps_per_execution
     return train, config
 
 
@@ -271,9 +287,9 @@ def study_inputs(study: Study, size: int) -> dict[str, str]:
 
 
 def job_request(study: Study, *, backbone: str, fold: int, epochs: int, steps: int, out_dir: Path, threads: int,
-                jobs_per_gpu: int = 1, compile_cache: tuple[str, str] | None = None) -> dict[str, Any]:
+                jobs_per_gpu: int = 1, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A request as workflow/scripts/train_job.py builds it from the rule's params and resources.
-    `compile_cache`: (the execution setting's name, its folder)."""
+    `extra`: the optional execution settings (`execution_extra`)."""
     from crowdskin.train.settings import job_settings
     from crowdskin.train.tasks import task_grid
 
@@ -281,8 +297,7 @@ def job_request(study: Study, *, backbone: str, fold: int, epochs: int, steps: i
     task = {t.name: t for t in task_grid(train)}[TASK]
     settings = job_settings(train, task, backbone)
     execution: dict[str, Any] = {"weights_dir": None, "warm_worker": False, "jobs_per_gpu": jobs_per_gpu}
-    if compile_cache is not None:
-        execution[compile_cache[0]] = compile_cache[1]
+    execution.update(extra or {})
     return {"task": TASK, "backbone": backbone, "fold": fold, "settings": settings, "seed": 0,
             "split_scheme": "kfold", "threads": threads, "out_dir": str(out_dir / "job"),
             "log": str(out_dir / "job.log"), "save_model": True, "check": False,
@@ -421,16 +436,15 @@ def job_result(request: dict[str, Any], returncode: int | str, wall: float, *, p
 
 # -- the parts ---------------------------------------------------------------------------------------
 
-def part_grid(study: Study, profile: Profile, *, work: Path, budget: Budget, compile_cache: tuple[str, str] | None
-              ) -> dict[str, Any]:
+def part_grid(study: Study, profile: Profile, *, work: Path, budget: Budget, compile_cache: Path | None,
+              extra: dict[str, Any]) -> dict[str, Any]:
     """One job at a time: per backbone, fold 0 on an empty compilation cache, later folds warm."""
     jobs = []
     skipped = []
     # Without a cache a later fold compiles as the first did: one fold per backbone saves the time.
     folds = profile.folds if compile_cache is not None else 1
-    cache_folder = Path(compile_cache[1]) if compile_cache is not None else None
     # A folder given with --compile-cache may hold programs of an earlier call: then no job is cold.
-    starts_empty = cache_folder is None or not cache_folder.exists() or not any(cache_folder.iterdir())
+    starts_empty = compile_cache is None or not compile_cache.exists() or not any(compile_cache.iterdir())
     for backbone in profile.backbones:
         for fold in range(folds):
             if budget.left() < 30:
@@ -438,11 +452,11 @@ def part_grid(study: Study, profile: Profile, *, work: Path, budget: Budget, com
                 continue
             request = job_request(study, backbone=backbone, fold=fold, epochs=profile.epochs, steps=profile.steps,
                                   out_dir=work / "grid" / backbone / f"fold{fold}", threads=profile.threads,
-                                  compile_cache=compile_cache)
+                                  extra=extra)
             [result] = run_jobs([request], budget=budget)
             result["cache"] = ("off" if compile_cache is None else "cold" if fold == 0 and starts_empty else "warm")
             jobs.append(result)
-    return {"part": "grid", "task": TASK, "compile_cache": compile_cache[0] if compile_cache else None,
+    return {"part": "grid", "task": TASK, "compile_cache": str(compile_cache) if compile_cache else None,
             "compile_cache_note": None if compile_cache else
             "no compilation-cache setting in this version: every job compiles, so one fold per backbone ran "
             "and no warm jobs were measured",
@@ -450,7 +464,7 @@ def part_grid(study: Study, profile: Profile, *, work: Path, budget: Budget, com
 
 
 def part_share(study: Study, profile: Profile, *, work: Path, budget: Budget,
-               compile_cache: tuple[str, str] | None, estimate_s: float | None) -> dict[str, Any]:
+               extra: dict[str, Any], estimate_s: float | None) -> dict[str, Any]:
     """1..4 jobs of one backbone at once, as `jobs_per_gpu` runs them; total images/s, memory per job."""
     rounds = []
     skipped = []
@@ -467,7 +481,7 @@ def part_share(study: Study, profile: Profile, *, work: Path, budget: Budget,
         requests = [job_request(study, backbone=profile.share_backbone, fold=index % n_folds,
                                 epochs=profile.share_epochs, steps=profile.share_steps,
                                 out_dir=work / "share" / f"{count}jobs" / f"job{index}", threads=profile.threads,
-                                jobs_per_gpu=count, compile_cache=compile_cache)
+                                jobs_per_gpu=count, extra=extra)
                     for index in range(count)]
         started = time.perf_counter()
         with MemorySampler() as sampler:
@@ -642,7 +656,8 @@ def write_json(out: Path, name: str, payload: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m crowdskin.train.bench_gpu", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}",
+                                     description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "results/bench_gpu"),
                         help="folder for the JSON results ($OUT when set)")
     parser.add_argument("--tiny", action="store_true", help="smallcnn at 32 px, two steps: the code path on CPU")
@@ -651,7 +666,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the compilation cache's folder (default: a fresh one under the work folder); "
                              "used where this version has the setting")
     parser.add_argument("--steps-per-execution", type=int, default=None,
-                        help="train.steps_per_execution for every job, where this version has the setting")
+                        help="steps per execution for every job, where this version has the setting")
     parser.add_argument("--budget-s", type=float, default=None, help="stop starting work after this many seconds")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--trace-step", default=None, help=argparse.SUPPRESS)
@@ -669,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     features = optional_settings()
     notes = []
     if args.steps_per_execution is not None and not features["steps_per_execution"]:
-        notes.append("--steps-per-execution ignored: this version has no train.steps_per_execution")
+        notes.append("--steps-per-execution ignored: this version has no steps_per_execution setting")
     if not features["compile_cache"]:
         notes.append("no compilation-cache setting (execution.train.*compil*cache*) in this version: jobs compile "
                      "afresh, warm-cache measurements skipped")
@@ -682,18 +697,19 @@ def main(argv: list[str] | None = None) -> int:
     scratch = None if args.work else tempfile.TemporaryDirectory(prefix="bench_gpu_")
     work = args.work or Path(scratch.name)  # type: ignore[union-attr]
     try:
-        cache_dir = args.compile_cache or work / "compile_cache"
-        compile_cache = (features["compile_cache"], str(cache_dir)) if features["compile_cache"] else None
+        cache_dir = (args.compile_cache or work / "compile_cache").absolute()
+        compile_cache = cache_dir if features["compile_cache"] else None
+        extra = execution_extra(features, compile_cache=cache_dir, steps_per_execution=args.steps_per_execution)
         study = make_study(work / "study", train, profile)
         grid = share = None
         if "grid" in args.parts or "projection" in args.parts:
-            grid = part_grid(study, profile, work=work, budget=budget, compile_cache=compile_cache)
+            grid = part_grid(study, profile, work=work, budget=budget, compile_cache=compile_cache, extra=extra)
             write_json(args.out, "grid.json", grid)
             _echo(grid)
         if "share" in args.parts:
             alone = [job["wall_s"] for job in (grid or {}).get("jobs", [])
                      if job["backbone"] == profile.share_backbone and job["returncode"] == 0]
-            share = part_share(study, profile, work=work, budget=budget, compile_cache=compile_cache,
+            share = part_share(study, profile, work=work, budget=budget, extra=extra,
                                estimate_s=max(alone) if alone else None)
             write_json(args.out, "share.json", share)
             _echo(share)
