@@ -74,14 +74,24 @@ def test_the_paper_grid_is_projected_from_the_first_and_later_jobs_of_each_backb
     share = {"backbone": "resnet50", "rounds": [{"jobs": 1, "speedup_over_one": 1.0},
                                                 {"jobs": 2, "speedup_over_one": 1.25}]}
     paper = {"epochs": 30, "steps_per_epoch": 100, "validation_steps": 50, "batch_size": 20}
-    projection = project(grid, share, paper=paper, jobs_per_backbone=65)
+    projection = project(grid, share, paper=paper, backbones=("resnet50",), grid_jobs=65)
     # fixed part = wall - 3 epochs; then 30 epochs of 5 x the cut-down's steady epoch
     first, later = 60 - 3 + 30 * 5, 20 - 3 + 30 * 5
     assert projection["per_backbone"]["resnet50"] == {"first_job_s": first, "later_job_s": later, "jobs": 65,
                                                       "hours": round((first + 64 * later) / 3600, 3)}
-    assert "vgg16: no finished job to project from" in projection["notes"]
     hours = projection["grid_hours_one_job_at_a_time"]
+    assert hours == projection["per_backbone"]["resnet50"]["hours"]
     assert projection["grid_hours_by_jobs_per_gpu"] == {"1": hours, "2": round(hours / 1.25, 3)}
+
+
+def test_a_grid_missing_a_backbone_gets_no_total():
+    grid = {"jobs": [_job("resnet50", 0, 60.0, 1.0), {**_job("vgg16", 0, 50.0, 2.0), "returncode": 1}]}
+    paper = {"epochs": 30, "steps_per_epoch": 100, "validation_steps": 50, "batch_size": 20}
+    projection = project(grid, None, paper=paper, backbones=("vgg16", "resnet50", "inceptionv3"), grid_jobs=195)
+    assert projection["per_backbone"]["resnet50"]["jobs"] == 65
+    assert projection["grid_hours_one_job_at_a_time"] is None and projection["grid_hours_by_jobs_per_gpu"] == {}
+    assert {"vgg16: no finished job to project from",
+            "inceptionv3: no finished job to project from"} <= set(projection["notes"])
 
 
 def test_a_cut_down_job_keeps_the_papers_settings_and_the_workflows_request(tmp_path):

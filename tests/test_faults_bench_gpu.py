@@ -23,7 +23,13 @@ pytestmark = [pytest.mark.slow, fault_test]
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     work = tmp_path_factory.mktemp("work")
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # The GPU machine has no MLflow and no Snakemake: neither may be needed by the script or its jobs.
+    absent = tmp_path_factory.mktemp("absent")
+    for name in ("mlflow", "snakemake"):
+        (absent / name).mkdir()
+        (absent / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(absent), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     env.pop("OUT", None)
     done = subprocess.run([sys.executable, "-m", "crowdskin.train.bench_gpu", "--tiny", "--out", str(out),
                            "--work", str(work), "--steps-per-execution", "2"], capture_output=True, text=True,

@@ -503,8 +503,8 @@ def part_share(study: Study, profile: Profile, *, work: Path, budget: Budget,
             "rounds": rounds, "skipped": skipped}
 
 
-def project(grid: dict[str, Any], share: dict[str, Any] | None, *, paper: dict[str, Any], jobs_per_backbone: int
-            ) -> dict[str, Any]:
+def project(grid: dict[str, Any], share: dict[str, Any] | None, *, paper: dict[str, Any],
+            backbones: tuple[str, ...], grid_jobs: int) -> dict[str, Any]:
     """The paper grid's time on one GPU from the cut-down jobs.
 
     A job = its fixed part (process start, imports, model build, compilation, predict, outputs:
@@ -512,10 +512,12 @@ def project(grid: dict[str, Any], share: dict[str, Any] | None, *, paper: dict[s
     to the paper's (validation steps are in the same 2:1 ratio in both, so they scale alike).
     Per backbone: the first job as fold 0 ran (cold cache), every later one as the later folds ran.
     With k jobs per GPU: divided by the measured speed-up of k jobs at once (one backbone's).
+    The grid's jobs are split evenly over `backbones`; without a job of each, no grid total.
     """
     per_backbone = {}
     notes = []
-    for backbone in dict.fromkeys(job["backbone"] for job in grid["jobs"]):
+    jobs_per_backbone = grid_jobs // len(backbones)
+    for backbone in backbones:
         done = [job for job in grid["jobs"] if job["backbone"] == backbone and job["returncode"] == 0
                 and job["steady_epoch_s"]]
         if not done:
@@ -533,14 +535,15 @@ def project(grid: dict[str, Any], share: dict[str, Any] | None, *, paper: dict[s
         per_backbone[backbone] = {"first_job_s": round(first_s, 1), "later_job_s": round(later_s, 1),
                                   "jobs": jobs_per_backbone,
                                   "hours": round((first_s + (jobs_per_backbone - 1) * later_s) / 3600, 3)}
-    one_at_a_time = round(sum(b["hours"] for b in per_backbone.values()), 3) if per_backbone else None
+    complete = len(per_backbone) == len(backbones)
+    one_at_a_time = round(sum(b["hours"] for b in per_backbone.values()), 3) if complete else None
     sharing = {}
     for entry in (share or {}).get("rounds", []):
         if entry.get("speedup_over_one") and one_at_a_time is not None:
             sharing[str(entry["jobs"])] = round(one_at_a_time / entry["speedup_over_one"], 3)
     if sharing:
         notes.append(f"jobs_per_gpu: the speed-up measured on {share['backbone']} applied to every backbone")
-    return {"part": "projection", "paper": paper, "per_backbone": per_backbone,
+    return {"part": "projection", "paper": paper, "grid_jobs": grid_jobs, "per_backbone": per_backbone,
             "grid_hours_one_job_at_a_time": one_at_a_time, "grid_hours_by_jobs_per_gpu": sharing, "notes": notes}
 
 
@@ -714,11 +717,11 @@ def main(argv: list[str] | None = None) -> int:
             write_json(args.out, "share.json", share)
             _echo(share)
         if "projection" in args.parts and grid is not None:
-            grid_size = len(_paper_tasks(config)) * config["split"]["n_folds"]
+            grid_jobs = len(_paper_tasks(config)) * config["split"]["n_folds"] * len(config["train"]["backbones"])
             paper = {key: config["train"][key] for key in ("epochs", "steps_per_epoch", "validation_steps",
                                                            "batch_size")}
-            projection = project(grid, share, paper=paper, jobs_per_backbone=grid_size)
-            projection["grid_jobs"] = grid_size * len(config["train"]["backbones"])
+            # --tiny: its one backbone stands for the paper's three.
+            projection = project(grid, share, paper=paper, backbones=profile.backbones, grid_jobs=grid_jobs)
             write_json(args.out, "projection.json", projection)
             _echo(projection)
         if "profile" in args.parts:
