@@ -13,7 +13,7 @@ BACKEND ?= tensorflow
 JAX    ?= cpu
 BACKEND_STAMP := $(if $(filter-out tensorflow,$(BACKEND)),$(VENV)/.installed-$(BACKEND))
 
-.PHONY: install run test test-deploy test-faults test-dvc lint bench dag docs clean browser screenshots
+.PHONY: install run test test-deploy test-faults test-dvc lint bench gpu-wheels dag docs clean browser screenshots
 
 install: $(STAMP) $(BACKEND_STAMP)
 
@@ -69,9 +69,10 @@ test: $(STAMP)
 
 # Faults (about 5 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
 # annotation and training, then --unlock and --rerun-incomplete; Ctrl-C and its resume command; two
-# working directories sharing one MLflow store; the warm worker's failure paths.
+# working directories sharing one MLflow store; the warm worker's failure paths; the GPU benchmark
+# script's whole call on CPU (`--tiny`).
 test-faults: $(STAMP)
-	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_faults_compile_cache.py tests/test_train_worker.py
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_faults_compile_cache.py tests/test_train_worker.py tests/test_faults_bench_gpu.py
 
 # Other entry points, run whole (about 2 min; `make test` skips them, CI runs them): the workflow
 # deployed as a Snakemake module in a scratch project, and the example study's generic inputs.
@@ -109,6 +110,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/crowdskin bench
+
+# The wheels benchmarks/gpu.sh installs on the lent GPU machine (Python 3.12, no network there; it
+# has jax with CUDA, numpy, pandas, pyarrow, scikit-learn): what the training jobs need beyond that,
+# at requirements.lock's pins, about 3 MB into .whl/ (ignored by git; the device tool carries it).
+GPU_WHEELS := keras namex optree jsonschema jsonschema-specifications referencing rpds-py
+GPU_PLATFORMS := $(foreach n,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(n)_x86_64)
+gpu-wheels: $(STAMP)
+	rm -rf .whl && mkdir .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_PLATFORMS) -d .whl $(foreach w,$(GPU_WHEELS),$$(grep -i '^$(w)==' requirements.lock))
 
 # docs/usage.md from the schemas' descriptions (tests/test_settings_docs.py checks it is current).
 docs: $(STAMP)
