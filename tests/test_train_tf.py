@@ -514,3 +514,43 @@ def test_a_job_resumed_at_several_steps_per_call_equals_an_uninterrupted_one(tmp
     monkeypatch.setattr(loop, "_backup_callback", backup_callback)
     run_request(resumed)
     _assert_same_job(tmp_path / "through" / "job", tmp_path / "resumed" / "job")
+
+
+@pytest.mark.parametrize("stopped_in", ["first weights", "second record"])
+def test_a_job_stopped_while_writing_its_checkpoint_resumes_as_if_never_stopped(tmp_path, monkeypatch, stopped_in):
+    """Ctrl-C (or a kill) while a checkpoint is written: during the first epoch's weights (Keras'
+    own backup then left a truncated file with nothing to fall back to, and every later attempt
+    failed in h5py), or after the second epoch's weights but before its record. Run again, the job
+    ends as the same job run through."""
+    from crowdskin.train import loop
+    from crowdskin.train.job import run_request
+
+    (tmp_path / "through").mkdir()
+    run_request(_request(tmp_path / "through", **STEPS_CASE))
+
+    (tmp_path / "stopped").mkdir()
+    stopped = _request(tmp_path / "stopped", **STEPS_CASE)
+    backup = tmp_path / "stopped" / "job" / "checkpoint" / "backup"
+    write_json = loop._write_json
+
+    if stopped_in == "first weights":
+        def save_weights_then_stop(self, filepath, overwrite=True):
+            Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(88))  # 96 bytes, as the interrupted write left
+            raise KeyboardInterrupt
+
+        import keras
+        monkeypatch.setattr(keras.Model, "save_weights", save_weights_then_stop)
+    else:
+        def record_then_stop(path, payload):
+            if path.name == "training_metadata.json" and payload["epoch"] == 2:
+                raise KeyboardInterrupt
+            write_json(path, payload)
+
+        monkeypatch.setattr(loop, "_write_json", record_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_request(stopped)
+    assert _epochs_backed_up(tmp_path / "stopped" / "job") == (0 if stopped_in == "first weights" else 1)
+    assert any(backup.glob("*.weights.h5"))  # what the stop left behind
+    monkeypatch.undo()
+    run_request(stopped)
+    _assert_same_job(tmp_path / "through" / "job", tmp_path / "stopped" / "job")

@@ -118,8 +118,7 @@ class Checkpoint:
         _write_json(self.state_file, self.state)
 
     def epochs_done(self) -> int:
-        metadata = self.backup_dir / "training_metadata.json"
-        return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
+        return _epochs_recorded(self.backup_dir)
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -181,26 +180,60 @@ def restore_seed_states(model: Any, backup_dir: Path, epochs_done: int) -> None:
                 state.assign(saved[f"state_{index}"])
 
 
+def _weights_file(backup_dir: Path, epochs_done: int) -> Path:
+    return backup_dir / f"epoch_{epochs_done}.weights.h5"  # Keras wants the .weights.h5 suffix
+
+
 def _backup_callback(keras: Any, backup_dir: Path, epochs: int) -> Any:
     class EpochBackup(keras.callbacks.BackupAndRestore):
         """Keras' BackupAndRestore without the last epoch's backup: the finished model is the job's
         to keep or not, and a one-epoch job would otherwise write a backup only to delete it.
-        The model's random states go next to the weights, named by epoch: a kill between the two
-        files leaves the earlier epoch's pair."""
+
+        Keras writes the weights and then the epoch record over the last ones in place: a Ctrl-C or
+        a kill during the first backup left a truncated weights file and nothing to fall back to
+        (the job then failed for good), and one during a later backup could pair one epoch's weights
+        with another's record. Here every file of an epoch (its random states, its weights) is
+        written under its own name and renamed whole, and the epoch record, renamed last, commits
+        them: a kill anywhere leaves the previous epoch's complete set."""
+
+        def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+            done = _epochs_recorded(backup_dir)
+            for leftover in backup_dir.glob("*.partial*"):
+                leftover.unlink(missing_ok=True)
+            if not done:
+                return
+            weights = _weights_file(backup_dir, done)
+            if not weights.is_file():  # a backup of the layout Keras writes itself
+                weights = backup_dir / "latest.weights.h5"
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)  # its state is in the file
+            self.model.load_weights(str(weights))
+            self.model._initial_epoch = done
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if epoch + 1 < epochs:
-                backup_dir.mkdir(parents=True, exist_ok=True)
-                states = {f"state_{i}": np.asarray(s.value) for i, s in enumerate(_seed_states(self.model))}
-                tmp = backup_dir / "seed_states.tmp.npz"
-                np.savez(tmp, **states)
-                os.replace(tmp, _seed_file(backup_dir, epoch + 1))
-                super().on_epoch_end(epoch, logs)
-                # The weights' double checkpoint may fall back one epoch; no further.
-                _seed_file(backup_dir, epoch - 1).unlink(missing_ok=True)
+            if epoch + 1 >= epochs:
+                return
+            done = epoch + 1
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            states = {f"state_{i}": np.asarray(s.value) for i, s in enumerate(_seed_states(self.model))}
+            tmp = backup_dir / "seed_states.partial.npz"
+            np.savez(tmp, **states)
+            os.replace(tmp, _seed_file(backup_dir, done))
+            partial = backup_dir / "epoch.partial.weights.h5"
+            self.model.save_weights(str(partial), overwrite=True)
+            os.replace(partial, _weights_file(backup_dir, done))
+            _write_json(backup_dir / "training_metadata.json", {"epoch": done, "batch": 0})
+            for older in (*backup_dir.glob("epoch_*.weights.h5"), *backup_dir.glob("seed_states_*.npz"),
+                          backup_dir / "latest.weights.h5"):
+                if older.name not in (_weights_file(backup_dir, done).name, _seed_file(backup_dir, done).name):
+                    older.unlink(missing_ok=True)
 
-    # double_checkpoint: a kill while the weights file is written falls back to the epoch before.
-    return EpochBackup(str(backup_dir), double_checkpoint=True)
+    return EpochBackup(str(backup_dir))
+
+
+def _epochs_recorded(backup_dir: Path) -> int:
+    metadata = backup_dir / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
 
 
 def read_history(path: Path) -> pd.DataFrame:
