@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_runner import REPO, SNAKEMAKE, fault_test, snakemake
+from workflow_runner import REPO, SNAKEMAKE, epochs_backed_up, fault_test, snakemake
 
 pytestmark = [pytest.mark.slow, fault_test]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
@@ -53,14 +53,6 @@ def _wait_for(found, process: subprocess.Popen[bytes], what: str, timeout: float
     raise AssertionError(f"no {what} within {timeout} s")
 
 
-def _epochs_backed_up(job: Path) -> int:
-    metadata = job / "checkpoint" / "backup" / "training_metadata.json"
-    try:
-        return int(json.loads(metadata.read_text())["epoch"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
-
-
 def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_path):
     (tmp_path / "slow.yaml").write_text(SLOW_EPOCHS)
     log = tmp_path / "snakemake.log"
@@ -84,13 +76,13 @@ def test_a_run_killed_in_annotation_and_in_training_completes_and_resumes(tmp_pa
     def job_past_epoch_two():
         for metadata in (tmp_path / "results/test/train").glob("*/*/fold*/checkpoint/backup/training_metadata.json"):
             job = metadata.parents[2]
-            if 2 <= _epochs_backed_up(job) < EPOCHS - 1:
+            if 2 <= epochs_backed_up(job) < EPOCHS - 1:
                 return job
         return None
 
     killed_job = _wait_for(job_past_epoch_two, run, "training job past its second epoch")
     _kill_tree(run)
-    done_at_kill = _epochs_backed_up(killed_job)
+    done_at_kill = epochs_backed_up(killed_job)
     assert not (killed_job / "metrics.json").exists()  # the job had not finished
 
     # 4. Unlock and re-run what was incomplete: the run completes.

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_runner import REPO, SNAKEMAKE, fault_test, snakemake
+from workflow_runner import REPO, SNAKEMAKE, epochs_backed_up, fault_test, snakemake
 
 pytestmark = [pytest.mark.slow, fault_test]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
@@ -31,14 +31,6 @@ TEST_CONFIG = REPO / ".test" / "config.yaml"
 EPOCHS = 4
 SLOW_EPOCHS = f"train: {{epochs: {EPOCHS}, steps_per_epoch: 30, backbone_checks: []}}\n"
 TARGET = "results/test/train/runs.csv"  # the training stage and what it needs, not evaluation
-
-
-def _epochs_backed_up(job: Path) -> int:
-    metadata = job / "checkpoint" / "backup" / "training_metadata.json"
-    try:
-        return int(json.loads(metadata.read_text())["epoch"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
 
 
 def test_ctrl_c_in_training_ends_with_one_line_and_resumes_into_the_same_runs(tmp_path):
@@ -51,7 +43,7 @@ def test_ctrl_c_in_training_ends_with_one_line_and_resumes_into_the_same_runs(tm
 
     def job_past_an_epoch() -> Path | None:
         for metadata in (tmp_path / "results/test/train").glob("*/*/fold*/checkpoint/backup/training_metadata.json"):
-            if 1 <= _epochs_backed_up(metadata.parents[2]) < EPOCHS - 1:
+            if 1 <= epochs_backed_up(metadata.parents[2]) < EPOCHS - 1:
                 return metadata.parents[2]
         return None
 
@@ -60,7 +52,7 @@ def test_ctrl_c_in_training_ends_with_one_line_and_resumes_into_the_same_runs(tm
         assert run.poll() is None and time.monotonic() < deadline, "no training job past its first epoch"
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGINT)
-    done_at_interrupt = _epochs_backed_up(stopped_job)
+    done_at_interrupt = epochs_backed_up(stopped_job)
     assert run.wait(timeout=120) != 0
     assert not (stopped_job / "metrics.json").exists()  # it was stopped, not finished
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,3 +31,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def epochs_backed_up(job: Path) -> int:
+    """Epochs a training job's checkpoint holds (0 when it has none, or its record is being written)."""
+    metadata = job / "checkpoint" / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
