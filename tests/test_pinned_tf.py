@@ -41,7 +41,7 @@ def _tiny_model():
     x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
     model = keras.Model(inputs, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(x),
                                  "target_asymmetry": keras.layers.Dense(1, name="target_asymmetry")(x)})
-    compile_model(model, optimizer=keras.optimizers.SGD(0.1), class_weight=CLASS_WEIGHT,
+    compile_model(model, optimizer=keras.optimizers.SGD(0.1),
                   loss_weights={"label": 0.5, "target": 0.5}, run_eagerly=True)
     return model
 
@@ -61,13 +61,14 @@ def test_pipeline_hands_the_loss_target_then_available():
     from crowdskin.train.pipeline import make_dataset
 
     heads = {"asymmetry": (TARGETS, AVAILABLE)}
-    batches = list(make_dataset(IMAGES, ROWS, LABELS, heads, batch_size=3, training=False))
+    batches = list(make_dataset(IMAGES, ROWS, LABELS, heads, batch_size=3, training=False, class_weight=CLASS_WEIGHT))
     x = np.concatenate([b[0].numpy() for b in batches])
     label = np.concatenate([b[1]["label"].numpy() for b in batches])
     pair = np.concatenate([b[1]["target_asymmetry"].numpy() for b in batches])
     assert [len(b[0]) for b in batches] == [3, 1]
     np.testing.assert_array_equal(x, IMAGES[ROWS].astype(np.float32))
-    np.testing.assert_array_equal(label, LABELS.reshape(-1, 1))
+    # The label's pair is [label, class weight]: the weights travel with the data, not in the loss.
+    np.testing.assert_array_equal(label, np.stack([LABELS, np.where(LABELS == 1, 1.5, 0.75)], axis=1))
     assert pair.shape == (4, 2)
     np.testing.assert_array_equal(pair[:, 0], TARGETS)  # NaN where unavailable, compared as equal
     np.testing.assert_array_equal(pair[:, 1], AVAILABLE.astype(np.float32))
@@ -80,7 +81,8 @@ def test_training_step_with_nan_targets_has_the_hand_computed_finite_loss():
     model = _tiny_model()
     before = model.predict(IMAGES[ROWS].astype(np.float32), verbose=0)
     expected = _hand_loss(before["label"], before["target_asymmetry"])
-    data = make_dataset(IMAGES, ROWS, LABELS, {"asymmetry": (TARGETS, AVAILABLE)}, batch_size=4, training=False)
+    data = make_dataset(IMAGES, ROWS, LABELS, {"asymmetry": (TARGETS, AVAILABLE)}, batch_size=4, training=False,
+                        class_weight=CLASS_WEIGHT)
     x, y = next(iter(data))
     logs = model.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"])

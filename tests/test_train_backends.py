@@ -43,7 +43,7 @@ from crowdskin.train.job import run_request
 request = json.loads(Path(args["request"]).read_text())
 run_request(request)  # selects the backend before keras is imported
 import keras
-from crowdskin.train.models import MaskedMSE, WeightedBinaryCrossentropy, compile_model
+from crowdskin.train.models import MaskedMSE, compile_model, label_pairs
 pair = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0], [np.nan, 0.0]], np.float32)
 prediction = np.array([[0.5], [10.0], [0.0], [3.0]], np.float32)
 labels = np.array([[1.0], [0.0], [1.0], [0.0]], np.float32)
@@ -51,9 +51,10 @@ scores = np.array([[0.8], [0.3], [0.6], [0.1]], np.float32)
 inputs = keras.Input((2,))
 model = keras.Model(inputs, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(inputs),
                              "target": keras.layers.Dense(1, name="target")(inputs)})
-compile_model(model, optimizer=keras.optimizers.RMSprop(), class_weight={0: 0.75, 1: 1.5},
+compile_model(model, optimizer=keras.optimizers.RMSprop(),
               loss_weights={"label": 0.5, "target": 0.5})
-total = model.compute_loss(y={"label": labels, "target": pair}, y_pred={"label": scores, "target": prediction})
+total = model.compute_loss(y={"label": label_pairs(labels, {0: 0.75, 1: 1.5}), "target": pair},
+                           y_pred={"label": scores, "target": prediction})
 result = {"backend": keras.backend.backend(), "masked_mse": float(MaskedMSE()(pair, prediction)),
           "total_loss": float(keras.ops.convert_to_numpy(total))}
 if args.get("load"):

@@ -67,9 +67,10 @@ def test_a_jax_entry_is_renamed_into_place_whole(tmp_path, monkeypatch):
     assert cache.get("k2") is None and sorted(path.name for path in tmp_path.iterdir()) == ["k1-cache"]
 
 
-def _job(request: Path, directory: Path, cache: Path | None) -> tuple[Path, subprocess.Popen]:
-    """The request's job in a fresh process, with its own outputs and log and the given cache folder."""
-    job = json.loads(request.read_text())
+def _job(request: Path, directory: Path, cache: Path | None, **changes) -> tuple[Path, subprocess.Popen]:
+    """The request's job (with `changes`) in a fresh process, with its own outputs and log and the
+    given cache folder."""
+    job = json.loads(request.read_text()) | changes
     directory.mkdir()
     job |= {"out_dir": str(directory / "job"), "log": str(directory / "job.log"),
             "execution": {"compile_cache": str(cache) if cache else None}}
@@ -95,7 +96,9 @@ def test_later_jax_jobs_of_a_program_load_it_and_train_the_same(tmp_path):
     same (backbone, size, batch) loads every program from it, and its predictions and history equal
     those of a job without the cache. Catches: no cache (the third job compiles again), a cache that
     skips CPU-size programs (JAX's default threshold is one second of compiling), a concurrent
-    writer's error, or a cached program that trains differently."""
+    writer's error, or a cached program that trains differently. Then another fold's job, with
+    other class weights, loads them all too: a fold-specific constant compiled into a program (the
+    class weights once were) would make each fold compile its own."""
     request = _request(tmp_path / "inputs", "jax")
     cache = tmp_path / "compile-cache"
     started = [_job(request, tmp_path / name, folder)
@@ -118,6 +121,11 @@ def test_later_jax_jobs_of_a_program_load_it_and_train_the_same(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "warm/job/history.csv"),
                                   pd.read_csv(tmp_path / "uncached/job/history.csv"), check_exact=True)
     assert "compile:" in (tmp_path / "warm/job.log").read_text()  # the job's own log says what compiling cost
+
+    other_fold = _finished(*_job(request, tmp_path / "other_fold", cache, fold=1))
+    assert other_fold["class_weight"] != warm["class_weight"]
+    counts = other_fold["compile"]["jax"]
+    assert counts["cache_writes"] == 0 and counts["cache_hits"] == counts["programs"] > 0
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def _wait_for_epoch(job: Path, epoch: int, process: subprocess.Popen, timeout: f
 def test_masked_loss_matches_a_hand_computation():
     import keras
 
-    from crowdskin.train.models import MaskedMSE, WeightedBinaryCrossentropy, compile_model
+    from crowdskin.train.models import MaskedMSE, WeightedBinaryCrossentropy, compile_model, label_pairs
 
     pair = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0]], np.float32)  # [target, available]
     prediction = np.array([[0.5], [10.0], [0.0]], np.float32)
@@ -96,15 +96,98 @@ def test_masked_loss_matches_a_hand_computation():
     labels, scores = np.array([[1.0], [0.0], [1.0]], np.float32), np.array([[0.8], [0.3], [0.6]], np.float32)
     weights = {0: 0.75, 1: 1.5}
     bce = -np.array([np.log(0.8), np.log(0.7), np.log(0.6)]) * np.array([1.5, 0.75, 1.5])
-    assert float(WeightedBinaryCrossentropy(0.75, 1.5)(labels, scores)) == pytest.approx(bce.mean(), rel=1e-5)
+    labels = label_pairs(labels, weights)
+    assert float(WeightedBinaryCrossentropy()(labels, scores)) == pytest.approx(bce.mean(), rel=1e-5)
 
     inputs = keras.Input((2,))
     model = keras.Model(inputs, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(inputs),
                                  "target": keras.layers.Dense(1, name="target")(inputs)})
-    compile_model(model, optimizer=keras.optimizers.RMSprop(), class_weight=weights,
+    compile_model(model, optimizer=keras.optimizers.RMSprop(),
                   loss_weights={"label": 0.5, "target": 0.5})
     total = model.compute_loss(y={"label": labels, "target": pair}, y_pred={"label": scores, "target": prediction})
     assert float(total) == pytest.approx(0.5 * (0.25 + 1.0) / 2 + 0.5 * bce.mean(), rel=1e-5)
+
+
+def test_class_weights_as_data_train_to_the_bit_as_constants_in_the_loss():
+    """The class weights travel with each row's label (so that every fold runs one compiled
+    program) instead of being constants of the loss. Training on them must give the same weights,
+    to the bit, as the loss with the constants did: binary, soft and unlearned (NaN) labels, over
+    several steps of a compiled model. Catches a weight computed in another order or precision, a
+    NaN label that counts, or a weight applied twice (also through Keras' sample weights)."""
+    import keras
+    from keras import ops
+
+    from crowdskin.train.models import MaskedMSE, compile_model, label_pairs
+
+    class ConstantWeights(keras.losses.Loss):  # the loss as it was, weights compiled in
+        def __init__(self, negative: float, positive: float) -> None:
+            super().__init__(name="weighted_bce")
+            self.negative, self.positive = negative, positive
+
+        def call(self, y_true, y_pred):
+            y_true = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")
+            y_pred = ops.cast(ops.reshape(y_pred, (-1, 1)), "float32")
+            learned = ops.logical_not(ops.isnan(y_true))
+            y_true = ops.where(learned, y_true, ops.zeros_like(y_true))
+            bce = keras.losses.binary_crossentropy(y_true, y_pred)
+            weight = y_true[:, 0] * self.positive + (1.0 - y_true[:, 0]) * self.negative
+            return weight * ops.cast(learned[:, 0], "float32") * bce
+
+    weights = {0: 0.6153846153846154, 1: 2.6666666666666665}  # balanced weights of 13 lesions, 3 abnormal
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24, 5)).astype(np.float32)
+    labels = np.array([1, 0, 0, 0.3, np.nan, 0.8, 0, 1] * 3, np.float32)
+    pair = np.stack([rng.normal(size=24), (np.arange(24) % 2).astype(float)], axis=1).astype(np.float32)
+
+    def trained(label_loss, label_data):
+        keras.utils.set_random_seed(7)
+        inputs = keras.Input((5,))
+        hidden = keras.layers.Dense(4, activation="relu")(inputs)
+        model = keras.Model(inputs, {"label": keras.layers.Dense(1, activation="sigmoid", name="label")(hidden),
+                                     "target": keras.layers.Dense(1, name="target")(hidden)})
+        if label_loss is None:
+            compile_model(model, optimizer=keras.optimizers.RMSprop(0.05), loss_weights={"label": 0.5, "target": 0.5})
+        else:
+            model.compile(optimizer=keras.optimizers.RMSprop(0.05), loss={"label": label_loss, "target": MaskedMSE()},
+                          loss_weights={"label": 0.5, "target": 0.5})
+        history = model.fit(x, {"label": label_data, "target": pair}, batch_size=8, epochs=3, shuffle=False,
+                            verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    old_losses, old_weights = trained(ConstantWeights(weights[0], weights[1]), labels.reshape(-1, 1))
+    new_losses, new_weights = trained(None, label_pairs(labels, weights))
+    assert new_losses == old_losses
+    for old, new in zip(old_weights, new_weights, strict=True):
+        np.testing.assert_array_equal(new, old)
+
+
+def test_predictions_run_whole_batches_and_keep_every_row_in_order():
+    """Prediction pads its last batch with repeated rows (one compiled shape for every fold) and
+    drops their outputs. Catches a padded row kept, rows out of order, or a partial batch left."""
+    import keras
+
+    from crowdskin.train.loop import predict
+    from crowdskin.train.models import build_model
+
+    keras.utils.set_random_seed(0)
+    cache = np.random.default_rng(0).integers(0, 255, (50, 16, 16, 3), dtype=np.uint8)
+    rows = np.random.default_rng(1).permutation(50)[:37]
+    examples = pd.DataFrame({"image_id": [f"L{row:02d}" for row in rows], "split": "test", "row": rows,
+                             "label": (rows % 2).astype(float), "label_source": "diagnosis"})
+    model = build_model("smallcnn", 16)
+    shapes: list[int] = []
+    real_predict = model.predict
+
+    def recording(data, **kwargs):
+        shapes.extend(len(data[index][0]) for index in range(len(data)))
+        return real_predict(data, **kwargs)
+
+    model.predict = recording
+    frame = predict(model, examples, cache, batch=8, fold=2)
+    assert shapes == [32, 32]
+    assert frame["image_id"].tolist() == examples["image_id"].tolist() and (frame["fold"] == 2).all()
+    expected = real_predict(cache[rows].astype(np.float32), verbose=0)["label"].reshape(-1)
+    np.testing.assert_allclose(frame["score"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_several_heads_share_the_annotation_weight_each_masked_on_its_own():
@@ -112,13 +195,12 @@ def test_several_heads_share_the_annotation_weight_each_masked_on_its_own():
     real 0 counts). Fails if each head took the whole `target` weight, or one head's mask another's."""
     import keras
 
-    from crowdskin.train.models import build_model, compile_model
+    from crowdskin.train.models import build_model, compile_model, label_pairs
 
     model = build_model("smallcnn", 16, heads=("asymmetry", "asymmetry_std"))
     assert sorted(model.output) == ["label", "target_asymmetry", "target_asymmetry_std"]
-    compile_model(model, optimizer=keras.optimizers.RMSprop(), class_weight={0: 1.0, 1: 1.0},
-                  loss_weights={"label": 0.5, "target": 0.5})
-    labels, scores = np.array([[1.0], [0.0]], np.float32), np.array([[0.8], [0.4]], np.float32)
+    compile_model(model, optimizer=keras.optimizers.RMSprop(), loss_weights={"label": 0.5, "target": 0.5})
+    labels, scores = label_pairs([1.0, 0.0]), np.array([[0.8], [0.4]], np.float32)
     first = np.array([[0.0, 1.0], [5.0, 0.0]], np.float32)  # row 1 unavailable
     second = np.array([[1.0, 0.0], [2.0, 1.0]], np.float32)  # row 0 unavailable
     predicted_first, predicted_second = np.array([[1.0], [0.0]], np.float32), np.array([[0.0], [0.0]], np.float32)

@@ -59,10 +59,10 @@ def bench_train_step(backbone: str, *, size: int = 384, batch: int = 20, steps: 
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
     model = models.build_model(backbone, size, heads=("target",) if multitask else ())
-    models.compile_model(model, optimizer=models.make_optimizer("rmsprop", 2e-5), class_weight={0: 1.0, 1: 1.0},
+    models.compile_model(model, optimizer=models.make_optimizer("rmsprop", 2e-5),
                          loss_weights={"label": 0.5, "target": 0.5}, jit_compile=xla)
     x = _random_cache(batch, size).astype(np.float32)
-    y = {"label": np.zeros((batch, 1), np.float32)}
+    y = {"label": models.label_pairs(np.zeros(batch))}
     if multitask:
         y[models.head_output("target")] = np.ones((batch, 2), np.float32)
     for _ in range(warmup):

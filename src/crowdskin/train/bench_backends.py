@@ -181,7 +181,7 @@ def bench_fit(backbone: str, *, backend: str, size: int, batch: int, precision: 
     layers = models.augmentation(train["augment"]) if augment else None
     model = models.build_model(backbone, size, heads=("target",), preprocess=train["preprocess"], augment=layers)
     models.compile_model(model, optimizer=models.make_optimizer(train["optimizer"], train["learning_rate"]),
-                         class_weight={0: 1.0, 1: 1.0}, loss_weights=train["loss_weights"], jit_compile=jit)
+                         loss_weights=train["loss_weights"], jit_compile=jit)
     n = len(cache)
     rng = np.random.default_rng(0)
     loader = CacheBatches(cache, np.arange(n), rng.integers(0, 2, n), {"target": (rng.normal(size=n),
@@ -238,7 +238,7 @@ def fixed_costs(backend: str, *, repeat_predict: int = 1) -> dict[str, Any]:
     model = models.build_model("smallcnn", size, preprocess=train_config["preprocess"])
     models.compile_model(model, optimizer=models.make_optimizer(train_config["optimizer"],
                                                                 train_config["learning_rate"]),
-                         class_weight={0: 1.0, 1: 1.0}, loss_weights=None, jit_compile=runtime.jit_compile,
+                         loss_weights=None, jit_compile=runtime.jit_compile,
                          run_eagerly=train_config["run_eagerly"])
     built = time.perf_counter()
     n = 500  # the default synthetic set's lesions
@@ -299,7 +299,7 @@ def steps_per_call_timings(backend: str, *, batches_sizes: list[int], values: li
                 model = models.build_model("smallcnn", size, preprocess=train_config["preprocess"])
                 models.compile_model(model, optimizer=models.make_optimizer(train_config["optimizer"],
                                                                             train_config["learning_rate"]),
-                                     class_weight={0: 1.0, 1: 1.0}, loss_weights=None,
+                                     loss_weights=None,
                                      jit_compile=runtime.jit_compile, run_eagerly=train_config["run_eagerly"],
                                      steps_per_execution=ran)
                 train_data = batches(cache, np.arange(320), labels[:320], batch_size=batch, training=True,

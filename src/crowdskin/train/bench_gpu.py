@@ -625,7 +625,7 @@ def trace_step(arguments: dict[str, Any]) -> dict[str, Any]:
     model = build_model(arguments["backbone"], arguments["size"], heads=(), preprocess=train["preprocess"],
                         augment=models.augmentation(train["augment"]))
     compile_model(model, optimizer=make_optimizer(train["optimizer"], train["learning_rate"]),
-                  class_weight={0: 1.0, 1: 1.0}, loss_weights=None, jit_compile=True)
+                  loss_weights=None, jit_compile=True)
     trace_dir = Path(arguments["trace_dir"])
     cache = bench_backends.make_cache(trace_dir.parent / "trace_cache.npy", arguments["images"], arguments["size"])
     n, batch, steps = len(cache), arguments["batch"], arguments["steps"]

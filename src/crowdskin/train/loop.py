@@ -319,7 +319,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
         return batches(cache_array, part["row"].to_numpy(), trained_labels(part, spec.task), targets(part),
                        batch_size=batch, training=training, seed=spec.seed + spec.fold,
                        augment=in_pipeline if training else None, deterministic=settings["deterministic"],
-                       start=start)
+                       start=start, class_weight=class_weight)
 
     steps_per_execution, reduced_because = steps_per_call(spec.steps_per_execution, settings["steps_per_epoch"],
                                                           backend)
@@ -343,7 +343,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
                                        weights=spec.weights, preprocess=settings["preprocess"], augment=in_model,
                                        annotators=head)
         models.compile_model(model, optimizer=models.make_optimizer(settings["optimizer"], settings["learning_rate"]),
-                             class_weight=class_weight, loss_weights=settings.get("loss_weights"),
+                             loss_weights=settings.get("loss_weights"),
                              jit_compile=runtime.jit_compile, run_eagerly=settings["run_eagerly"],
                              steps_per_execution=steps_per_execution,
                              annotator_weights=None if annotators is None
@@ -485,9 +485,13 @@ def predict(model: Any, examples: pd.DataFrame, cache_array: np.ndarray, *, batc
     from crowdskin.train.models import head_output
     from crowdskin.train.pipeline import batches
 
-    data = batches(cache_array, examples["row"].to_numpy(), examples["label"].to_numpy(),
-                   batch_size=max(batch, 32), training=False, images_only=True)
-    outputs = model.predict(data, verbose=0)
+    rows = examples["row"].to_numpy()
+    batch = max(batch, 32)
+    # Whole batches only, the last one filled up with repeated rows whose outputs are dropped: a
+    # partial last batch has another shape in every fold, and so another compiled program.
+    padded = np.resize(rows, math.ceil(len(rows) / batch) * batch)
+    data = batches(cache_array, padded, np.zeros(len(padded)), batch_size=batch, training=False, images_only=True)
+    outputs = {name: np.asarray(values)[:len(rows)] for name, values in model.predict(data, verbose=0).items()}
     frame = pd.DataFrame({
         "image_id": examples["image_id"].to_numpy(), "fold": fold, "split": examples["split"].to_numpy(),
         "score": np.asarray(outputs["label"], np.float64).reshape(-1),

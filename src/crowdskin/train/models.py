@@ -10,6 +10,7 @@ The multi-task loss is 0.5 x masked MSE + 0.5 x binary cross-entropy; a model wi
 shares the 0.5 among them. Each annotation target travels as two columns `[target, available]`:
 the mask is the availability flag, so a real annotation of 0 counts (the study's code treated 0 as
 missing), and the MSE is averaged over the available annotations of the batch, 0 when there are none.
+The label travels the same way, as `[label, weight]` with the row's class weight (`label_pairs`).
 
 A kind with an annotator head (crowdskin.train.annotators) adds the output `target_annotators`:
 each annotator's predicted answer, from the diagnosis through a confusion matrix per annotator or
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from crowdskin.train.annotators import (
@@ -83,30 +85,47 @@ class MaskedMSE(keras.losses.Loss):
         return ops.sum(squared) / ops.maximum(ops.sum(available), 1.0)
 
 
+def label_pairs(labels: Any, class_weight: dict[int, float] | None = None) -> np.ndarray:
+    """(n, 2) float32 rows of [label, weight]: what the label's loss reads. The weight is the row's
+    class weight, interpolated for a soft label and 0 for a NaN label (one the kind does not learn
+    from). The class weights travel as data, not as constants of the loss, because each fold has
+    its own: as constants they made every fold's job compile its own training program, where as
+    data every job of a (backbone, size, batch) runs one program from the compilation cache."""
+    labels = np.asarray(labels, np.float32).reshape(-1)
+    weights = class_weight or {0: 1.0, 1: 1.0}
+    learned = ~np.isnan(labels)
+    known = np.where(learned, labels, np.float32(0))
+    # float32, in the order the loss computed it in the graph before: the same weights to the bit.
+    weight = known * np.float32(weights[1]) + (np.float32(1) - known) * np.float32(weights[0])
+    return np.stack([labels, np.where(learned, weight, np.float32(0))], axis=1).astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="crowdskin")
 class WeightedBinaryCrossentropy(keras.losses.Loss):
-    """Binary cross-entropy with per-class weights, the same arithmetic as Keras' `class_weight`
-    (which Keras 3 refuses for models with several outputs)."""
+    """Binary cross-entropy of [label, weight] rows (`label_pairs`): each row weighted by its class
+    weight, the arithmetic of Keras' `class_weight` (which Keras 3 refuses for models with several
+    outputs). A NaN label is one the kind does not learn from: it adds nothing."""
 
-    def __init__(self, weight_negative: float = 1.0, weight_positive: float = 1.0,
-                 name: str = "weighted_bce", **kwargs: Any) -> None:
+    def __init__(self, name: str = "weighted_bce", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        self.weight_negative = float(weight_negative)
-        self.weight_positive = float(weight_positive)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")
+        y_true = ops.cast(y_true, "float32")
+        label, weight = y_true[:, 0:1], y_true[:, 1]
         y_pred = ops.cast(ops.reshape(y_pred, (-1, 1)), "float32")
-        # A NaN label is one the kind does not learn from: weight 0, and blanked (0 x NaN is NaN).
-        learned = ops.logical_not(ops.isnan(y_true))
-        y_true = ops.where(learned, y_true, ops.zeros_like(y_true))
-        bce = keras.losses.binary_crossentropy(y_true, y_pred)
-        weight = y_true[:, 0] * self.weight_positive + (1.0 - y_true[:, 0]) * self.weight_negative
+        learned = ops.logical_not(ops.isnan(label))
+        # 0 x NaN is NaN: the unlearned label is blanked, not just weighted 0.
+        label = ops.where(learned, label, ops.zeros_like(label))
+        bce = keras.losses.binary_crossentropy(label, y_pred)
         return weight * ops.cast(learned[:, 0], "float32") * bce
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "weight_negative": self.weight_negative,
-                "weight_positive": self.weight_positive}
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class LabelAUC(keras.metrics.AUC):
+    """ROC AUC of the label column of [label, weight] rows; the weight is the loss's, not the metric's."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return super().update_state(y_true[:, 0:1], y_pred, sample_weight=sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="crowdskin")
@@ -251,19 +270,19 @@ def compile_model(
     model: keras.Model,
     *,
     optimizer: keras.optimizers.Optimizer,
-    class_weight: dict[int, float],
     loss_weights: dict[str, float] | None,
     jit_compile: bool = False,
     run_eagerly: bool = False,
     steps_per_execution: int = 1,
     annotator_weights: Sequence[float] | None = None,
 ) -> None:
-    """Weighted cross-entropy on `label`; every other output is an annotation head with the masked
-    MSE. `loss_weights` {label, target}: the label's weight, and the annotation heads' together,
-    shared equally among them, so a model with three heads puts as much weight on annotations as
-    one with a single head. The annotator head's loss weighs each annotator by `annotator_weights`."""
+    """Weighted cross-entropy on `label` (its data: `label_pairs`, the class weights with it); every
+    other output is an annotation head with the masked MSE. `loss_weights` {label, target}: the
+    label's weight, and the annotation heads' together, shared equally among them, so a model with
+    three heads puts as much weight on annotations as one with a single head. The annotator head's
+    loss weighs each annotator by `annotator_weights`."""
     heads = [name for name in model.output if name != "label"]
-    losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy(class_weight[0], class_weight[1])}
+    losses: dict[str, Any] = {"label": WeightedBinaryCrossentropy()}
     # The 0.5/0.5 split is the multi-task loss; a baseline keeps its plain cross-entropy.
     weights = {"label": loss_weights["label"] if heads and loss_weights else 1.0}
     for head in heads:
@@ -272,5 +291,5 @@ def compile_model(
     if keras.backend.backend() != "tensorflow":
         _allow_jit_of_augmentation(model)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                  metrics={"label": [keras.metrics.AUC(name="auc")]},
+                  metrics={"label": [LabelAUC(name="auc")]},
                   jit_compile=jit_compile, run_eagerly=run_eagerly, steps_per_execution=steps_per_execution)

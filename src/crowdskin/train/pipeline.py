@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from crowdskin.train.models import head_output
+from crowdskin.train.models import head_output, label_pairs
 
 
 def _pair(target: np.ndarray, available: np.ndarray) -> np.ndarray:
@@ -47,6 +47,7 @@ def batches(
     images_only: bool = False,
     workers: int = 1,
     start: int = 0,
+    class_weight: Mapping[int, float] | None = None,
 ) -> Any:
     """CacheBatches, except for augmentation in the pipeline on TensorFlow: there tf.data runs the
     augmentation layers in parallel map calls, where CacheBatches calls them from one worker.
@@ -55,14 +56,17 @@ def batches(
     before had been drawn: augmentation's random draws included."""
     if keras.backend.backend() == "tensorflow" and training and augment is not None:
         data = make_dataset(images, rows, labels, heads, batch_size=batch_size, training=training,
-                            seed=seed, augment=augment, deterministic=deterministic, start=start)
+                            seed=seed, augment=augment, deterministic=deterministic, start=start,
+                            class_weight=class_weight)
         return data.map(lambda x, y: x) if images_only else data
     return CacheBatches(images, rows, labels, heads, batch_size=batch_size, training=training,
-                        seed=seed, augment=augment, images_only=images_only, workers=workers, start=start)
+                        seed=seed, augment=augment, images_only=images_only, workers=workers, start=start,
+                        class_weight=class_weight)
 
 
 class CacheBatches(keras.utils.PyDataset):
-    """Batches of (image uint8, {"label": (B, 1)[, "target_<head>": (B, 2) = target, available per head]}).
+    """Batches of (image uint8, {"label": (B, 2) = label, class weight[, "target_<head>": (B, 2) =
+    target, available per head]}).
 
     Training: an endless stream of full batches (one shape, so a compiled step is never
     recompiled), each pass over the rows in a fresh order drawn from (seed, pass), so batch
@@ -72,13 +76,14 @@ class CacheBatches(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
                  heads: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, *,
                  batch_size: int, training: bool, seed: int = 0, augment: Any = None,
-                 images_only: bool = False, workers: int = 1, start: int = 0) -> None:
+                 images_only: bool = False, workers: int = 1, start: int = 0,
+                 class_weight: Mapping[int, float] | None = None) -> None:
         # Augmentation layers keep random state: one worker calls them, in batch order.
         workers = 1 if (training and augment is not None) else max(1, workers)
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
         self.images = images
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.labels = np.asarray(labels, np.float32).reshape(-1, 1)
+        self.labels = label_pairs(labels, dict(class_weight) if class_weight else None)
         self.pairs = {head_output(head): _pair(target, available)
                       for head, (target, available) in (heads or {}).items()}
         self.batch_size = int(batch_size)
@@ -142,8 +147,9 @@ def make_dataset(
     augment: Any = None,
     deterministic: bool = False,
     start: int = 0,
+    class_weight: Mapping[int, float] | None = None,
 ) -> Any:
-    """tf.data batches of (image float32 0-255, {"label": (B, 1)[, "target_<head>": (B, 2) per head]}).
+    """tf.data batches of (image float32 0-255, {"label": (B, 2)[, "target_<head>": (B, 2) per head]}).
 
     Training datasets shuffle and repeat forever (fit's steps_per_epoch bounds an epoch), from
     their batch `start`; others pass once over the rows in order.
@@ -153,7 +159,7 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
     rows = np.asarray(rows, dtype=np.int64)
     size = images.shape[1]
-    label_tensor = tf.constant(np.asarray(labels, np.float32).reshape(-1, 1))
+    label_tensor = tf.constant(label_pairs(labels, dict(class_weight) if class_weight else None))
     head_tensors = {head_output(head): tf.constant(_pair(target, available))
                     for head, (target, available) in (heads or {}).items()}
 
