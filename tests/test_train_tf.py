@@ -190,6 +190,37 @@ def test_predictions_run_whole_batches_and_keep_every_row_in_order():
     np.testing.assert_allclose(frame["score"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_with_the_papers_augmentation_inside_loads_again(tmp_path):
+    """The paper config puts its augmentation inside the model. Keras 3.15's RandomShear saves its
+    factor as (-f, f) and refuses that range when it reads it back, so fine-tuning (crowdsim
+    incremental), explanation and a resumed job could not load such a model. Catches the shear's
+    config not loading, a loaded model that predicts otherwise, and the shear left out of JAX's
+    compiled step."""
+    import keras
+
+    from crowdskin.config import section
+    from crowdskin.train import models
+
+    settings = section("train", {"augment": {"enabled": True, "placement": "model"}})["augment"]
+    assert settings["shear_degrees"] > 0
+    model = models.build_model("smallcnn", 16, heads=("asymmetry",), augment=models.augmentation(settings, seed=3))
+    model.save(tmp_path / "model.keras")
+    loaded = models.load_saved_model(tmp_path / "model.keras")
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    for name, values in model.predict(pixels, verbose=0).items():
+        np.testing.assert_array_equal(loaded.predict(pixels, verbose=0)[name], values)
+    shear = loaded.get_layer("augmentation").get_layer("random_shear")
+    assert isinstance(shear, models.SymmetricShear)
+    assert shear.x_factor[1] == shear.y_factor[1] == pytest.approx(np.tan(np.radians(settings["shear_degrees"])))
+    models._allow_jit_of_augmentation(loaded)
+    assert all(layer.supports_jit for layer in loaded.get_layer("augmentation").layers)
+
+    # Keras' own layer, as models were built before: its saved config does not load.
+    keras_own = keras.layers.RandomShear(x_factor=shear.x_factor[1], fill_mode="nearest")
+    with pytest.raises((TypeError, ValueError), match="factor"):
+        keras.layers.RandomShear.from_config(keras_own.get_config())
+
+
 def test_several_heads_share_the_annotation_weight_each_masked_on_its_own():
     """Two heads: 0.5 x BCE + 0.25 x each head's masked MSE, every head masked by its own flags (a
     real 0 counts). Fails if each head took the whole `target` weight, or one head's mask another's."""
@@ -511,8 +542,7 @@ def _job_outputs(job: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[np.ndarray
 
     import h5py
 
-    # The archive's weights file, read as arrays: loading the model would need every layer to
-    # deserialize (Keras 3.15's RandomShear does not, from its own config with a shear under 1 degree).
+    # The archive's weights file, read as arrays: every weight, whatever layer holds it.
     with zipfile.ZipFile(job / "model.keras") as archive, \
             h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
         weights: list[np.ndarray] = []

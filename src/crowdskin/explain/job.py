@@ -119,7 +119,7 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
     configure(backend=request.get("backend") or "tensorflow", threads=threads)
     import keras
 
-    import crowdskin.train.models  # noqa: F401 - registers the layers and losses model.keras names
+    from crowdskin.train import models
 
     inputs = request["inputs"]
     size, layer = int(request["size"]), request["layer"]
@@ -136,7 +136,7 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
         test["mask_path"] = images["mask_path"].reindex(test["image_id"]).to_numpy()
         test["image_path"] = images["image_path"].reindex(test["image_id"]).to_numpy()
         fold_images = np.asarray(cache_array[rows_of.loc[test["image_id"]].to_numpy()])
-        model = keras.models.load_model(model_path, compile=False)
+        model = models.load_saved_model(model_path)
         rows, fold_arrays = explain_fold(model, test, fold_images, layer, size, shortcut, shortcut_root)
         tables.append(rows.assign(model=request["task"], backbone=request["backbone"], fold=fold))
         arrays[f"fold{fold}_ids"] = rows["image_id"].to_numpy(str)

@@ -300,7 +300,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
 
     if checkpoint.final_model.is_file():
         log.info("resuming from checkpoint: training finished before")
-        model = keras.models.load_model(checkpoint.final_model, compile=False)
+        model = models.load_saved_model(checkpoint.final_model)
         return FitResult(model, read_history(checkpoint.history_csv), 0.0, class_weight, batch, **timing)
 
     heads = kind_of(spec.task.kind).heads(spec.task)
@@ -332,7 +332,7 @@ def fit(spec: JobSpec, examples: pd.DataFrame, cache_array: np.ndarray, checkpoi
         if starts_from is not None:
             if spec.base_model is None:
                 raise ValueError(f"{spec.task.name} fine-tunes the fold's {starts_from} model; none was given")
-            model = keras.models.load_model(spec.base_model, compile=False)
+            model = models.load_saved_model(spec.base_model)
             missing = [head for head in heads if models.head_output(head) not in model.output]
             if missing:
                 raise ValueError(f"{spec.task.name} fine-tunes {spec.base_model}, which has no head for {missing}")

@@ -128,6 +128,35 @@ class LabelAUC(keras.metrics.AUC):
         return super().update_state(y_true[:, 0:1], y_pred, sample_weight=sample_weight)
 
 
+def _magnitude(factor: Any) -> Any:
+    """f from a symmetric range (-f, f), as RandomShear saves its factors; anything else as it is."""
+    if isinstance(factor, (list, tuple)) and len(factor) == 2 and float(factor[0]) == -float(factor[1]):
+        return abs(float(factor[1]))
+    return factor
+
+
+@keras.saving.register_keras_serializable(package="crowdskin")
+class SymmetricShear(keras.layers.RandomShear):
+    """keras.layers.RandomShear that loads again from its saved config. Keras 3.15 saves each
+    factor as its range (-f, f) and then refuses the range's negative end when it reads it, so no
+    model with shear inside (the paper config's augmentation placement) could be loaded again:
+    not to fine-tune, explain or resume from. This one saves f (and reads the range too). Models
+    saved before with Keras' own layer stay unreadable; their jobs re-run with this code anyway."""
+
+    def __init__(self, x_factor: Any = 0.0, y_factor: Any = 0.0, **kwargs: Any) -> None:
+        super().__init__(x_factor=_magnitude(x_factor), y_factor=_magnitude(y_factor), **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "x_factor": _magnitude(self.x_factor),
+                "y_factor": _magnitude(self.y_factor)}
+
+
+def load_saved_model(path: Path | str) -> keras.Model:
+    """A model.keras of this package for inference or fine-tuning (no optimizer, not compiled);
+    its layers and losses are registered by importing this module."""
+    return keras.models.load_model(path, compile=False)
+
+
 @keras.saving.register_keras_serializable(package="crowdskin")
 class ChannelShift(keras.layers.Layer):
     """ImageDataGenerator's channel_shift_range: one uniform offset per image added to all
@@ -177,7 +206,8 @@ def augmentation(settings: dict[str, Any], seed: int = 0) -> keras.Sequential:
     if settings["shear_degrees"]:
         # ImageDataGenerator's shear_range is an angle in degrees; RandomShear takes the shear factor.
         factor = math.tan(math.radians(settings["shear_degrees"]))
-        layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=factor, fill_mode="nearest", seed=seed + 2))
+        layers.append(SymmetricShear(x_factor=factor, y_factor=factor, fill_mode="nearest", seed=seed + 2,
+                                     name="random_shear"))
     if settings["zoom"]:
         layers.append(keras.layers.RandomZoom(settings["zoom"], settings["zoom"], fill_mode="nearest", seed=seed + 3))
     if settings["channel_shift"]:
@@ -256,7 +286,8 @@ def _allow_jit_of_augmentation(layer: keras.layers.Layer) -> None:
     """
     for child in getattr(layer, "layers", []):
         if isinstance(child, keras.layers.Layer):
-            if not child.supports_jit and "image_preprocessing" in type(child).__module__:
+            keras_augmentation = any("image_preprocessing" in cls.__module__ for cls in type(child).__mro__)
+            if not child.supports_jit and keras_augmentation:
                 child.supports_jit = True
             _allow_jit_of_augmentation(child)
 
