@@ -180,3 +180,35 @@ def test_jax_jobs_sharing_a_gpu_allocate_on_demand():
     answers = [subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True,
                               env=environment).stdout.strip() for mode in ("share", "alone")]
     assert answers == ["false", "None"]
+
+
+def test_a_jax_job_forked_from_the_warm_worker_gets_its_thread_flags():
+    """The warm worker's server imports keras on JAX, then forks each job. A job's XLA flags (its
+    thread pool) must still be set there, before JAX starts a device; after that they cannot
+    change, and are left alone. Catches the flags skipped because jax was imported already: such a
+    job took every core and shared no compilation-cache entry with jobs in their own process."""
+    if not installed("jax"):
+        pytest.skip("JAX is not installed: `make install BACKEND=jax` adds it")
+    probe = """
+import os
+from crowdskin.train.backend import select
+select("jax")
+import keras  # noqa: F401 - what the worker's server imports before it forks
+import crowdskin.train.models  # noqa: F401
+child = os.fork()
+if child == 0:
+    select("jax", threads=1)
+    before = os.environ["XLA_FLAGS"]
+    import jax.numpy as jnp
+    (jnp.ones(3) * 2).block_until_ready()
+    select("jax", threads=2)
+    print(before, "|", os.environ["XLA_FLAGS"], flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+    environment = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env=environment).stdout.strip()
+    before, after = (part.strip() for part in answer.split("|"))
+    assert "intra_op_parallelism_threads=1" in before and "--xla_cpu_multi_thread_eigen=false" in before
+    assert after == before  # started: a later call changes nothing

@@ -48,18 +48,19 @@ def select(name: str | None = None, *, threads: int | None = None, deterministic
     if name not in BACKENDS:
         raise BackendError(f"train.backend must be one of {', '.join(BACKENDS)}, not {name!r}")
     running = active()
-    if running is not None:
-        if running != name:
-            raise BackendError(f"this process already runs Keras on {running}; a job on {name} needs its own "
-                               f"process (KERAS_BACKEND is read once, when keras is first imported)")
-        return name
-    if not installed(name):
-        raise BackendError(f"train.backend is {name} but {PACKAGES[name]} is not installed: "
-                           f"`make install BACKEND={name}` adds it to .venv")
-    os.environ["KERAS_BACKEND"] = name
-    if name == "tensorflow":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if name == "jax" and "jax" not in sys.modules:
+    if running is not None and running != name:
+        raise BackendError(f"this process already runs Keras on {running}; a job on {name} needs its own "
+                           f"process (KERAS_BACKEND is read once, when keras is first imported)")
+    if running is None:
+        if not installed(name):
+            raise BackendError(f"train.backend is {name} but {PACKAGES[name]} is not installed: "
+                               f"`make install BACKEND={name}` adds it to .venv")
+        os.environ["KERAS_BACKEND"] = name
+        if name == "tensorflow":
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Also where keras and jax are imported already: a job forked from the warm worker, whose
+    # server imported them but never started a device, still gets its own flags.
+    if name == "jax" and not _jax_started():
         flags = os.environ.get("XLA_FLAGS", "")
         if threads is not None and "intra_op_parallelism_threads" not in flags:
             # Scheduled jobs share the machine: JAX would otherwise take every core for its CPU kernels.
@@ -71,3 +72,15 @@ def select(name: str | None = None, *, threads: int | None = None, deterministic
         if share_gpu:
             os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return name
+
+
+def _jax_started() -> bool:
+    """Whether JAX has started its devices in this process: XLA reads XLA_FLAGS then, once."""
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # a JAX without that module: assume started, and leave its flags alone
+        return True
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return True if started is None else bool(started())
