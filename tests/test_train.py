@@ -409,6 +409,23 @@ def test_a_job_refuses_a_cache_built_with_another_label(tmp_path, captured_spec)
         run_request(request)
 
 
+def test_the_explanation_job_refuses_a_cache_built_with_another_label(tmp_path):
+    """The explanation stage reads the training cache too; it refuses it as a training job does,
+    before any model is loaded. Catches the labels left unchecked there."""
+    from crowdskin.explain.job import run_request
+    from crowdskin.train.cache import CacheError
+
+    inputs = _job_request(tmp_path)["inputs"]
+    images = pd.read_parquet(tmp_path / "images.parquet").assign(mask_path=None)
+    images.loc[images["image_id"] == "J004", "abnormal"] = 1  # relabelled after the cache was built
+    images.to_parquet(tmp_path / "images.parquet")
+    request = {"task": "baseline", "backbone": "smallcnn", "size": 8, "layer": "block3_conv", "threads": 1,
+               "inputs": {**inputs, "models": [str(tmp_path / "absent.keras")], "predictions": [str(tmp_path / "p")]},
+               "out_dir": str(tmp_path / "explain")}
+    with pytest.raises(CacheError, match=rf"cache {tmp_path / 'cache.npy'} was built with label 0 for lesion 'J004'"):
+        run_request(request)
+
+
 @pytest.mark.parametrize(("requested", "steps_per_epoch", "backend", "runs"), [
     (1, 7, "jax", 1), (4, 100, "jax", 4), (8, 100, "tensorflow", 5), (16, 100, "jax", 10),
     (4, 6, "tensorflow", 3), (3, 7, "jax", 1), (50, 10, "jax", 10), (4, 100, "torch", 1),

@@ -123,9 +123,11 @@ def run_request(request: dict[str, Any]) -> pd.DataFrame:
 
     inputs = request["inputs"]
     size, layer = int(request["size"]), request["layer"]
-    images = pd.read_parquet(inputs["images"], columns=["image_id", "image_path", "mask_path"]).set_index("image_id")
+    images = pd.read_parquet(inputs["images"], columns=["image_id", "image_path", "mask_path", "abnormal"]
+                             ).set_index("image_id")
+    # As a training job: a cache built with other labels than the images table's is refused.
     cache_array, cache_index = read_cache(inputs["cache_array"], inputs["cache_index"],
-                                          manifest=inputs.get("cache_manifest"))
+                                          manifest=inputs.get("cache_manifest"), labels=images["abnormal"])
     rows_of = cache_index.set_index("image_id")["row"]
     shortcut = pd.read_csv(inputs["shortcut"]) if inputs.get("shortcut") else None
     shortcut_root = shortcut_folder(inputs["shortcut"]) if inputs.get("shortcut") else None
