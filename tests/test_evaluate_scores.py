@@ -344,8 +344,19 @@ def test_an_ensemble_member_missing_test_lesions_of_its_fold_is_refused():
         average_predictions({"a": member.iloc[1:], "b": member.iloc[1:]}, where="e/fold2", fold_tests=tests)
 
 
-def test_the_scores_rule_refuses_a_predictions_file_missing_test_lesions(tmp_path):
-    """The rule as Snakemake runs it: a predictions file that lost 10 of its fold's 30 test rows."""
+SCRIPTS_READING_PREDICTIONS = {
+    "scores": (("auc_folds", "auc_summary", "auc_table", "auc_table_md", "comparisons", "roc", "heads", "metrics"),
+               {"backbones": ["smallcnn"], "extra_comparisons": []}),
+    "operating": (("calibration", "brier", "operating", "fold_roc", "head_points", "calibration_figure",
+                   "operating_figure", "fold_roc_figure", "heads_figure"),
+                  {"ensembles": []}),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(SCRIPTS_READING_PREDICTIONS))
+def test_the_rules_reading_predictions_refuse_a_file_missing_test_lesions(tmp_path, stage):
+    """The scoring and the operating-characteristics rules as Snakemake runs them: a predictions file
+    that lost 10 of its fold's 30 test rows stops the rule before it writes anything."""
     import logging
     import runpy
     import sys
@@ -365,14 +376,14 @@ def test_the_scores_rule_refuses_a_predictions_file_missing_test_lesions(tmp_pat
         paths.append(str(tmp_path / f"fold{fold}.parquet"))
         frame.to_parquet(paths[-1])
         index.append({"model": "baseline", "kind": "baseline", "source": "", "backbone": "smallcnn", "fold": fold})
-    outputs = {name: str(tmp_path / f"{name}.out") for name in ("auc_folds", "auc_summary", "auc_table", "auc_table_md",
-                                                                  "comparisons", "roc", "heads", "metrics")}
+    names, stage_params = SCRIPTS_READING_PREDICTIONS[stage]
+    outputs = {name: str(tmp_path / f"{name}.out") for name in names}
     rule = SimpleNamespace(
         input=SimpleNamespace(predictions=paths, folds=str(tmp_path / "folds.parquet")),
-        output=SimpleNamespace(**outputs), log=[str(tmp_path / "scores.log")], rule="scores",
-        params=SimpleNamespace(index=index, backbones=["smallcnn"], scheme="kfold", seed=0, extra_comparisons=[],
+        output=SimpleNamespace(**outputs), log=[str(tmp_path / f"{stage}.log")], rule=stage,
+        params=SimpleNamespace(index=index, scheme="kfold", seed=0, **stage_params,
                                bootstrap={"resamples": 10, "confidence": 0.95, "seed": None}))
-    script = Path(__file__).resolve().parents[1] / "workflow/scripts/evaluate_scores.py"
+    script = Path(__file__).resolve().parents[1] / f"workflow/scripts/evaluate_{stage}.py"
     stderr = sys.stderr
     try:
         with pytest.raises(PredictionsError, match=rf"{paths[3]}: the test predictions of fold 3 are not the 30 test "

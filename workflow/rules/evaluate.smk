@@ -163,7 +163,8 @@ localrules:
 
 rule operating_characteristics:
     input:
-        SCORED_FILES,
+        predictions=SCORED_FILES,
+        folds=rules.split_folds.output.folds,
     output:
         calibration=f"{SCORES}/calibration.csv",
         brier=f"{SCORES}/brier.csv",

@@ -3,15 +3,21 @@ operating points, per-fold ROC curves and the heads' scatter (crowdskin.evaluate
 import pandas as pd
 
 from crowdskin.evaluate import operating, operating_figures
+from crowdskin.evaluate.coverage import check_test_predictions, fold_test_lesions
 from crowdskin.evaluate.scores import head_rows, head_summary
 from crowdskin.logs import to_rule_log
 from crowdskin.tables import write_csv_atomic
+from crowdskin.train.splits import read_folds
 
 log = to_rule_log(snakemake)
 params = snakemake.params
+folds_path = snakemake.input.folds
+folds, _, _ = read_folds(folds_path, scheme=params.scheme)
+tested = {fold: fold_test_lesions(folds, fold) for fold in {entry["fold"] for entry in params.index}}
 parts, heads = [], []
-for path, entry in zip(snakemake.input, params.index, strict=True):
+for path, entry in zip(snakemake.input.predictions, params.index, strict=True):
     frame = pd.read_parquet(path)
+    check_test_predictions(frame, tested[entry["fold"]], source=path, fold=entry["fold"], folds_source=folds_path)
     identity = {k: entry[k] for k in ("model", "kind", "source", "backbone")}
     heads.append(head_rows(frame).assign(**identity))
     frame = frame.loc[frame["split"].isin(["val", "test"]), ["split", "image_id", "score", "label"]]
