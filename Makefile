@@ -67,12 +67,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-# Faults (about 5 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
+# Faults (about 6 min; `make test` skips them, CI runs them): whole runs SIGKILLed during
 # annotation and training, then --unlock and --rerun-incomplete; Ctrl-C and its resume command; two
 # working directories sharing one MLflow store; the warm worker's failure paths; the GPU benchmark
-# script's whole call on CPU (`--tiny`).
+# script's whole call on CPU (`--tiny`). Two workers, a file each at a time, as `make test`: every
+# test works in its own folder, and their kill windows hold with the other worker's load beside them.
 test-faults: $(STAMP)
-	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_faults_compile_cache.py tests/test_train_worker.py tests/test_faults_bench_gpu.py
+	CROWDSKIN_FAULT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/test_faults.py tests/test_faults_interrupt.py tests/test_faults_shared_store.py tests/test_faults_steps_per_call.py tests/test_faults_compile_cache.py tests/test_train_worker.py tests/test_faults_bench_gpu.py
 
 # Other entry points, run whole (about 2 min; `make test` skips them, CI runs them): the workflow
 # deployed as a Snakemake module in a scratch project, and the example study's generic inputs.

@@ -24,8 +24,11 @@ from workflow_runner import REPO, SNAKEMAKE, epochs_backed_up, fault_test, snake
 
 pytestmark = [pytest.mark.slow, fault_test]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
-# Layered on the test config: epochs long enough (eager steps) to kill a job between two of them.
-SLOW_EPOCHS = "train: {epochs: 6, steps_per_epoch: 40, backbone_checks: []}\n"
+# Layered on the test config: epochs long enough (12 eager steps, about 0.7 s on two cores) to kill a
+# job between two of them. The kill lands within 50 ms of the poll (the warm worker's select loop
+# stops the job of a killed client), and the window below spans three epochs. Every job of the re-run
+# trains at this length, so longer epochs cost minutes of CI.
+SLOW_EPOCHS = "train: {epochs: 6, steps_per_epoch: 12, backbone_checks: []}\n"
 EPOCHS = 6
 
 

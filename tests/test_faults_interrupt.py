@@ -27,9 +27,11 @@ from workflow_runner import REPO, SNAKEMAKE, epochs_backed_up, fault_test, snake
 
 pytestmark = [pytest.mark.slow, fault_test]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
-# Layered on the test config: epochs long enough (eager steps) for Ctrl-C to fall between two of them.
+# Layered on the test config: epochs long enough (12 eager steps, about 0.7 s on two cores) for
+# Ctrl-C to fall between two of them: a job dies with its client (SIGINT's default action in the
+# forked job), and the window below spans two epochs. Every job trains at this length.
 EPOCHS = 4
-SLOW_EPOCHS = f"train: {{epochs: {EPOCHS}, steps_per_epoch: 30, backbone_checks: []}}\n"
+SLOW_EPOCHS = f"train: {{epochs: {EPOCHS}, steps_per_epoch: 12, backbone_checks: []}}\n"
 TARGET = "results/test/train/runs.csv"  # the training stage and what it needs, not evaluation
 
 
