@@ -66,3 +66,17 @@ def test_usage_md_lists_every_setting_with_its_default():
         assert f"| `{setting.path}` |" in text
     assert "| `train.backbones` | list of one of " in text and "`smallcnn`" in text  # the registry's names
     assert "| `crowd.mturk.first_hit_min_s` | number (>= 0) | `60` |" in text
+
+
+def test_the_generator_answers_help_and_writes_no_file_named_after_it(tmp_path, monkeypatch, capsys):
+    """Catches a command line read as a bare path: `--help` once wrote the page to a file of that
+    name in the checkout."""
+    from crowdskin.settings_docs import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "the file to write" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert main([str(tmp_path / "usage.md")]) == 0
+    assert (tmp_path / "usage.md").read_text(encoding="utf-8") == usage_markdown(SCHEMA_DIR)

@@ -9,6 +9,7 @@ one added without a description fails tests/test_settings_docs.py. Regenerate wi
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -227,10 +228,14 @@ def _is_required(schema: dict[str, Any], key: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m crowdskin.settings_docs [PATH]`: write docs/usage.md to PATH (stdout without)."""
-    args = sys.argv[1:] if argv is None else argv
+    # argparse, so that `--help` (or any other option) is answered, never taken for the file to write.
+    parser = argparse.ArgumentParser(prog="python -m crowdskin.settings_docs",
+                                     description="Write the settings page generated from the schemas.")
+    parser.add_argument("path", nargs="?", type=Path, help="the file to write (standard output without)")
+    path = parser.parse_args(argv).path
     text = usage_markdown(SCHEMA_DIR)
-    if args:
-        Path(args[0]).write_text(text, encoding="utf-8")
+    if path is not None:
+        path.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
