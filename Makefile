@@ -80,7 +80,7 @@ test-faults: $(STAMP)
 test-deploy: $(STAMP)
 	CROWDSKIN_DEPLOY_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/test_module_deployment.py tests/test_example_study.py
 
-# DVC (about 8 min; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
+# DVC (8-10 min on two cores; `make test` skips it, CI runs it): `dvc repro` of the default config in a scratch
 # git copy of the project, then a no-op repro, metrics, push and pull, a crowd setting's invalidation.
 test-dvc: $(STAMP)
 	CROWDSKIN_DVC_TESTS=1 $(BIN)/python -m pytest tests/test_dvc.py

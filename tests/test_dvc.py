@@ -5,7 +5,7 @@ and that DVC versions everything it wrote; a second `dvc repro` runs nothing; `d
 prints the AUCs; push, losing the cache and the outputs, and pull restore every file; a changed
 crowd setting invalidates the crowd stage and the stages after it, and no other.
 
-The run takes about seven minutes on two cores, so `make test` skips it; `make test-dvc` runs it, and
+The run takes 7-10 minutes on two cores, so `make test` skips it; `make test-dvc` runs it, and
 so does CI (`.ci/run`).
 """
 
@@ -39,7 +39,7 @@ UNVERSIONED = (f"{RESULTS}/logs/", f"{RESULTS}/benchmarks/", "results/mlflow/")
 
 dvc_test = pytest.mark.skipif(
     not os.environ.get("CROWDSKIN_DVC_TESTS"),
-    reason="runs the whole default workflow through `dvc repro` (about 8 min): `make test-dvc` runs it (CI does)",
+    reason="runs the whole default workflow through `dvc repro` (8-10 min): `make test-dvc` runs it (CI does)",
 )
 pytestmark = [pytest.mark.slow, dvc_test]
 
